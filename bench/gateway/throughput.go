@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/loadgen"
+)
+
+// cell is one measurement: a target at a concurrency and a body size.
+type cell struct {
+	Target            string        `json:"target"`
+	Concurrency       int           `json:"concurrency"`
+	Size              int           `json:"size"`
+	Requests          int64         `json:"requests"`
+	RequestsPerSecond float64       `json:"requests_per_second"`
+	P50               time.Duration `json:"p50_ns"`
+	P99               time.Duration `json:"p99_ns"`
+	Failures          int64         `json:"failures"`
+	ForcedReconnects  int64         `json:"forced_reconnects"`
+	// ProxyCPU, BackendCPU and LoadCPU are CPU time (user+system) per
+	// request of the proxy, the backend and the load generator; a LoadCPU
+	// near 1s/(req/s) means the load generator was the bottleneck.
+	ProxyCPU   time.Duration `json:"proxy_cpu_per_request_ns"`
+	BackendCPU time.Duration `json:"backend_cpu_per_request_ns"`
+	LoadCPU    time.Duration `json:"load_cpu_per_request_ns"`
+	// OtherCPU is the share of the machine's CPU time, over the window,
+	// that none of the three used: other work on the machine, and kernel
+	// interrupt work (some of it loopback traffic's). More than a few
+	// percent means the cell's numbers are disturbed.
+	OtherCPU float64 `json:"other_cpu_percent"`
+	Err      string  `json:"error,omitempty"`
+}
+
+func (b *bench) runThroughput() error {
+	backend, backendAddr, err := b.startBackend("bench")
+	if err != nil {
+		return fmt.Errorf("start backend: %w", err)
+	}
+	defer backend.stop()
+	var cells []cell
+	for _, name := range b.opts.targets {
+		cells = append(cells, b.measureTarget(name, backend, backendAddr)...)
+	}
+	printCells(cells)
+	printRatios(cells)
+	return b.writeJSON(cells)
+}
+
+// measureTarget starts a target and measures every cell through it; a
+// target that cannot start gives cells that carry its error.
+func (b *bench) measureTarget(name string, backend *proc, backendAddr string) []cell {
+	fmt.Printf("measuring %s...\n", name)
+	t, err := b.startTarget(name, backendAddr)
+	var cells []cell
+	for _, conc := range b.opts.concurrency {
+		for _, size := range b.opts.sizes {
+			c := cell{Target: name, Concurrency: conc, Size: size}
+			if err != nil {
+				c.Err = err.Error()
+			} else {
+				b.measure(t, backend, &c)
+			}
+			cells = append(cells, c)
+		}
+	}
+	if t != nil {
+		t.stop()
+	}
+	return cells
+}
+
+// measure runs a warm-up, then the measured load, reading the proxy's and
+// the backend's CPU time on either side of it.
+func (b *bench) measure(t *target, backend *proc, c *cell) {
+	path := "/fast"
+	if c.Size != 100 {
+		path = fmt.Sprintf("/bytes?n=%d", c.Size)
+	}
+	cfg := loadgen.Config{Addr: t.addr, Fast: c.Concurrency, FastPath: path, Duration: b.opts.warmup}
+	if _, err := loadgen.Run(context.Background(), cfg); err != nil {
+		c.Err = err.Error()
+		return
+	}
+	before, err := b.cpuTimes(t, backend)
+	if err != nil {
+		c.Err = err.Error()
+		return
+	}
+	cfg.Duration = b.opts.duration
+	start := time.Now()
+	res, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		c.Err = err.Error()
+		return
+	}
+	after, err := b.cpuTimes(t, backend)
+	if err != nil {
+		c.Err = err.Error()
+		return
+	}
+	window := time.Since(start)
+	c.Requests, c.RequestsPerSecond, c.Failures, c.ForcedReconnects = res.Requests, res.RequestsPerSecond, res.Failures, res.ForcedReconnects
+	c.P50, c.P99 = res.Latency.P50, res.Latency.P99
+	if res.Requests > 0 {
+		n := time.Duration(res.Requests)
+		c.ProxyCPU, c.BackendCPU, c.LoadCPU = (after[0]-before[0])/n, (after[1]-before[1])/n, (after[2]-before[2])/n
+	}
+	ours := after[0] - before[0] + after[1] - before[1] + after[2] - before[2]
+	other := after[3] - before[3] - ours
+	c.OtherCPU = max(0, 100*float64(other)/float64(window*time.Duration(cpuCount())))
+	if res.Failures > 0 {
+		c.Err = res.Err().Error()
+	}
+}
+
+// cpuTimes reads the CPU time used so far by the proxy (0 for direct), the
+// backend, this process (the load generator) and the whole machine.
+func (b *bench) cpuTimes(t *target, backend *proc) ([4]time.Duration, error) {
+	var out [4]time.Duration
+	var err error
+	if t.proc != nil {
+		if out[0], err = cpuTime(t.proc.pid(), b.tick); err != nil {
+			return out, fmt.Errorf("%s cpu: %w", t.name, err)
+		}
+	}
+	if out[1], err = cpuTime(backend.pid(), b.tick); err != nil {
+		return out, fmt.Errorf("backend cpu: %w", err)
+	}
+	// Not cpuTime: the backend and the proxies are this process's children.
+	self, err := ticks(os.Getpid())
+	if err != nil {
+		return out, fmt.Errorf("load generator cpu: %w", err)
+	}
+	out[2] = time.Duration(self) * b.tick
+	if out[3], err = machineBusy(b.tick); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+func printCells(cells []cell) {
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tconns\tbody\treq/s\tp50\tp99\terrors\tproxy µs/req\tbackend µs/req\tload µs/req\tother cpu\t")
+	for _, c := range cells {
+		if c.Requests == 0 && c.Err != "" {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t\n", c.Target, c.Concurrency, size(c.Size))
+			continue
+		}
+		proxy := "-"
+		if c.Target != "direct" {
+			proxy = micros(c.ProxyCPU)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t%.0f%%\t\n", c.Target, c.Concurrency, size(c.Size), c.RequestsPerSecond,
+			loadgen.FormatDuration(c.P50), loadgen.FormatDuration(c.P99), c.Failures, proxy, micros(c.BackendCPU), micros(c.LoadCPU), c.OtherCPU)
+	}
+	_ = tw.Flush()
+	printErrors(cells)
+}
+
+// printErrors prints each target's distinct errors once.
+func printErrors(cells []cell) {
+	seen := map[string]bool{}
+	for _, c := range cells {
+		if key := c.Target + c.Err; c.Err != "" && !seen[key] {
+			seen[key] = true
+			fmt.Printf("\n%s: %s\n", c.Target, c.Err)
+		}
+	}
+}
+
+// printRatios compares targets cell by cell: each against direct, and
+// handoff against nginx.
+func printRatios(cells []cell) {
+	type key struct{ conc, size int }
+	by := map[string]map[key]cell{}
+	var keys []key
+	for _, c := range cells {
+		if by[c.Target] == nil {
+			by[c.Target] = map[key]cell{}
+		}
+		k := key{c.Concurrency, c.Size}
+		if _, ok := by[c.Target][k]; !ok && c.Target == cells[0].Target {
+			keys = append(keys, k)
+		}
+		if c.Err == "" || c.Requests > 0 {
+			by[c.Target][k] = c
+		}
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "conns\tbody\thandoff/direct req/s\tnginx/direct req/s\thandoff/nginx req/s\thandoff/nginx proxy CPU/req\t")
+	for _, k := range keys {
+		d, h, n := by["direct"][k], by["handoff"][k], by["nginx"][k]
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t\n", k.conc, size(k.size),
+			ratio(h.RequestsPerSecond, d.RequestsPerSecond), ratio(n.RequestsPerSecond, d.RequestsPerSecond),
+			ratio(h.RequestsPerSecond, n.RequestsPerSecond), ratio(float64(h.ProxyCPU), float64(n.ProxyCPU)))
+	}
+	_ = tw.Flush()
+}
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func micros(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Microsecond)) }
+
+func size(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%dKiB", n/1024)
+	}
+	return fmt.Sprintf("%dB", n)
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, statusCmd) }
+
+func statusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status [APP]",
+		Short: "Show apps, their releases and instances, modes, deploys and warnings",
+		Long: `Show every app (or one): its mode and since when, held requests, the
+current and previous release, the deploy in progress or the last one, and
+each instance with its release, health and requests in flight. Warnings
+name what needs an operator: read-only left on, a failing instance, an
+open canary. --json prints the same as the API's GET /api/status.`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			var st *control.Status
+			err := g.call(30*time.Second, func(ctx context.Context, cl *control.Client) (err error) {
+				st, err = cl.Status(ctx, optionalApp(a))
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), st)
+			}
+			printStatus(c.OutOrStdout(), st)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON (stable; see docs/api.md)")
+	return c
+}
+
+func printStatus(w io.Writer, st *control.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, a := range st.Apps {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		mode := a.Mode
+		if since := modeSince(a); !since.IsZero() {
+			mode += " since " + since.Local().Format(time.TimeOnly)
+		}
+		if a.Kind == "worker" {
+			fmt.Fprintf(tw, "%s\tworker app\n", a.App)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s app, %s\n", a.App, a.Kind, mode)
+		}
+		if a.Current != "" {
+			line := "  release " + a.Current
+			if a.Previous != "" {
+				line += " (previous " + a.Previous + ")"
+			}
+			fmt.Fprintln(tw, line)
+		}
+		if d := a.Deploy; d != nil {
+			fmt.Fprintf(tw, "  deploy %s: %s → %s, %s, %s\n", d.ID, fromLabel(d), d.To.Label, d.Strategy, d.State)
+			if d.Error != "" {
+				fmt.Fprintf(tw, "    error: %s\n", d.Error)
+			}
+		}
+		if a.Held > 0 {
+			fmt.Fprintf(tw, "  %d requests held\n", a.Held)
+		}
+		printInstances(tw, a)
+		if len(a.Pools) > 0 {
+			fmt.Fprintln(tw, "  RELEASE\tWEIGHT\tTARGET\tHEALTH\tIN FLIGHT")
+		}
+		for _, p := range a.Pools {
+			for _, t := range p.Targets {
+				health := "healthy"
+				if !t.Healthy {
+					health = "DOWN"
+				}
+				fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\n", p.Release, p.Weight, t.Addr, health, t.Inflight)
+			}
+		}
+		for _, t := range a.Draining {
+			fmt.Fprintf(tw, "  (draining)\t-\t%s\tfor %s\t%d\n", t.Addr, time.Since(t.Since).Round(time.Second), t.Inflight)
+		}
+	}
+	tw.Flush()
+	printMigrations(w, st.Migrations)
+	if len(st.Warnings) > 0 {
+		fmt.Fprintln(w, "\nwarnings:")
+		for _, warn := range st.Warnings {
+			fmt.Fprintln(w, "  ! "+strings.TrimSpace(warn))
+		}
+	}
+}
+
+func modeSince(a control.AppStatus) time.Time {
+	switch {
+	case a.Modes.Maintenance != nil:
+		return a.Modes.Maintenance.Since
+	case a.Modes.Pause != nil:
+		return a.Modes.Pause.Since
+	case a.Modes.ReadOnly != nil:
+		return a.Modes.ReadOnly.Since
+	}
+	return time.Time{}
+}
+
+// printInstances lists an app's supervised processes: release, brick,
+// state and for how long, restarts; draining workers say since when.
+func printInstances(w io.Writer, a control.AppStatus) {
+	if len(a.Instances) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "  INSTANCE\tRELEASE\tBRICK\tPID\tSTATE\tRESTARTS")
+	for _, inst := range a.Instances {
+		state := fmt.Sprintf("%s for %s", inst.State, time.Since(inst.Since).Round(time.Second))
+		if !inst.DrainingSince.IsZero() {
+			state = fmt.Sprintf("%s for %s", inst.State, time.Since(inst.DrainingSince).Round(time.Second))
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%d\t%d\t%s\t%d\n", inst.ID, inst.Release, inst.Brick+1, inst.PID, state, inst.Restarts)
+	}
+}
+
+// printMigrations lists each migration's phases, its backfill's progress,
+// and what a pending contract waits for.
+func printMigrations(w io.Writer, ms []control.Migration) {
+	if len(ms) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nmigrations:")
+	for _, m := range ms {
+		var phases []string
+		for _, p := range m.Phases {
+			phase := p.Name + " " + p.State
+			if p.Name == "backfill" && m.Backfill != nil && p.State != "done" {
+				phase += fmt.Sprintf(" (%d/%d rows, %.0f rows/s)", m.Backfill.Rows, m.Backfill.Total, m.Backfill.RowsPerSec)
+			}
+			phases = append(phases, phase)
+		}
+		fmt.Fprintf(w, "  %s: %s\n", m.ID, strings.Join(phases, ", "))
+		if len(m.WaitingFor) > 0 {
+			fmt.Fprintf(w, "    contract waits for %s\n", strings.Join(m.WaitingFor, ", "))
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseDefaultsAndApps(t *testing.T) {
+	cfg, err := Parse("h.yaml", []byte(`
+listen: ["127.0.0.1:9000"]
+apps:
+  web:
+    hosts: [example.com]
+    instances: 4
+    bricks: 2
+    drain_timeout: 5s
+  api:
+    targets: 127.0.0.1:7001
+  mailin:
+    kind: worker
+    command: [bin/mailin]
+    drain: { timeout: 3h }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Apps.Names(); strings.Join(got, ",") != "web,api,mailin" {
+		t.Fatalf("apps in file order: got %v", got)
+	}
+	web := cfg.Apps.Get("web")
+	if web.DrainTimeout.D() != 5*time.Second || web.HoldMax.D() != 30*time.Second {
+		t.Errorf("web durations: %v %v", web.DrainTimeout, web.HoldMax)
+	}
+	if web.BrickOf(0) != 0 || web.BrickOf(1) != 0 || web.BrickOf(2) != 1 || web.BrickOf(3) != 1 {
+		t.Errorf("bricks of 4 instances in 2 bricks are wrong")
+	}
+	if api := cfg.Apps.Get("api"); len(api.Targets) != 1 || api.Targets[0] != "127.0.0.1:7001" {
+		t.Errorf("a single target should read as a list of one: %v", api.Targets)
+	}
+	if w := cfg.Apps.Get("mailin"); w.Drain.Timeout.D() != 3*time.Hour || w.Drain.Signal != "SIGTERM" {
+		t.Errorf("worker drain: %+v", w.Drain)
+	}
+	if web.ReadOnly.Banner == "" {
+		t.Error("apps inherit the global banner")
+	}
+}
+
+func TestParseErrorsNameKeyAndLine(t *testing.T) {
+	cases := []struct{ name, text, want string }{
+		{"unknown key", "apps:\n  web:\n    instnces: 3\n", `h.yaml:3: apps.web.instnces: unknown key (did you mean "instances"?)`},
+		{"bad duration", "apps:\n  web:\n    drain_timeout: soon\n", `h.yaml:3: apps.web.drain_timeout: want a duration`},
+		{"bad int", "apps:\n  web:\n    instances: many\n", `h.yaml:3: apps.web.instances: want a whole number`},
+		{"bad value", "apps:\n  web:\n    instances: 0\n", `h.yaml:3: apps.web.instances: must be at least 1`},
+		{"bad kind", "apps:\n  web:\n    kind: cron\n", `h.yaml:3: apps.web.kind: want http or worker`},
+		{"two defaults", "apps:\n  a: {}\n  b: {}\n", `h.yaml:3: apps.b.hosts: apps a and b both have no hosts`},
+		{"bad addr", "listen: [8080]\n", `h.yaml:1: listen[0]: want host:port`},
+		{"top unknown", "\nlisten: [\"127.0.0.1:1\"]\nsockett: x\n", `h.yaml:3: sockett: unknown key (did you mean "socket"?)`},
+		{"worker without command", "apps:\n  w:\n    kind: worker\n", `h.yaml:2: apps.w.command: a worker needs a command`},
+		{"duplicate", "apps:\n  a:\n    instances: 1\n    instances: 2\n", `h.yaml:4: apps.a.instances: key given twice`},
+		{"yaml syntax", "apps: [\n", `h.yaml: `},
+		{"bad signal", "apps:\n  a:\n    stop: {signal: TERM}\n", `h.yaml:3: apps.a.stop.signal: unknown signal "TERM"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("h.yaml", []byte(c.text))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"512": 512, "64KiB": 64 << 10, "10MB": 10e6, "1G": 1 << 30} {
+		var b ByteSize
+		if err := b.parse(in); err != nil || b != want {
+			t.Errorf("%s: got %d, %v", in, b, err)
+		}
+	}
+}
+
+func TestDatabaseBackfill(t *testing.T) {
+	cfg, err := Parse("h.yaml", []byte("database:\n  url: postgres://x/y\n  backfill: { rate: 2000, duty: 80 }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Database.Backfill
+	if b.Rate != 2000 || b.Duty != 80 || b.Batch != 1000 || b.BatchTime.D() != 40*time.Millisecond || b.Workers != 1 {
+		t.Errorf("backfill settings with defaults: %+v", b)
+	}
+	if _, err := Parse("h.yaml", []byte("database:\n  backfill: { rows: 5 }\n")); err == nil || !strings.Contains(err.Error(), "h.yaml:2: database.backfill.rows: unknown key") {
+		t.Errorf("unknown backfill key: %v", err)
+	}
+}

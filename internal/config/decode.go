@@ -1,0 +1,248 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is one problem in a config file, at a key and line.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", loc, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Msg)
+}
+
+// scalar is implemented by types that parse themselves from one YAML scalar.
+type scalar interface {
+	parse(s string) error
+}
+
+// decoder walks a YAML tree into a Config, recording each key's line so that
+// validation, which runs later, can still point at the line.
+type decoder struct {
+	file  string
+	lines map[string]int
+	errs  []error
+}
+
+func (d *decoder) fail(n *yaml.Node, key, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	d.errs = append(d.errs, &Error{File: d.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Parse reads config text; file names it in errors. Relative paths are kept
+// as written (Load resolves them against the file's directory).
+func Parse(file string, data []byte) (*Config, error) {
+	cfg := Default()
+	cfg.Path = file
+	d := &decoder{file: file, lines: map[string]int{}}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	if len(root.Content) > 0 {
+		d.value(root.Content[0], reflect.ValueOf(cfg).Elem(), "")
+	}
+	if len(d.errs) == 0 {
+		cfg.validate(d)
+	}
+	if len(d.errs) > 0 {
+		return nil, errors.Join(d.errs...)
+	}
+	return cfg, nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if _, ok := d.lines[path]; !ok {
+		d.lines[path] = n.Line
+	}
+	if s, ok := v.Addr().Interface().(scalar); ok {
+		if n.Kind != yaml.ScalarNode {
+			d.fail(n, path, "want a single value")
+			return
+		}
+		if err := s.parse(n.Value); err != nil {
+			d.fail(n, path, "%v", err)
+		}
+		return
+	}
+	if apps, ok := v.Addr().Interface().(*Apps); ok {
+		d.apps(n, apps, path)
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		d.mapping(n, v, path)
+	case reflect.Slice:
+		d.list(n, v, path)
+	case reflect.Map:
+		d.dict(n, v, path)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			d.fail(n, path, "want a string")
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(n.Value)
+		if n.Kind != yaml.ScalarNode || err != nil {
+			d.fail(n, path, "want true or false, got %q", n.Value)
+			return
+		}
+		v.SetBool(b)
+	case reflect.Int:
+		i, err := strconv.Atoi(n.Value)
+		if n.Kind != yaml.ScalarNode || err != nil {
+			d.fail(n, path, "want a whole number, got %q", n.Value)
+			return
+		}
+		v.SetInt(int64(i))
+	default:
+		panic("config: no decoder for " + v.Type().String())
+	}
+}
+
+// pairs yields a mapping's keys and values, reporting duplicates.
+func (d *decoder) pairs(n *yaml.Node, path string, each func(key *yaml.Node, val *yaml.Node)) {
+	if n.Kind != yaml.MappingNode {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return
+		}
+		d.fail(n, path, "want a mapping of keys to values")
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if seen[k.Value] {
+			d.fail(k, join(path, k.Value), "key given twice")
+			continue
+		}
+		seen[k.Value] = true
+		each(k, val)
+	}
+}
+
+func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
+	fields := map[string]int{}
+	var names []string
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag := t.Field(i).Tag.Get("yaml")
+		if tag != "" && tag != "-" {
+			fields[tag] = i
+			names = append(names, tag)
+		}
+	}
+	d.pairs(n, path, func(k, val *yaml.Node) {
+		i, ok := fields[k.Value]
+		if !ok {
+			msg := "unknown key"
+			if near := nearest(k.Value, names); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			d.fail(k, join(path, k.Value), "%s", msg)
+			return
+		}
+		d.lines[join(path, k.Value)] = k.Line
+		d.value(val, v.Field(i), join(path, k.Value))
+	})
+}
+
+func (d *decoder) list(n *yaml.Node, v reflect.Value, path string) {
+	items := n.Content
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		items = nil
+	case n.Kind == yaml.ScalarNode:
+		items = []*yaml.Node{n} // a single value stands for a list of one
+	case n.Kind != yaml.SequenceNode:
+		d.fail(n, path, "want a list")
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(items), len(items))
+	for i, item := range items {
+		d.value(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+	}
+	v.Set(s)
+}
+
+func (d *decoder) dict(n *yaml.Node, v reflect.Value, path string) {
+	m := reflect.MakeMap(v.Type())
+	d.pairs(n, path, func(k, val *yaml.Node) {
+		e := reflect.New(v.Type().Elem()).Elem()
+		d.value(val, e, join(path, k.Value))
+		m.SetMapIndex(reflect.ValueOf(k.Value), e)
+	})
+	v.Set(m)
+}
+
+func (d *decoder) apps(n *yaml.Node, apps *Apps, path string) {
+	d.pairs(n, path, func(k, val *yaml.Node) {
+		app := defaultApp(k.Value)
+		d.lines[join(path, k.Value)] = k.Line
+		d.value(val, reflect.ValueOf(app).Elem(), join(path, k.Value))
+		*apps = append(*apps, app)
+	})
+}
+
+// nearest suggests the known key closest to a misspelt one.
+func nearest(key string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		if dist := editDistance(key, k); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

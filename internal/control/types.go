@@ -1,0 +1,126 @@
+// Package control is handoff's control API: JSON over HTTP, served on the
+// unix socket (file mode 0600) and on the token-guarded admin listener, and
+// the client the CLI uses. Each CLI command's flags are one request here.
+package control
+
+import (
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/gateway"
+	"github.com/handoff-dev/handoff/internal/store"
+	"github.com/handoff-dev/handoff/internal/supervisor"
+)
+
+// Status is the answer to GET /api/status.
+type Status struct {
+	// PID is the handoff server's process (it changes with each upgrade).
+	PID  int         `json:"pid"`
+	Apps []AppStatus `json:"apps"`
+	// Migrations are the database's migrations, when database: is configured.
+	Migrations []Migration `json:"migrations,omitempty"`
+	Warnings   []string    `json:"warnings,omitempty"`
+}
+
+// AppStatus is one app: the gateway's view plus its releases, deploy and
+// supervised instances.
+type AppStatus struct {
+	gateway.AppStatus
+	Current   string                `json:"current,omitempty"`
+	Previous  string                `json:"previous,omitempty"`
+	Deploy    *deploy.Deploy        `json:"deploy,omitempty"` // the deploy in progress, or the last one
+	Instances []supervisor.Instance `json:"instances,omitempty"`
+}
+
+// Migration is one migration's state, for status and the dashboard.
+type Migration struct {
+	// ID is the file's name without .sql, e.g. 0007_title_lower.
+	ID     string  `json:"id"`
+	Phases []Phase `json:"phases"`
+	// Backfill is the progress of its backfill, when it has one.
+	Backfill *Backfill `json:"backfill,omitempty"`
+	// WaitingFor lists what keeps its contract phase from running: the
+	// instances and workers still on a release without this migration.
+	WaitingFor []string `json:"waiting_for,omitempty"`
+}
+
+// Phase is one phase of a migration: expand, backfill or contract.
+type Phase struct {
+	Name     string    `json:"name"`
+	State    string    `json:"state"` // pending, running, done, failed
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Backfill is a backfill's progress.
+type Backfill struct {
+	State      string  `json:"state"` // running, paused, done, failed, cancelled
+	Rows       int64   `json:"rows"`
+	Total      int64   `json:"total"`
+	RowsPerSec float64 `json:"rows_per_sec"`
+	ETASeconds float64 `json:"eta_seconds"`
+}
+
+// Releases is the answer to GET /api/releases.
+type Releases struct {
+	Releases []Release `json:"releases"`
+}
+
+// Release is one recorded release, its state, and every process still
+// running from it.
+type Release struct {
+	deploy.ReleaseRecord
+	// State is current, previous, draining (processes still run from it),
+	// or unused.
+	State     string                `json:"state"`
+	Processes []supervisor.Instance `json:"processes"`
+}
+
+// ModeRequest switches a mode on or off, for one app or (App "") all apps.
+// It is the body of POST /api/readonly, /api/maintenance, /api/pause and
+// /api/resume.
+type ModeRequest struct {
+	App        string          `json:"app,omitempty"`
+	On         bool            `json:"on"`
+	Banner     string          `json:"banner,omitempty"`
+	For        config.Duration `json:"for,omitempty"`         // readonly: switch off after this long
+	RetryAfter config.Duration `json:"retry_after,omitempty"` // maintenance
+	Max        config.Duration `json:"max,omitempty"`         // pause: hold each request at most this long
+	Actor      string          `json:"actor,omitempty"`
+}
+
+// RollbackRequest is the body of POST /api/rollback.
+type RollbackRequest struct {
+	App   string `json:"app"`
+	Actor string `json:"actor,omitempty"`
+}
+
+// DeployRequest is the body of POST /api/deploy.
+type DeployRequest = deploy.Request
+
+// Events is the answer to GET /api/events.
+type Events struct {
+	Events []store.Event `json:"events"`
+}
+
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Line is one line of a streamed answer (application/x-ndjson): progress
+// lines, then one line with the result or the error.
+type Line struct {
+	Progress *deploy.Progress `json:"progress,omitempty"`
+	Deploy   *deploy.Deploy   `json:"deploy,omitempty"`
+	Error    string           `json:"error,omitempty"`
+}
+
+// Upgrade is the answer to POST /api/upgrade.
+type Upgrade struct {
+	OldPID int    `json:"old_pid"`
+	NewPID int    `json:"new_pid"`
+	Binary string `json:"binary"`
+}

@@ -1,0 +1,195 @@
+// Package dialect hides the differences between the SQL databases that
+// handoff migrates: how to open them, how to begin a write transaction with
+// a bounded lock wait, which errors are conflicts worth retrying, and the few
+// catalogue questions that migrate and evolve ask. Postgres and SQLite
+// implement it; MySQL/MariaDB is meant to slot in behind the same interface.
+package dialect
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Dialect is one database engine, opened on one database.
+type Dialect interface {
+	// Name is "postgres" or "sqlite".
+	Name() string
+	// DB is the connection pool. Callers may run portable SQL on it, writing
+	// bind parameters with Param.
+	DB() *sql.DB
+	// Close closes the pool.
+	Close() error
+	// Param renders the n-th (1-based) bind parameter: $1 or ?1.
+	Param(n int) string
+	// Quote quotes a possibly schema-qualified identifier (items, app.items).
+	Quote(ident string) string
+
+	// Classify says what kind of failure err is, so that callers can retry
+	// conflicts and stop on everything else.
+	Classify(err error) Class
+	// BeginWrite opens a write transaction whose lock waits give up after
+	// lockTimeout (Postgres: SET LOCAL lock_timeout; SQLite: BEGIN IMMEDIATE
+	// under the busy timeout). isolation "" is the engine's default.
+	BeginWrite(ctx context.Context, isolation sql.IsolationLevel, lockTimeout time.Duration) (*sql.Tx, error)
+	// ExecNoTx runs one statement outside any transaction (CREATE INDEX
+	// CONCURRENTLY, VACUUM) with lock waits bounded by lockTimeout.
+	ExecNoTx(ctx context.Context, stmt string, lockTimeout time.Duration) error
+	// NoTransaction reports whether stmt cannot run inside a transaction.
+	NoTransaction(stmt string) bool
+	// CheckSyntax parses stmt without running it or taking any lock. A
+	// *SyntaxError says where it is wrong; other problems (a table that does
+	// not exist yet) are not its business and return nil.
+	CheckSyntax(ctx context.Context, stmt string) error
+
+	// KeyKind tells how the key column of table can be ranged over.
+	KeyKind(ctx context.Context, table, column string) (KeyKind, error)
+	// KeyBounds returns the smallest and largest key of table, and false when
+	// the table is empty. Values are int64 for KeyInt and string for KeyText.
+	KeyBounds(ctx context.Context, table, column string, kind KeyKind) (lo, hi any, ok bool, err error)
+	// KeyAfter returns the key that lies offset rows after from in key
+	// order (from itself is row 0), and false when there is none.
+	KeyAfter(ctx context.Context, table, column string, from any, offset int) (any, bool, error)
+	// EstimateRows returns the table's row count, estimated when counting
+	// exactly would be slow.
+	EstimateRows(ctx context.Context, table string) (int64, error)
+	// ReplicationLag is the largest lag of any replica, 0 without replicas.
+	ReplicationLag(ctx context.Context) (time.Duration, error)
+	// IndexValid reports whether the named index exists and whether it is
+	// valid (a failed CREATE INDEX CONCURRENTLY leaves an invalid one).
+	IndexValid(ctx context.Context, name string) (exists, valid bool, err error)
+}
+
+// Class is a kind of database failure.
+type Class int
+
+// The classes of failure. The retryable ones are conflicts with concurrent
+// work that go away if the same work is tried again a little later.
+const (
+	Permanent Class = iota
+	Serialization
+	Deadlock
+	LockTimeout
+	Busy
+)
+
+var classNames = map[Class]string{
+	Permanent: "permanent", Serialization: "serialization failure", Deadlock: "deadlock",
+	LockTimeout: "lock timeout", Busy: "database busy",
+}
+
+func (c Class) String() string { return classNames[c] }
+
+// Retryable reports whether trying the same work again may succeed.
+func (c Class) Retryable() bool { return c != Permanent }
+
+// KeyKind is how a key column is walked: by arithmetic ranges or by keyset.
+type KeyKind string
+
+// The kinds of key.
+const (
+	KeyInt  KeyKind = "int"
+	KeyText KeyKind = "text"
+)
+
+// SyntaxError is a statement the database's parser rejects.
+type SyntaxError struct {
+	// Line is the 1-based line within the statement, 0 when unknown.
+	Line int
+	Msg  string
+}
+
+func (e *SyntaxError) Error() string { return e.Msg }
+
+// ErrUnsupportedKey is returned for a key column that is neither an
+// integer nor text.
+var ErrUnsupportedKey = errors.New("key column must be an integer or text")
+
+// Open opens the database named by url: postgres:// or postgresql:// for
+// Postgres; sqlite://path, file:path or a plain path for SQLite.
+// lockTimeout becomes SQLite's busy timeout.
+func Open(ctx context.Context, url string, lockTimeout time.Duration) (Dialect, error) {
+	if IsPostgres(url) {
+		return openPostgres(ctx, url)
+	}
+	return openSQLite(ctx, SQLitePath(url), lockTimeout)
+}
+
+// IsPostgres reports whether url names a Postgres database.
+func IsPostgres(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
+// SQLitePath strips the sqlite:// or file: prefix from a SQLite URL.
+func SQLitePath(url string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(url, "sqlite://"), "file:")
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+
+// ValidIdent reports whether s is a plain, possibly schema-qualified
+// identifier; only those are accepted for tables and keys, so that quoting
+// them is always right.
+func ValidIdent(s string) bool { return identRE.MatchString(s) }
+
+func quoteIdent(ident string) string {
+	parts := strings.Split(ident, ".")
+	for i, p := range parts {
+		parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+	}
+	return strings.Join(parts, ".")
+}
+
+// keyAfter is the portable keyset step both dialects share.
+func keyAfter(ctx context.Context, d Dialect, table, column string, from any, offset int) (any, bool, error) {
+	q := fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s >= %[3]s ORDER BY %[1]s LIMIT 1 OFFSET %[4]d`,
+		d.Quote(column), d.Quote(table), d.Param(1), offset)
+	var key any
+	err := d.DB().QueryRowContext(ctx, q, from).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("find next key of %s: %w", table, err)
+	}
+	return normalizeKey(key), true, nil
+}
+
+// normalizeKey turns driver values into int64 or string.
+func normalizeKey(v any) any {
+	switch k := v.(type) {
+	case int32:
+		return int64(k)
+	case int16:
+		return int64(k)
+	case int:
+		return int64(k)
+	case []byte:
+		return string(k)
+	}
+	return v
+}
+
+func keyBounds(ctx context.Context, d Dialect, table, column string) (any, any, bool, error) {
+	q := fmt.Sprintf(`SELECT min(%[1]s), max(%[1]s) FROM %[2]s`, d.Quote(column), d.Quote(table))
+	var lo, hi any
+	if err := d.DB().QueryRowContext(ctx, q).Scan(&lo, &hi); err != nil {
+		return nil, nil, false, fmt.Errorf("read key bounds of %s: %w", table, err)
+	}
+	if lo == nil {
+		return nil, nil, false, nil
+	}
+	return normalizeKey(lo), normalizeKey(hi), true, nil
+}
+
+func countRows(ctx context.Context, d Dialect, table string) (int64, error) {
+	var n int64
+	if err := d.DB().QueryRowContext(ctx, `SELECT count(*) FROM `+d.Quote(table)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count rows of %s: %w", table, err)
+	}
+	return n, nil
+}

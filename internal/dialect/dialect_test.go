@@ -1,0 +1,150 @@
+package dialect
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/testdb"
+)
+
+// backends names every dialect the contract suite runs against.
+var backends = map[string]func(t *testing.T) string{
+	"sqlite":   func(t *testing.T) string { return testdb.SQLite(t) },
+	"postgres": func(t *testing.T) string { return testdb.Postgres(t) },
+}
+
+func open(t *testing.T, url string) Dialect {
+	t.Helper()
+	d, err := Open(context.Background(), url, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return d
+}
+
+// TestDialectContract runs one body against every dialect.
+func TestDialectContract(t *testing.T) {
+	for name, url := range backends {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			d := open(t, url(t))
+			exec(t, d, `CREATE TABLE items (id bigint PRIMARY KEY, code text NOT NULL, title text)`)
+			exec(t, d, `CREATE INDEX items_code ON items (code)`)
+			for i := 1; i <= 20; i++ {
+				exec(t, d, `INSERT INTO items (id, code, title) VALUES (`+d.Param(1)+`, `+d.Param(2)+`, 'x')`, i*3, string(rune('a'+i)))
+			}
+			t.Run("keys", func(t *testing.T) { checkKeys(ctx, t, d) })
+			t.Run("syntax", func(t *testing.T) { checkSyntax(ctx, t, d) })
+			t.Run("conflict", func(t *testing.T) { checkConflict(ctx, t, d) })
+			if !d.NoTransaction("VACUUM") || d.NoTransaction("ALTER TABLE items ADD COLUMN x int") {
+				t.Error("VACUUM runs outside a transaction, ALTER TABLE inside one")
+			}
+			if ok, valid, err := d.IndexValid(ctx, "items_code"); !ok || !valid || err != nil {
+				t.Errorf("index items_code: exists=%v valid=%v err=%v", ok, valid, err)
+			}
+			if ok, _, err := d.IndexValid(ctx, "nope"); ok || err != nil {
+				t.Errorf("missing index: exists=%v err=%v", ok, err)
+			}
+			if lag, err := d.ReplicationLag(ctx); lag != 0 || err != nil {
+				t.Errorf("replication lag without replicas: %v %v", lag, err)
+			}
+		})
+	}
+}
+
+func exec(t *testing.T, d Dialect, q string, args ...any) {
+	t.Helper()
+	if _, err := d.DB().Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func checkKeys(ctx context.Context, t *testing.T, d Dialect) {
+	if k, err := d.KeyKind(ctx, "items", "id"); k != KeyInt || err != nil {
+		t.Errorf("id: %v %v", k, err)
+	}
+	if k, err := d.KeyKind(ctx, "items", "code"); k != KeyText || err != nil {
+		t.Errorf("code: %v %v", k, err)
+	}
+	if _, err := d.KeyKind(ctx, "items", "nope"); err == nil {
+		t.Error("a missing key column is an error")
+	}
+	lo, hi, ok, err := d.KeyBounds(ctx, "items", "id", KeyInt)
+	if !ok || err != nil || lo != int64(3) || hi != int64(60) {
+		t.Errorf("bounds: %v %v %v %v", lo, hi, ok, err)
+	}
+	next, ok, err := d.KeyAfter(ctx, "items", "id", int64(4), 2)
+	if !ok || err != nil || next != int64(12) {
+		t.Errorf("two rows after 4: %v %v %v", next, ok, err)
+	}
+	if _, ok, _ := d.KeyAfter(ctx, "items", "id", int64(58), 1); ok {
+		t.Error("no key after the last")
+	}
+	next, ok, err = d.KeyAfter(ctx, "items", "code", "c", 1)
+	if !ok || err != nil || next != "d" {
+		t.Errorf("text keyset: %v %v %v", next, ok, err)
+	}
+	if n, err := d.EstimateRows(ctx, "items"); n != 20 || err != nil {
+		t.Errorf("rows: %d %v", n, err)
+	}
+}
+
+func checkSyntax(ctx context.Context, t *testing.T, d Dialect) {
+	if err := d.CheckSyntax(ctx, "ALTER TABLE not_yet ADD COLUMN x int"); err != nil {
+		t.Errorf("a well-formed statement on a missing table: %v", err)
+	}
+	err := d.CheckSyntax(ctx, "UPDATE items\nSET title = 'a'\nWHER id = 1")
+	var se *SyntaxError
+	if !errors.As(err, &se) {
+		t.Fatalf("a misspelt WHERE: got %v, want a syntax error", err)
+	}
+	if d.Name() == "postgres" && se.Line != 3 {
+		t.Errorf("syntax error line: got %d, want 3 (%v)", se.Line, se)
+	}
+	var n int
+	if err := d.DB().QueryRow(`SELECT count(*) FROM items WHERE title = 'a'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("checking syntax changed data: %d %v", n, err)
+	}
+}
+
+// checkConflict holds a write lock in one transaction and shows that a
+// second writer gives up within its lock timeout with a retryable error.
+func checkConflict(ctx context.Context, t *testing.T, d Dialect) {
+	holder, err := d.BeginWrite(ctx, 0, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.Exec(`UPDATE items SET title = 'held' WHERE id = 3`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = func() error {
+		tx, err := d.BeginWrite(ctx, 0, 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		_, err = tx.Exec(`UPDATE items SET title = 'second' WHERE id = 3`)
+		return err
+	}()
+	if err == nil {
+		t.Fatal("second writer did not wait for the lock")
+	}
+	if c := d.Classify(err); !c.Retryable() {
+		t.Errorf("lock conflict classified as %v (%v)", c, err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("second writer waited %v, want about the lock timeout", waited)
+	}
+	if d.Classify(errors.New("boom")).Retryable() {
+		t.Error("an unknown error is permanent")
+	}
+}

@@ -1,0 +1,193 @@
+package dialect
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+)
+
+type postgres struct{ db *sql.DB }
+
+var _ Dialect = (*postgres)(nil)
+
+func openPostgres(ctx context.Context, url string) (Dialect, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	return &postgres{db: db}, nil
+}
+
+func (p *postgres) Name() string              { return "postgres" }
+func (p *postgres) DB() *sql.DB               { return p.db }
+func (p *postgres) Close() error              { return p.db.Close() }
+func (p *postgres) Param(n int) string        { return "$" + strconv.Itoa(n) }
+func (p *postgres) Quote(ident string) string { return quoteIdent(ident) }
+
+// Postgres SQLSTATEs that mean "a concurrent transaction got in the way".
+var pgClasses = map[string]Class{
+	"40001": Serialization, // serialization_failure
+	"40P01": Deadlock,      // deadlock_detected
+	"55P03": LockTimeout,   // lock_not_available
+}
+
+func (p *postgres) Classify(err error) Class {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pgClasses[pe.Code]
+	}
+	return Permanent
+}
+
+func (p *postgres) BeginWrite(ctx context.Context, iso sql.IsolationLevel, lockTimeout time.Duration) (*sql.Tx, error) {
+	tx, err := p.db.BeginTx(ctx, &sql.TxOptions{Isolation: iso})
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = "+msLiteral(lockTimeout)); err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("set lock_timeout: %w", err)
+	}
+	return tx, nil
+}
+
+func (p *postgres) ExecNoTx(ctx context.Context, stmt string, lockTimeout time.Duration) error {
+	conn, err := p.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("get connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET lock_timeout = "+msLiteral(lockTimeout)); err != nil {
+		return fmt.Errorf("set lock_timeout: %w", err)
+	}
+	_, execErr := conn.ExecContext(ctx, stmt)
+	// The connection goes back to the pool: leave it as we found it.
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "RESET lock_timeout"); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn }) // discard it instead
+	}
+	return execErr
+}
+
+func msLiteral(d time.Duration) string {
+	return "'" + strconv.FormatInt(max(d.Milliseconds(), 1), 10) + "ms'"
+}
+
+// pgNoTx matches the statements Postgres refuses inside a transaction block.
+var pgNoTx = regexp.MustCompile(`(?is)^\s*(` +
+	`create\s+(unique\s+)?index\s+concurrently|` +
+	`drop\s+index\s+concurrently|` +
+	`reindex\b.*\bconcurrently|` +
+	`alter\s+table\b.*\bdetach\s+partition\b.*\bconcurrently|` +
+	`vacuum\b|create\s+database\b|drop\s+database\b|alter\s+system\b|` +
+	`alter\s+type\b.*\badd\s+value\b|` + // refused in a transaction before PG 12; harmless outside one
+	`create\s+tablespace\b|drop\s+tablespace\b)`)
+
+func (p *postgres) NoTransaction(stmt string) bool { return pgNoTx.MatchString(stmt) }
+
+// CheckSyntax has PL/pgSQL's validator parse the statement as the body of a
+// throwaway temporary function in a transaction that is rolled back: the
+// server's own parser checks it, and no table is touched or locked.
+func (p *postgres) CheckSyntax(ctx context.Context, stmt string) error {
+	tx, err := p.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin syntax check: %w", err)
+	}
+	defer tx.Rollback()
+	tag := "$handoff_check$"
+	for strings.Contains(stmt, tag) {
+		tag = strings.TrimSuffix(tag, "$") + "x$"
+	}
+	prefix := "CREATE FUNCTION pg_temp.handoff_syntax_check() RETURNS void LANGUAGE plpgsql AS " + tag + " BEGIN\n"
+	q := prefix + stmt + "\n;\nEND " + tag
+	_, err = tx.ExecContext(ctx, q)
+	var pe *pgconn.PgError
+	if err == nil || !errors.As(err, &pe) || pe.Code != "42601" { // syntax_error
+		return nil
+	}
+	line := 0
+	if pe.Position > int32(len(prefix)) && int(pe.Position) <= len(q) {
+		// Position counts characters from 1; the statement is ASCII around
+		// its errors often enough that bytes are a fair proxy for lines.
+		line = 1 + strings.Count(q[len(prefix):pe.Position-1], "\n")
+	}
+	return &SyntaxError{Line: line, Msg: pe.Message}
+}
+
+func (p *postgres) KeyKind(ctx context.Context, table, column string) (KeyKind, error) {
+	var typ string
+	err := p.db.QueryRowContext(ctx,
+		`SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
+		 WHERE a.attrelid = $1::regclass AND a.attname = $2 AND NOT a.attisdropped`,
+		table, column).Scan(&typ)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("key %s.%s: no such column", table, column)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read type of %s.%s: %w", table, column, err)
+	}
+	switch typ {
+	case "smallint", "integer", "bigint":
+		return KeyInt, nil
+	case "text", "character varying", "character":
+		return KeyText, nil
+	}
+	return "", fmt.Errorf("key %s.%s is %s: %w", table, column, typ, ErrUnsupportedKey)
+}
+
+func (p *postgres) KeyBounds(ctx context.Context, table, column string, _ KeyKind) (any, any, bool, error) {
+	return keyBounds(ctx, p, table, column)
+}
+
+func (p *postgres) KeyAfter(ctx context.Context, table, column string, from any, offset int) (any, bool, error) {
+	return keyAfter(ctx, p, table, column, from, offset)
+}
+
+// EstimateRows trusts the planner's statistics for big tables: counting
+// five million rows to draw a progress bar would cost more than a batch.
+func (p *postgres) EstimateRows(ctx context.Context, table string) (int64, error) {
+	var est float64
+	err := p.db.QueryRowContext(ctx, `SELECT reltuples FROM pg_class WHERE oid = $1::regclass`, table).Scan(&est)
+	if err != nil {
+		return 0, fmt.Errorf("estimate rows of %s: %w", table, err)
+	}
+	if est > 1e6 {
+		return int64(est), nil
+	}
+	return countRows(ctx, p, table)
+}
+
+func (p *postgres) ReplicationLag(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	err := p.db.QueryRowContext(ctx, `SELECT COALESCE(EXTRACT(EPOCH FROM max(GREATEST(write_lag, flush_lag, replay_lag))), 0)::float8 FROM pg_stat_replication`).Scan(&secs)
+	if err != nil {
+		return 0, fmt.Errorf("read replication lag: %w", err)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+func (p *postgres) IndexValid(ctx context.Context, name string) (bool, bool, error) {
+	var valid bool
+	err := p.db.QueryRowContext(ctx,
+		`SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		 WHERE c.oid = to_regclass($1)`, name).Scan(&valid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("look up index %s: %w", name, err)
+	}
+	return true, valid, nil
+}

@@ -1,0 +1,207 @@
+package evolve
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
+)
+
+// runner is one run of one backfill in this process.
+type runner struct {
+	d     dialect.Dialect
+	job   Job
+	owner string
+	rec   *record
+	thr   *throttle
+	track *tracker
+
+	// Set by monitorControl, read by the workers between batches.
+	paused, lagged, cancelled atomic.Bool
+}
+
+// Run runs the backfill job to the end of its range, resuming an unfinished
+// run if there is one, and reports progress to progress (which may be nil;
+// calls are serialized). It returns ErrCancelled when cancelled from
+// another terminal, a *StoppedError when a batch could not be done, a
+// *RunningError when another process runs it. Every stop is resumable by
+// calling Run again.
+func Run(ctx context.Context, d dialect.Dialect, job Job, progress func(Event)) (Result, error) {
+	if err := job.validate(); err != nil {
+		return Result{}, fmt.Errorf("backfill %s: %w", job.Name, err)
+	}
+	if err := EnsureSchema(ctx, d); err != nil {
+		return Result{}, err
+	}
+	r := &runner{d: d, job: job, owner: ownerID(), thr: newThrottle(job.Settings)}
+	upToDate, err := r.claim(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if upToDate {
+		run := 0
+		if r.rec != nil {
+			run = r.rec.Run
+		}
+		if progress != nil {
+			progress(Event{Kind: EventDone, Name: job.Name, Run: run, Percent: 100, Reason: "up to date"})
+		}
+		return Result{Run: run, UpToDate: true}, nil
+	}
+	parts, err := r.loadParts(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	r.track = newTracker(progress, job.Name, r.rec.Run, r.rec.RowsTotal, parts)
+	rowsBefore := r.track.base.Rows
+	err = r.walkAll(ctx, parts)
+	err = r.finish(ctx, err)
+	return Result{Run: r.rec.Run, Rows: r.track.base.Rows - rowsBefore}, err
+}
+
+func (j Job) validate() error {
+	switch {
+	case j.Name == "":
+		return errors.New("a backfill needs a name")
+	case (len(j.Statements) == 0) == (j.Command == ""):
+		return errors.New("give SQL statements or a command, not both")
+	case j.Range == nil && (j.Table == "" || j.Key == ""):
+		return errors.New("give a table and key, or a range")
+	case j.Table != "" && (!dialect.ValidIdent(j.Table) || !dialect.ValidIdent(j.Key)):
+		return fmt.Errorf("table %q and key %q must be plain identifiers", j.Table, j.Key)
+	case len(j.Statements) > 0 && j.Table == "":
+		return errors.New("a SQL backfill needs a table and key")
+	}
+	return j.Settings.validate()
+}
+
+func (r *runner) loadParts(ctx context.Context) ([]*part, error) {
+	rows, err := r.d.DB().QueryContext(ctx, q(r.d, `SELECT part, lo, hi, cursor, rows FROM handoff_evolve_parts WHERE name = ? ORDER BY part`), r.job.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoint of %s: %w", r.job.Name, err)
+	}
+	defer rows.Close()
+	var parts []*part
+	for rows.Next() {
+		var p part
+		var lo, hi, cur string
+		if err := rows.Scan(&p.n, &lo, &hi, &cur, &p.rows); err != nil {
+			return nil, fmt.Errorf("read checkpoint of %s: %w", r.job.Name, err)
+		}
+		for _, k := range []struct {
+			s   string
+			dst *any
+		}{{lo, &p.lo}, {hi, &p.hi}, {cur, &p.cursor}} {
+			if *k.dst, err = decodeKey(r.rec.Kind, k.s); err != nil {
+				return nil, err
+			}
+		}
+		parts = append(parts, &p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read checkpoint of %s: %w", r.job.Name, err)
+	}
+	return parts, nil
+}
+
+// walkAll runs one worker per unfinished part, with the control monitor
+// beside them.
+func (r *runner) walkAll(ctx context.Context, parts []*part) error {
+	r.track.send(Event{Kind: EventStart, Batch: r.job.Settings.Batch})
+	if r.job.Settings.MaxLag > 0 {
+		r.checkLag(ctx) // before the first batch, not a tick after it
+	}
+	mctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.monitorControl(mctx) }()
+	defer func() { stop(); wg.Wait() }()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, p := range parts {
+		if keyLess(p.cursor, p.hi) {
+			g.Go(func() error { return r.walk(gctx, p) })
+		}
+	}
+	return g.Wait()
+}
+
+// walk does one part batch by batch.
+func (r *runner) walk(ctx context.Context, p *part) error {
+	size, elapsed := r.job.Settings.Batch, time.Duration(0)
+	for keyLess(p.cursor, p.hi) {
+		if err := r.gate(ctx); err != nil {
+			return err
+		}
+		size = r.thr.size(size, elapsed)
+		hi, err := r.nextHi(ctx, p.cursor, p.hi, size)
+		if err != nil {
+			return err
+		}
+		lo := p.cursor
+		hi, rows, took, err := r.batchWithRetry(ctx, p, hi, &size)
+		if err != nil {
+			return err
+		}
+		r.track.batch(p, lo, hi, rows, size)
+		elapsed = took
+		if err := r.thr.rest(ctx, took, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// gate holds a worker between batches while the backfill is paused or a
+// replica lags, and stops it when cancelled.
+func (r *runner) gate(ctx context.Context) error {
+	for {
+		if r.cancelled.Load() {
+			return ErrCancelled
+		}
+		if !r.paused.Load() && !r.lagged.Load() {
+			return ctx.Err()
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// finish records how the run ended. It writes even when ctx is done, so
+// that an interrupted run says so.
+func (r *runner) finish(ctx context.Context, runErr error) error {
+	ctx = context.WithoutCancel(ctx)
+	state, msg := StateDone, ""
+	switch {
+	case runErr == nil:
+	case errors.Is(runErr, ErrCancelled):
+		state = StateCancelled
+	default:
+		state, msg = StateFailed, runErr.Error()
+	}
+	err := r.write(ctx, func(tx *sql.Tx) (sql.Result, error) {
+		if state == StateDone {
+			return tx.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve SET state = ?, covered = range_hi, finished_once = 1,
+				finished_at = ?, owner = '', request = '', rate = ? WHERE name = ? AND owner = ?`),
+				string(state), now(), r.track.rate(), r.job.Name, r.owner)
+		}
+		return tx.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve SET state = ?, error = ?, owner = '', request = '' WHERE name = ? AND owner = ?`),
+			string(state), msg, r.job.Name, r.owner)
+	})
+	if err != nil {
+		return errors.Join(runErr, fmt.Errorf("record end of backfill %s: %w", r.job.Name, err))
+	}
+	if state == StateDone {
+		r.track.send(Event{Kind: EventDone})
+	} else {
+		r.track.send(Event{Kind: EventStopped, Reason: string(state), Err: runErr})
+	}
+	return runErr
+}

@@ -1,0 +1,5 @@
+package gateway
+
+import "net/url"
+
+type neturl = url.URL

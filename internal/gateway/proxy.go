@@ -1,0 +1,218 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxAttempts bounds how many instances one request may be tried on.
+const maxAttempts = 3
+
+// syncBodyMax is the largest body written from the handler's own goroutine;
+// the socket buffer takes it whole, so the instance cannot stall us by
+// answering before it reads. Longer bodies are written concurrently with
+// reading the response.
+const syncBodyMax = 64 << 10
+
+// copyBufs hold a response body on its way through: 64 KiB, so that a body
+// of that size costs one read and one write.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// attemptError says why one attempt failed and whether another may follow.
+type attemptError struct {
+	err error
+	// retry: the instance cannot have acted on the request, or the request
+	// may be sent twice.
+	retry bool
+	// down: the target refused the connection; take it out of rotation.
+	down bool
+}
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+// exchange is one request/response on one upstream connection.
+type exchange struct {
+	conn    *upstreamConn
+	resp    *response
+	wrote   chan error // the body writer's result, when it runs concurrently
+	stopCtx func() bool
+}
+
+// roundTrip sends r on a connection to t and reads the response head into h.
+func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outbound, h http.Header) (*exchange, error) {
+	c := t.getIdle()
+	if c == nil {
+		var err error
+		if c, err = t.dial(r.Context()); err != nil {
+			return nil, &attemptError{err: err, retry: r.Context().Err() == nil, down: refused(err)}
+		}
+	}
+	x := &exchange{conn: c, stopCtx: noStop}
+	if r.ProtoMajor == 2 {
+		// An HTTP/2 stream's context ends with the stream: a client that
+		// cancels takes its upstream request with it. (An HTTP/1.1
+		// request's context is its connection's, which ends only after.)
+		x.stopCtx = context.AfterFunc(r.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
+	}
+	c.count.n = 0
+	writeHead(c.bw, r, o)
+	if body == nil {
+		if err := c.bw.Flush(); err != nil {
+			return nil, g.failed(x, r, body, err, true)
+		}
+	} else if r.ContentLength > 0 && r.ContentLength <= syncBodyMax {
+		buf := copyBufs.Get().(*[]byte)
+		err := writeBody(c.bw, body, r.ContentLength, *buf)
+		copyBufs.Put(buf)
+		if err != nil {
+			return nil, g.failed(x, r, body, err, false)
+		}
+	} else {
+		x.wrote = make(chan error, 1)
+		go func() {
+			buf := copyBufs.Get().(*[]byte)
+			x.wrote <- writeBody(c.bw, body, r.ContentLength, *buf)
+			copyBufs.Put(buf)
+		}()
+	}
+	resp, err := readResponse(c.br, h, r.Method)
+	if err != nil {
+		return nil, g.failed(x, r, body, err, false)
+	}
+	x.resp = resp
+	return x, nil
+}
+
+func noStop() bool { return true }
+
+// failed closes a failed exchange and decides whether the request may be
+// tried again: only if the instance had not begun to answer, and either
+// nothing reached it (headOnly) or the request may be sent twice.
+func (g *Gateway) failed(x *exchange, r *http.Request, body *replayBody, err error, headOnly bool) error {
+	x.stopCtx()
+	x.conn.close()
+	if x.wrote != nil {
+		<-x.wrote // the writer has stopped; the body may be rewound
+	}
+	if r.Context().Err() != nil {
+		return &attemptError{err: context.Cause(r.Context())}
+	}
+	answered := x.conn.count.n > 0
+	rewound := body == nil || body.rewind()
+	retry := !answered && rewound && (headOnly || idempotent(r))
+	return &attemptError{err: err, retry: retry}
+}
+
+// finish ends an exchange after the response body was read to its end (ok)
+// or not, returning the connection to the pool when it can carry another.
+func (x *exchange) finish(ok bool) {
+	if !x.stopCtx() {
+		ok = false // the client left and the connection's deadline was cut short
+	}
+	if x.wrote != nil {
+		select {
+		case err := <-x.wrote:
+			ok = ok && err == nil
+		default:
+			ok = false // the instance answered before reading the whole body
+			x.conn.close()
+			<-x.wrote
+		}
+	}
+	if !ok || x.resp.close || x.resp.status == http.StatusSwitchingProtocols {
+		x.conn.close()
+		return
+	}
+	x.conn.reused = true
+	x.conn.target.putIdle(x.conn)
+}
+
+func refused(err error) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+			errors.Is(err, syscall.ENETUNREACH) || oe.Timeout()
+	}
+	return false
+}
+
+// deliver copies the instance's response to the client; its headers are in
+// w.Header() already. It returns the number of body bytes written and
+// whether the body was read to its end.
+func (g *Gateway) deliver(w http.ResponseWriter, x *exchange, banner []byte, method string) (int64, bool) {
+	resp := x.resp
+	h := w.Header()
+	for k := range hopHeaders {
+		delete(h, k)
+	}
+	for _, k := range resp.keep {
+		delete(h, k)
+	}
+	if g.closing.Load() {
+		h.Set("Connection", "close")
+	}
+	if banner != nil && injectable(resp, h, method) {
+		return g.deliverWithBanner(w, x, banner)
+	}
+	w.WriteHeader(resp.status)
+	var flush func()
+	if f, ok := w.(http.Flusher); ok && (resp.length < 0 || isEventStream(h)) {
+		flush = f.Flush
+	}
+	n, err := copyBody(w, resp.body, x, flush)
+	if err == nil {
+		for k, vv := range resp.trailer {
+			h[http.TrailerPrefix+k] = vv
+		}
+	}
+	return n, err == nil
+}
+
+// copyBody copies a response body. With flush set (a streamed response) it
+// flushes whenever the instance has nothing more buffered, so that events
+// reach the client as they are sent, without a flush per small read.
+func copyBody(w io.Writer, src io.Reader, x *exchange, flush func()) (int64, error) {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	var total int64
+	for {
+		var n int
+		var rerr error
+		if flush != nil {
+			n, rerr = src.Read(*buf)
+		} else {
+			// Not a stream: fill the buffer (or reach the body's end) before
+			// writing, for fewer and larger writes.
+			if n, rerr = io.ReadFull(src, *buf); rerr == io.ErrUnexpectedEOF {
+				rerr = io.EOF
+			}
+		}
+		if n > 0 {
+			if _, werr := w.Write((*buf)[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+			if flush != nil && x.conn.br.Buffered() == 0 {
+				flush()
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+func isEventStream(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return len(ct) >= 17 && ct[:17] == "text/event-stream"
+}

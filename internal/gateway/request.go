@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+)
+
+// hopHeaders belong to one connection, not to the message (RFC 9110 §7.6.1),
+// and are never forwarded. Expect is handled here: the server sends the
+// 100 Continue itself when the body is first read.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Expect": true,
+}
+
+// Headers the gateway sets itself; a client's own values are replaced.
+const (
+	hdrReadOnly = "Handoff-Read-Only"
+	hdrXFF      = "X-Forwarded-For"
+	hdrXFHost   = "X-Forwarded-Host"
+	hdrXFProto  = "X-Forwarded-Proto"
+)
+
+// AdminCookie is the dashboard's session cookie. Browsers send a host's
+// cookies to every port of it, so an app behind the gateway on the same host
+// would receive it: the gateway takes it out of the requests it forwards.
+const AdminCookie = "handoff_session"
+
+// outbound is what the gateway adds to or changes in a forwarded request.
+type outbound struct {
+	readOnly bool
+	upgrade  string // the Upgrade header's value on a tunnel request
+}
+
+// hasBody reports whether r carries a request body to forward.
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
+// connectionTokens lists the headers a Connection header names; they are
+// hop-by-hop too.
+func connectionTokens(h http.Header) []string {
+	var out []string
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				out = append(out, http.CanonicalHeaderKey(tok))
+			}
+		}
+	}
+	return out
+}
+
+func listed(list []string, key string) bool {
+	for _, k := range list {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// writeHead writes the request line and headers of r as it goes to the
+// instance. Header values arrive validated by the server; the values added
+// here come from the connection, not from the client.
+func writeHead(bw *bufio.Writer, r *http.Request, o outbound) {
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(requestURI(r))
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(r.Host)
+	bw.WriteString("\r\n")
+	tokens := connectionTokens(r.Header)
+	for k, vv := range r.Header {
+		switch {
+		case hopHeaders[k], k == hdrReadOnly, k == hdrXFF, k == hdrXFHost, k == hdrXFProto:
+			continue
+		case tokens != nil && listed(tokens, k):
+			continue
+		}
+		for _, v := range vv {
+			if k == "Cookie" {
+				if v = withoutCookie(v, AdminCookie); v == "" {
+					continue
+				}
+			}
+			writeHeader(bw, k, v)
+		}
+	}
+	client := clientIP(r)
+	if prior := r.Header[hdrXFF]; len(prior) > 0 {
+		client = strings.Join(prior, ", ") + ", " + client
+	}
+	writeHeader(bw, hdrXFF, client)
+	writeHeader(bw, hdrXFHost, r.Host)
+	if r.TLS != nil {
+		writeHeader(bw, hdrXFProto, "https")
+	} else {
+		writeHeader(bw, hdrXFProto, "http")
+	}
+	if o.readOnly {
+		writeHeader(bw, hdrReadOnly, "1")
+	}
+	if o.upgrade != "" {
+		writeHeader(bw, "Connection", "Upgrade")
+		writeHeader(bw, "Upgrade", o.upgrade)
+	}
+	switch {
+	case hasBody(r) && r.ContentLength > 0:
+		writeHeader(bw, "Content-Length", strconv.FormatInt(r.ContentLength, 10))
+	case hasBody(r):
+		writeHeader(bw, "Transfer-Encoding", "chunked")
+	case r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
+		writeHeader(bw, "Content-Length", "0")
+	}
+	bw.WriteString("\r\n")
+}
+
+func writeHeader(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// requestURI is the target as the client sent it, so that the instance sees
+// the same encoding of the path; absolute-form targets become origin-form.
+func requestURI(r *http.Request) string {
+	if u := r.RequestURI; u != "" && (u[0] == '/' || u == "*") {
+		return u
+	}
+	return r.URL.RequestURI()
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// writeBody sends the request body, chunked when its length is unknown.
+func writeBody(bw *bufio.Writer, body io.Reader, length int64, buf []byte) error {
+	if length > 0 {
+		if _, err := io.CopyBuffer(bw, io.LimitReader(body, length), buf); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
+	cw := httputil.NewChunkedWriter(bw)
+	if _, err := io.CopyBuffer(cw, body, buf); err != nil {
+		return err
+	}
+	if err := cw.Close(); err != nil {
+		return err
+	}
+	if _, err := bw.WriteString("\r\n"); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// idempotent methods may be sent twice without changing their effect
+// (RFC 9110 §9.2.2); a client's Idempotency-Key says the same of any request.
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+}
+
+// withoutCookie removes the named cookie from a Cookie header's value.
+func withoutCookie(header, name string) string {
+	if !strings.Contains(header, name+"=") {
+		return header
+	}
+	var kept []string
+	for _, c := range strings.Split(header, ";") {
+		if c = strings.TrimSpace(c); c != "" && !strings.HasPrefix(c, name+"=") {
+			kept = append(kept, c)
+		}
+	}
+	return strings.Join(kept, "; ")
+}

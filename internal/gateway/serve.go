@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// ServeHTTP is the hot path: route, mode, pick, proxy.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	a := g.snap.Load().route(r.Host)
+	if a == nil {
+		g.refuse(w, r, nil, http.StatusNotFound, "no_app", "No app is configured for host "+r.Host+".", 0, start)
+		return
+	}
+	if !a.mode.admit(g, w, r, a) {
+		return
+	}
+	if isUpgrade(r) {
+		g.tunnel(w, r, a, start)
+		return
+	}
+	g.forward(w, r, a, start)
+}
+
+// maxStale bounds how often one request re-reads a snapshot that changed
+// under it.
+const maxStale = 4
+
+// acquire picks a target and counts the request on it. A target found
+// draining means the snapshot went stale between the load and the pick: the
+// request then re-reads the snapshot, so it never lands on a drained target.
+func (g *Gateway) acquire(r *http.Request, a *appRoute, p *pool, tried []*Target) (*appRoute, *Target, *pool) {
+	for range maxStale {
+		t, tp := a.pick(p, tried)
+		if t != nil {
+			t.inflight.Add(1)
+			if !t.draining.Load() {
+				return a, t, tp
+			}
+			t.inflight.Add(-1)
+		}
+		fresh := g.snap.Load().apps[a.name]
+		if fresh == nil || fresh == a || len(fresh.pools) == 0 {
+			break
+		}
+		a, p = fresh, fresh.samePool(p)
+	}
+	return a, nil, p
+}
+
+// samePool finds the pool of p's release in a newer snapshot, or its first.
+func (a *appRoute) samePool(p *pool) *pool {
+	for _, q := range a.pools {
+		if q.release == p.release {
+			return q
+		}
+	}
+	return a.pools[0]
+}
+
+// forward proxies r to one of the app's instances, retrying on another when
+// the first fails before answering and the request allows it.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, start time.Time) {
+	if len(a.pools) == 0 {
+		g.refuse(w, r, a, http.StatusServiceUnavailable, "no_instance", "The app has no instances yet.", 5*time.Second, start)
+		return
+	}
+	p, pinned := a.choosePool(r)
+	o := outbound{readOnly: a.readOnly != nil}
+	var banner []byte
+	if a.readOnly != nil {
+		banner = a.readOnly.banner
+		stripConditionals(r)
+	}
+	var body *replayBody
+	if hasBody(r) {
+		body = newReplayBody(r.Body, g.opts.RetryBuffer)
+	}
+	var tried []*Target
+	var lastErr error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		var t *Target
+		a, t, p = g.acquire(r, a, p, tried)
+		if t == nil {
+			break
+		}
+		x, err := g.roundTrip(r, t, body, o, w.Header())
+		if err != nil {
+			t.inflight.Add(-1)
+			lastErr = err
+			ae := err.(*attemptError)
+			if ae.down {
+				t.markDown(ae.err)
+			}
+			if !ae.retry {
+				break
+			}
+			tried = append(tried, t)
+			g.metrics.retries.Inc()
+			continue
+		}
+		if !pinned && len(a.pools) > 1 {
+			w.Header().Add("Set-Cookie", pinCookie(a.cookie, p.release))
+		}
+		n, ok := g.deliver(w, x, banner, r.Method)
+		x.finish(ok)
+		t.inflight.Add(-1)
+		g.served(r, a, p, t, x.resp.status, n, attempt, start)
+		if !ok {
+			// The response was cut after it began: abort the client's
+			// connection so that it cannot mistake the part for the whole.
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	if r.Context().Err() != nil {
+		g.served(r, a, p, nil, 499, 0, len(tried), start) // the client left first
+		return
+	}
+	msg := "The app's instances did not answer."
+	if lastErr != nil {
+		g.log.Warn("request failed on every instance tried", "app", a.name, "path", r.URL.Path, "attempts", len(tried)+1, "error", lastErr)
+	}
+	g.refuse(w, r, a, http.StatusBadGateway, "bad_gateway", msg, 0, start)
+}
+
+// served records a proxied request in the metrics and the access log.
+func (g *Gateway) served(r *http.Request, a *appRoute, p *pool, t *Target, status int, n int64, attempts int, start time.Time) {
+	d := time.Since(start)
+	p.served[class(status)].Inc()
+	a.latency.Observe(d.Seconds())
+	if !g.opts.AccessLog {
+		return
+	}
+	addr := ""
+	if t != nil {
+		addr = t.Addr
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("app", a.name), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", status), slog.Int64("bytes", n), slog.Duration("duration", d),
+		slog.String("release", p.release), slog.String("target", addr), slog.Int("attempts", attempts),
+		slog.String("remote", clientIP(r)))
+}
+
+// class maps a status code to its metrics slot (1xx..5xx; 0 for odd codes).
+func class(status int) int {
+	if c := status / 100; c >= 1 && c <= 5 {
+		return c
+	}
+	return 0
+}
+
+var classLabel = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// stripConditionals makes the instance send a page's full body, so that a
+// browser's cached copy from before read-only cannot hide the banner.
+func stripConditionals(r *http.Request) {
+	if wantsHTML(r) {
+		r.Header.Del("If-None-Match")
+		r.Header.Del("If-Modified-Since")
+	}
+}

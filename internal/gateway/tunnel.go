@@ -1,0 +1,185 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/websocket"
+)
+
+// isUpgrade reports whether r asks to switch protocols (WebSocket and others).
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
+}
+
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h[key] {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tunnel passes an Upgrade request through. If the instance switches
+// protocols, the two connections are spliced until either side closes or a
+// drain deadline closes the instance's side; the tunnel counts as in flight
+// on its target the whole time, so a drain waits for it.
+func (g *Gateway) tunnel(w http.ResponseWriter, r *http.Request, a *appRoute, start time.Time) {
+	if len(a.pools) == 0 {
+		g.refuse(w, r, a, http.StatusServiceUnavailable, "no_instance", "The app has no instances yet.", 5*time.Second, start)
+		return
+	}
+	p, pinned := a.choosePool(r)
+	o := outbound{readOnly: a.readOnly != nil, upgrade: r.Header.Get("Upgrade")}
+	var tried []*Target
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		var t *Target
+		a, t, p = g.acquire(r, a, p, tried)
+		if t == nil {
+			break
+		}
+		c, err := t.dial(r.Context())
+		if err != nil {
+			t.inflight.Add(-1)
+			if refused(err) {
+				t.markDown(err)
+			}
+			tried = append(tried, t)
+			continue
+		}
+		defer t.inflight.Add(-1)
+		if !pinned && len(a.pools) > 1 {
+			w.Header().Add("Set-Cookie", pinCookie(a.cookie, p.release))
+		}
+		status := g.splice(w, r, c, o)
+		g.served(r, a, p, t, status, 0, attempt, start)
+		return
+	}
+	g.refuse(w, r, a, http.StatusBadGateway, "bad_gateway", "The app's instances did not answer.", 0, start)
+}
+
+// splice sends the upgrade request on c and, on 101, joins the client's
+// connection to c. It returns the status the client saw.
+func (g *Gateway) splice(w http.ResponseWriter, r *http.Request, c *upstreamConn, o outbound) int {
+	defer c.close()
+	writeHead(c.bw, r, o)
+	if err := c.bw.Flush(); err != nil {
+		g.refuse(w, r, nil, http.StatusBadGateway, "bad_gateway", "The app's instance did not answer.", 0, time.Now())
+		return http.StatusBadGateway
+	}
+	resp, err := readResponse(c.br, w.Header(), r.Method)
+	if err != nil {
+		g.refuse(w, r, nil, http.StatusBadGateway, "bad_gateway", "The app's instance did not answer.", 0, time.Now())
+		return http.StatusBadGateway
+	}
+	if resp.status != http.StatusSwitchingProtocols {
+		x := &exchange{conn: c, resp: resp, stopCtx: noStop}
+		_, ok := g.deliver(w, x, nil, r.Method)
+		if !ok {
+			panic(http.ErrAbortHandler)
+		}
+		return resp.status
+	}
+	header := w.Header().Clone() // the 101's headers, as the instance sent them
+	rc := http.NewResponseController(w)
+	client, buf, err := rc.Hijack()
+	if err != nil {
+		g.refuse(w, r, nil, http.StatusBadGateway, "bad_gateway", "This connection cannot switch protocols.", 0, time.Now())
+		return http.StatusBadGateway
+	}
+	defer client.Close()
+	client.SetDeadline(time.Time{}) // the server's header timeout must not end the tunnel
+	buf.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	header.Write(buf)
+	buf.WriteString("\r\n")
+	if err := buf.Flush(); err != nil {
+		return http.StatusSwitchingProtocols
+	}
+	tu := &tunnel{client: client, up: c, done: make(chan struct{})}
+	if strings.EqualFold(o.upgrade, "websocket") {
+		tu.toUp = websocket.NewRelay(buf.Reader, c.Conn, true)
+		tu.toDown = websocket.NewRelay(c.br, client, false)
+	}
+	c.target.addTunnel(tu)
+	defer c.target.removeTunnel(tu)
+	tu.pipe(buf.Reader, c.br)
+	return http.StatusSwitchingProtocols
+}
+
+// tunnel is one spliced connection pair. WebSocket tunnels relay frame by
+// frame, so that a drain deadline can end them with a Close frame at a frame
+// boundary; other protocols can only be cut.
+type tunnel struct {
+	client  net.Conn
+	up      *upstreamConn
+	toUp    *websocket.Relay // nil unless the protocol is WebSocket
+	toDown  *websocket.Relay
+	done    chan struct{}
+	closing sync.Once
+}
+
+func (tu *tunnel) closeBoth() {
+	tu.closing.Do(func() { tu.client.Close(); tu.up.close() })
+}
+
+// goAwayGrace is how long a WebSocket client has to answer our Close.
+const goAwayGrace = 2 * time.Second
+
+// goAway ends the tunnel: with Close frames both ways for a WebSocket (the
+// client then reconnects, to a live release), by closing both connections
+// for anything else or when the grace runs out.
+func (tu *tunnel) goAway() {
+	if tu.toDown != nil {
+		tu.toDown.GoAway(websocket.CloseGoingAway, "the release behind this connection was replaced; reconnect")
+		tu.toUp.GoAway(websocket.CloseGoingAway, "drain deadline")
+		select {
+		case <-tu.done:
+			return
+		case <-time.After(goAwayGrace):
+		}
+	}
+	tu.closeBoth()
+}
+
+// pipe copies both ways until one side ends, then closes both. Bytes already
+// buffered on either side go first.
+func (tu *tunnel) pipe(clientBuf, upBuf *bufio.Reader) {
+	defer close(tu.done)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	if tu.toDown == nil { // not a WebSocket: bytes both ways, and either end ends both
+		copyOne := func(dst io.Writer, src io.Reader) {
+			defer wg.Done()
+			defer tu.closeBoth()
+			io.Copy(dst, src)
+		}
+		go copyOne(tu.up.Conn, clientBuf)
+		go copyOne(tu.client, upBuf)
+		wg.Wait()
+		return
+	}
+	go func() {
+		defer wg.Done()
+		tu.toUp.Run()
+		// The client left, or the instance will not take its frames: end the
+		// instance's side; the other direction then says goodbye to the client.
+		tu.up.close()
+	}()
+	go func() {
+		defer wg.Done()
+		defer tu.closeBoth()
+		tu.toDown.Run()
+		// The instance went away (a crash) without closing: tell the client
+		// in the protocol, so that it reconnects — to a live instance.
+		tu.toDown.GoAway(websocket.CloseServiceRestart, "the instance behind this connection went away; reconnect")
+	}()
+	wg.Wait()
+}

@@ -1,0 +1,413 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// bufferSize is the size of a connection's read and write buffers. A
+// request head that does not fit in the read buffer is read on a slower
+// path, up to MaxHeaderBytes.
+const bufferSize = 4 << 10
+
+// Lingering close: after refusing a request, or closing with a request
+// body unread, the server stops writing and reads what the client still
+// sends for a while, so that the kernel does not answer that data with a
+// reset that destroys the response before the client reads it.
+const (
+	lingerTimeout = 500 * time.Millisecond
+	lingerMax     = 256 << 10
+)
+
+// conn is one HTTP/1 connection. Its goroutine reads a request, runs the
+// handler and writes the response, then the next; the request, its header
+// map and the response writer are reused from one request to the next.
+type conn struct {
+	srv        *Server
+	rwc        net.Conn
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	remoteAddr string
+	cancel     context.CancelFunc
+
+	state    atomic.Int32 // an http.ConnState
+	hijacked atomic.Bool
+	detached bool // hijacked or handed to the HTTP/2 server: not ours to close
+	linger   bool // close with a lingering close
+	served   int  // requests read so far
+
+	// readDeadline: a read deadline may be set, so one must be cleared
+	// before a handler reads a body at the client's pace.
+	readDeadline bool
+
+	tmpl    http.Request // an empty request that carries the context
+	req     http.Request
+	header  http.Header
+	scratch scratch
+	w       response
+	big     []byte // a request head too large for br
+}
+
+// Buffers of closed connections, for new ones: a client that does not
+// keep its connection (HTTP/1.0, Connection: close) costs no new buffers.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufferSize) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufferSize) }}
+)
+
+func newConn(s *Server, rwc net.Conn) *conn {
+	c := &conn{
+		srv:    s,
+		rwc:    rwc,
+		br:     readers.Get().(*bufio.Reader),
+		bw:     writers.Get().(*bufio.Writer),
+		header: make(http.Header, 16),
+	}
+	c.br.Reset(rwc)
+	c.bw.Reset(rwc)
+	if ra := rwc.RemoteAddr(); ra != nil {
+		c.remoteAddr = ra.String()
+	}
+	ctx := context.WithValue(s.baseCtx, http.LocalAddrContextKey, rwc.LocalAddr())
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.tmpl = *new(http.Request).WithContext(ctx)
+	c.w.c = c
+	c.w.header = make(http.Header, 16)
+	return c
+}
+
+// serve runs the connection until it closes, is hijacked or handed over.
+func (c *conn) serve() {
+	defer c.close()
+	if d := c.srv.ReadHeaderTimeout; d > 0 {
+		c.setReadDeadline(time.Now().Add(d))
+	}
+	for c.serveOne() {
+	}
+}
+
+// serveOne reads and answers one request and reports whether the
+// connection may carry another.
+func (c *conn) serveOne() bool {
+	if !c.awaitRequest() {
+		return false
+	}
+	head, inBuf, err := c.readHead()
+	if err != nil {
+		c.refuse(err)
+		return false
+	}
+	if c.served == 0 && bytes.Equal(head, h2Preface[:len(h2PriLine)]) {
+		if !c.prefaceFollows() {
+			c.refuse(errUnsupported) // "PRI * HTTP/2.0" is no HTTP/1 request
+			return false
+		}
+		c.srv.handToH2(c)
+		return false
+	}
+	c.served++
+	f, err := c.parse(head, inBuf)
+	if err != nil {
+		c.refuse(err)
+		return false
+	}
+	c.prepare(f)
+	if !c.runHandler() {
+		return false
+	}
+	return c.finishRequest()
+}
+
+// awaitRequest waits for the first byte of the next request, bounded by
+// the idle timeout on a kept-alive connection (by the header timeout, set
+// at accept, on a new one).
+func (c *conn) awaitRequest() bool {
+	if c.br.Buffered() == 0 {
+		if c.served > 0 {
+			c.setIdleDeadline()
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return false
+		}
+	}
+	c.setState(http.StateActive)
+	return true
+}
+
+// readHead returns the request head through its blank line. inBuf says it
+// is still in br (to be discarded once parsed) rather than in c.big. The
+// header timeout starts when a head turns out not to have arrived whole.
+func (c *conn) readHead() (head []byte, inBuf bool, err error) {
+	limit := c.srv.maxHeaderBytes()
+	timed := c.served == 0 // a new connection's deadline runs from accept
+	from := 0
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		if end := headEnd(buf, from); end >= 0 {
+			if end > limit {
+				return nil, false, errHeaderTooLarge
+			}
+			return buf[:end], true, nil
+		}
+		if len(buf) >= limit {
+			return nil, false, errHeaderTooLarge
+		}
+		if !timed {
+			c.setHeaderDeadline()
+			timed = true
+		}
+		if len(buf) == c.br.Size() {
+			head, err := c.readBigHead(buf, limit)
+			return head, false, err
+		}
+		from = len(buf)
+		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			return nil, false, err
+		}
+	}
+}
+
+// readBigHead reads a head that does not fit in br into c.big.
+func (c *conn) readBigHead(buf []byte, limit int) ([]byte, error) {
+	c.big = append(c.big[:0], buf...)
+	if _, err := c.br.Discard(len(buf)); err != nil {
+		return nil, err
+	}
+	from := len(c.big)
+	for {
+		line, err := c.br.ReadSlice('\n')
+		c.big = append(c.big, line...)
+		if end := headEnd(c.big, from); end >= 0 {
+			if end > limit {
+				return nil, errHeaderTooLarge
+			}
+			return c.big[:end], nil // ReadSlice stops at the '\n' that ends it
+		}
+		if len(c.big) > limit {
+			return nil, errHeaderTooLarge
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return nil, err
+		}
+		from = len(c.big)
+	}
+}
+
+// The HTTP/2 connection preface; its first line and the blank line after
+// it look like a request head.
+var (
+	h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	h2PriLine = "PRI * HTTP/2.0\r\n\r\n"
+)
+
+// prefaceFollows reports whether the rest of the HTTP/2 preface follows
+// the "PRI" head at the start of the read buffer.
+func (c *conn) prefaceFollows() bool {
+	buf, err := c.br.Peek(len(h2Preface))
+	return err == nil && bytes.Equal(buf, h2Preface)
+}
+
+// parse parses the head into c.req.
+func (c *conn) parse(head []byte, inBuf bool) (framing, error) {
+	c.req = c.tmpl
+	clear(c.header)
+	c.req.Header = c.header
+	c.req.RemoteAddr = c.remoteAddr
+	f, err := parseRequest(head, &c.req, &c.scratch)
+	if inBuf {
+		if _, derr := c.br.Discard(len(head)); derr != nil && err == nil {
+			err = derr
+		}
+	}
+	return f, err
+}
+
+// prepare gives the request its body and resets the response.
+func (c *conn) prepare(f framing) {
+	var b *body
+	c.req.Body = http.NoBody
+	if f.contentLength != 0 {
+		b = newBody(c, f)
+		c.req.Body = b
+		if c.readDeadline {
+			c.setReadDeadline(time.Time{}) // the body comes at the client's pace
+		}
+	}
+	c.w.reset(&c.req, b, f)
+}
+
+// runHandler runs the handler and reports whether the server still owns
+// the connection and the response may be finished. A panic closes the
+// connection; one with http.ErrAbortHandler is not logged.
+func (c *conn) runHandler() (ok bool) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		ok = false
+		if v != http.ErrAbortHandler {
+			const size = 64 << 10
+			stack := make([]byte, size)
+			stack = stack[:runtime.Stack(stack, false)]
+			c.srv.log().Error("h1: panic serving request", "remote", c.remoteAddr, "panic", v, "stack", string(stack))
+		}
+		if !c.hijacked.Load() {
+			c.abort()
+		}
+	}()
+	c.srv.handler().ServeHTTP(&c.w, &c.req)
+	return !c.hijacked.Load()
+}
+
+// abort ends a response the handler gave up on: what was sent stays sent,
+// and a body that only the connection's end delimits is cut by a reset, so
+// that the client cannot take the part for the whole.
+func (c *conn) abort() {
+	w := &c.w
+	if err := c.bw.Flush(); err != nil {
+		return
+	}
+	if w.committed && w.contentLength < 0 && !w.chunked && bodyAllowedForStatus(w.status) && !w.isHEAD {
+		if tc, ok := c.rwc.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // best effort: a clean close is what is left
+		}
+	}
+}
+
+// finishRequest completes the response and reports whether the
+// connection may carry another request.
+func (c *conn) finishRequest() bool {
+	w := &c.w
+	w.finish()
+	if w.body != nil {
+		_ = w.body.Close() // never fails
+		if !w.body.done() {
+			c.linger = true // unread body bytes may be in flight
+		}
+	}
+	if w.closeAfter {
+		return false
+	}
+	c.release()
+	c.setState(http.StateIdle)
+	return true
+}
+
+// release drops what one unusual request grew, so that the connection
+// neither keeps it nor pays to clear it on every request after.
+func (c *conn) release() {
+	c.scratch.release()
+	if cap(c.big) > 64<<10 {
+		c.big = nil
+	}
+	if len(c.header) > 256 {
+		c.header = make(http.Header, 16)
+	}
+	if len(c.w.header) > 256 {
+		c.w.header = make(http.Header, 16)
+	}
+}
+
+// refuse answers a request the server cannot serve. A read that failed or
+// timed out gets no answer: no one may be there to read it.
+func (c *conn) refuse(err error) {
+	var re *requestError
+	if !errors.As(err, &re) {
+		return
+	}
+	c.srv.log().Debug("h1: refused request", "remote", c.remoteAddr, "error", re)
+	_ = c.rwc.SetWriteDeadline(time.Now().Add(lingerTimeout)) // fails only once closed; Flush reports that
+	_, _ = c.bw.Write(re.response())                          // sticky: Flush reports it
+	if err := c.bw.Flush(); err != nil {
+		return
+	}
+	c.linger = true
+}
+
+// hijack gives the connection up to the handler.
+func (c *conn) hijack() {
+	c.hijacked.Store(true)
+	c.detached = true
+	if c.readDeadline {
+		c.setReadDeadline(time.Time{})
+	}
+	c.srv.forget(c, http.StateHijacked)
+}
+
+// close closes the connection unless it was handed over. It cancels the
+// connection's context either way: the request has ended.
+func (c *conn) close() {
+	defer c.cancel()
+	if c.detached {
+		return
+	}
+	if c.linger {
+		c.lingerClose()
+	}
+	c.srv.closeLogged("connection", c.rwc)
+	c.srv.forget(c, http.StateClosed)
+	// The buffers go back to the pool once nothing can use them: the
+	// handler has returned, and closing the body waits out a read that a
+	// goroutine of a panicked handler may still run (the socket is closed,
+	// so the read ends). A hijacked or handed-over connection keeps its own.
+	if b := c.w.body; b != nil {
+		_ = b.Close() // never fails
+	}
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	readers.Put(c.br)
+	writers.Put(c.bw)
+}
+
+func (c *conn) lingerClose() {
+	cw, ok := c.rwc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.rwc.SetReadDeadline(time.Now().Add(lingerTimeout)) // fails only once closed, as would the read
+	_, _ = io.CopyN(io.Discard, c.rwc, lingerMax)            // until the client closes, times out, or enough
+}
+
+func (c *conn) setState(st http.ConnState) {
+	c.state.Store(int32(st))
+	if hook := c.srv.ConnState; hook != nil {
+		hook(c.rwc, st)
+	}
+}
+
+// setReadDeadline sets the connection's read deadline. It fails only on
+// a closed connection, which the next read reports.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.readDeadline = !t.IsZero()
+	_ = c.rwc.SetReadDeadline(t)
+}
+
+// setIdleDeadline bounds the wait for the next request (none without an
+// IdleTimeout, as net/http).
+func (c *conn) setIdleDeadline() {
+	if d := c.srv.IdleTimeout; d > 0 {
+		c.setReadDeadline(time.Now().Add(d))
+	} else if c.readDeadline {
+		c.setReadDeadline(time.Time{})
+	}
+}
+
+// setHeaderDeadline bounds the rest of a request head (none without a
+// ReadHeaderTimeout, as net/http).
+func (c *conn) setHeaderDeadline() {
+	if d := c.srv.ReadHeaderTimeout; d > 0 {
+		c.setReadDeadline(time.Now().Add(d))
+	} else if c.readDeadline {
+		c.setReadDeadline(time.Time{})
+	}
+}

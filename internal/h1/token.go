@@ -1,0 +1,111 @@
+package h1
+
+// Byte classes of RFC 9110, as tables: one index per byte on the hot path.
+var (
+	// tokenByte: tchar, the bytes of a method or a header field name.
+	tokenByte [256]bool
+	// hostByte: the bytes net/http accepts in a Host header (httpguts).
+	hostByte [256]bool
+	// plainPathByte: path bytes that url.ParseRequestURI keeps as they are,
+	// with no escaping and no RawPath; a target made only of these is
+	// parsed without the url package.
+	plainPathByte [256]bool
+)
+
+func init() {
+	for c := '0'; c <= '9'; c++ {
+		tokenByte[c], hostByte[c], plainPathByte[c] = true, true, true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		tokenByte[c], hostByte[c], plainPathByte[c] = true, true, true
+		tokenByte[c-32], hostByte[c-32], plainPathByte[c-32] = true, true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		tokenByte[c] = true
+	}
+	for _, c := range "!$%&()*+,-.:;=[']_~" {
+		hostByte[c] = true
+	}
+	for _, c := range "-._~$&+,/:;=@" {
+		plainPathByte[c] = true
+	}
+}
+
+// validValueByte reports whether c may appear in a header field value:
+// VCHAR, SP, HTAB and obs-text; no other control byte, and so no CR or LF.
+func validValueByte(c byte) bool {
+	return c >= 0x20 && c != 0x7f || c == '\t'
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenByte[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+func validHost(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !hostByte[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// trimOWS trims optional whitespace (SP and HTAB) from both ends.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// hasToken reports whether any of the comma-separated elements of the
+// values equals token, ignoring ASCII case (Connection: keep-alive, Close).
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for v != "" {
+			var elem string
+			elem, v, _ = cut(v, ',')
+			if equalFold(trimOWS(elem), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func cut(s string, sep byte) (before, after string, found bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// equalFold compares ASCII strings ignoring case; t must be lower case.
+func equalFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != t[i] {
+			return false
+		}
+	}
+	return true
+}

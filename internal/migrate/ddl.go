@@ -1,0 +1,207 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"time"
+)
+
+// StatementError is a statement the database refused, at its file and line.
+type StatementError struct {
+	File  string
+	Line  int
+	Phase Phase
+	Err   error
+}
+
+func (e *StatementError) Error() string {
+	return fmt.Sprintf("%s:%d: %s: %v", e.File, e.Line, e.Phase, e.Err)
+}
+
+func (e *StatementError) Unwrap() error { return e.Err }
+
+// group is a run of statements that execute together: in one transaction,
+// or (noTx) one statement on its own outside any transaction.
+type group struct {
+	stmts []Statement
+	noTx  bool
+}
+
+func (m *Migrator) groups(s *Section) []group {
+	var gs []group
+	for _, st := range s.Statements {
+		if m.d.NoTransaction(st.SQL) {
+			gs = append(gs, group{stmts: []Statement{st}, noTx: true})
+			continue
+		}
+		if n := len(gs); n > 0 && !gs[n-1].noTx {
+			gs[n-1].stmts = append(gs[n-1].stmts, st)
+			continue
+		}
+		gs = append(gs, group{stmts: []Statement{st}})
+	}
+	return gs
+}
+
+// runPhase runs a DDL phase (expand, contract, rollback) of m, resuming at
+// the group the history says it reached. Each transactional group commits
+// with its history step, so a phase without CONCURRENTLY statements either
+// applies whole or not at all.
+func (m *Migrator) runPhase(ctx context.Context, mig *Migration, s *Section, step int) error {
+	m.emit(Event{Kind: EventPhaseStart, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: s.Line})
+	gs := m.groups(s)
+	if len(gs) == 0 {
+		gs = []group{{}} // a phase of only comments still gets its history row
+	}
+	for i := step; i < len(gs); i++ {
+		last := i == len(gs)-1
+		var err error
+		if gs[i].noTx {
+			err = m.runNoTx(ctx, mig, s, gs[i].stmts[0], i, last)
+		} else {
+			err = m.runTx(ctx, mig, s, gs[i].stmts, i, last)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	m.emit(Event{Kind: EventPhaseDone, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: s.Line})
+	return nil
+}
+
+// runTx runs statements and the history step in one transaction whose lock
+// waits give up after the lock timeout; it retries the whole group, so that
+// a long transaction elsewhere never makes live queries queue behind ours.
+func (m *Migrator) runTx(ctx context.Context, mig *Migration, s *Section, stmts []Statement, step int, last bool) error {
+	return m.retryLocks(ctx, mig, s, stmts, func() (Statement, error) {
+		tx, err := m.d.BeginWrite(ctx, 0, m.opts.LockTimeout)
+		if err != nil {
+			return Statement{Line: s.Line}, err
+		}
+		defer tx.Rollback()
+		if err := m.hist.begin(ctx, tx, mig, s, m.opts.AppliedBy); err != nil {
+			return Statement{Line: s.Line}, fmt.Errorf("record phase: %w", err)
+		}
+		for _, st := range stmts {
+			m.emit(Event{Kind: EventStatement, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line})
+			if _, err := tx.ExecContext(ctx, st.SQL); err != nil {
+				return st, err
+			}
+		}
+		if err := m.hist.advance(ctx, tx, mig, s.Phase, step+1, last); err != nil {
+			return Statement{Line: s.Line}, fmt.Errorf("record phase: %w", err)
+		}
+		return Statement{Line: s.Line}, tx.Commit()
+	})
+}
+
+// runNoTx runs a statement that cannot run in a transaction. A CREATE
+// INDEX CONCURRENTLY that fails (a lock timeout while it waits for old
+// transactions, say) leaves an INVALID index behind: it is dropped before
+// the statement is tried again, and an index a crashed run finished is kept.
+func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st Statement, step int, last bool) error {
+	if err := m.hist.begin(ctx, m.d.DB(), mig, s, m.opts.AppliedBy); err != nil {
+		return fmt.Errorf("record phase %s of %s: %w", s.Phase, mig.Name, err)
+	}
+	index := concurrentIndexName(st.SQL)
+	err := m.retryLocks(ctx, mig, s, []Statement{st}, func() (Statement, error) {
+		if index != "" {
+			exists, valid, err := m.d.IndexValid(ctx, index)
+			if err != nil {
+				return st, err
+			}
+			if exists && valid {
+				return st, nil // built by a run that crashed before recording it
+			}
+			if exists {
+				if err := m.dropInvalid(ctx, mig, s, st, index); err != nil {
+					return st, err
+				}
+			}
+		}
+		m.emit(Event{Kind: EventStatement, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line})
+		err := m.d.ExecNoTx(ctx, st.SQL, m.opts.LockTimeout)
+		if err != nil && index != "" {
+			if exists, valid, cerr := m.d.IndexValid(context.WithoutCancel(ctx), index); cerr == nil && exists && !valid {
+				err = errors.Join(err, m.dropInvalid(context.WithoutCancel(ctx), mig, s, st, index))
+			}
+		}
+		return st, err
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.hist.advance(ctx, m.d.DB(), mig, s.Phase, step+1, last); err != nil {
+		return fmt.Errorf("record phase %s of %s: %w", s.Phase, mig.Name, err)
+	}
+	return nil
+}
+
+func (m *Migrator) dropInvalid(ctx context.Context, mig *Migration, s *Section, st Statement, index string) error {
+	m.emit(Event{Kind: EventIndexCleanup, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line, Index: index})
+	if err := m.d.ExecNoTx(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+m.d.Quote(index), m.opts.LockTimeout); err != nil {
+		return fmt.Errorf("drop invalid index %s: %w", index, err)
+	}
+	return nil
+}
+
+var cicName = regexp.MustCompile(`(?is)^\s*create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?("?[A-Za-z_][A-Za-z0-9_]*"?)\s+on\b`)
+
+// concurrentIndexName is the name a CREATE INDEX CONCURRENTLY creates.
+func concurrentIndexName(stmt string) string {
+	m := cicName.FindStringSubmatch(stmt)
+	if m == nil {
+		return ""
+	}
+	n := m[1]
+	if len(n) > 1 && n[0] == '"' {
+		return n[1 : len(n)-1]
+	}
+	return n
+}
+
+// retryLocks runs f until it succeeds, retrying lock timeouts, deadlocks,
+// serialization failures and busy errors with jittered exponential backoff
+// for up to DDLRetryFor. f returns the statement it was at, for the error.
+func (m *Migrator) retryLocks(ctx context.Context, mig *Migration, s *Section, stmts []Statement, f func() (Statement, error)) error {
+	deadline := time.Now().Add(m.opts.DDLRetryFor)
+	for attempt := 1; ; attempt++ {
+		st, err := f()
+		if err == nil {
+			return nil
+		}
+		class := m.d.Classify(err)
+		if ctx.Err() != nil || !class.Retryable() || time.Now().After(deadline) {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return &StatementError{File: mig.Path, Line: st.Line, Phase: s.Phase, Err: err}
+		}
+		m.emit(Event{Kind: EventLockRetry, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line,
+			Attempt: attempt, Reason: class.String(), Err: err})
+		if err := sleep(ctx, ddlBackoff(attempt)); err != nil {
+			return &StatementError{File: mig.Path, Line: st.Line, Phase: s.Phase, Err: err}
+		}
+	}
+}
+
+// ddlBackoff grows from about 50 ms to about 5 s, jittered so that several
+// migrators do not retry in step.
+func ddlBackoff(attempt int) time.Duration {
+	d := min(50*time.Millisecond<<min(attempt-1, 7), 5*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

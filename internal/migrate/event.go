@@ -1,0 +1,95 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
+	"github.com/handoff-dev/handoff/internal/evolve"
+)
+
+// EventKind says what a Migrator is doing.
+type EventKind string
+
+// The events, in the order a phase produces them.
+const (
+	EventPhaseStart   EventKind = "phase_start"   // a phase of a migration begins
+	EventStatement    EventKind = "statement"     // a statement is about to run
+	EventLockRetry    EventKind = "lock_retry"    // a statement gave up a lock wait and will be retried
+	EventIndexCleanup EventKind = "index_cleanup" // an invalid index left by a failed concurrent build is dropped
+	EventPhaseDone    EventKind = "phase_done"    // the phase is recorded as done
+	EventBackfill     EventKind = "backfill"      // progress of a backfill; see Backfill
+)
+
+// Event is one report of progress. The CLI prints them; the release
+// pipeline forwards them.
+type Event struct {
+	Kind      EventKind `json:"event"`
+	Migration string    `json:"migration"`
+	Phase     Phase     `json:"phase"`
+	File      string    `json:"file"`
+	Line      int       `json:"line,omitempty"`
+	Attempt   int       `json:"attempt,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Index     string    `json:"index,omitempty"`
+	Err       error     `json:"-"`
+	// Backfill is the evolve event of an EventBackfill.
+	Backfill *evolve.Event `json:"backfill,omitempty"`
+}
+
+func (m *Migrator) emit(e Event) {
+	if m.opts.Progress == nil {
+		return
+	}
+	m.emitMu.Lock()
+	defer m.emitMu.Unlock()
+	m.opts.Progress(e)
+}
+
+// preflight loads and verifies the history, then checks every statement
+// of every pending phase: its syntax, by the database's parser, and the
+// lint. It returns every problem at once, each at its file and line.
+func (m *Migrator) preflight(ctx context.Context) (map[string]map[Phase]*applied, error) {
+	hist, err := m.verified(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	var pending []*Migration
+	for _, mig := range m.ms {
+		if done(hist, mig, Contract) || !mig.Has(Contract) && expanded(hist, mig) {
+			continue
+		}
+		pending = append(pending, mig)
+		for _, p := range Phases {
+			if s := mig.Sections[p]; s != nil && !done(hist, mig, p) {
+				errs = append(errs, m.checkSyntax(ctx, mig, s)...)
+			}
+		}
+	}
+	for _, f := range Lint(pending, m.d.Name(), m.opts.Allow) {
+		errs = append(errs, f)
+	}
+	return hist, errors.Join(errs...)
+}
+
+func (m *Migrator) checkSyntax(ctx context.Context, mig *Migration, s *Section) []error {
+	var errs []error
+	for _, st := range s.Statements {
+		err := m.d.CheckSyntax(ctx, st.Bind(func(int) string { return "NULL" }))
+		var se *dialect.SyntaxError
+		switch {
+		case err == nil:
+		case errors.As(err, &se):
+			line := st.Line
+			if se.Line > 0 {
+				line += se.Line - 1
+			}
+			errs = append(errs, &FileError{File: mig.Path, Line: line, Msg: "syntax error: " + se.Msg})
+		default:
+			errs = append(errs, fmt.Errorf("check syntax of %s:%d: %w", mig.Path, st.Line, err))
+		}
+	}
+	return errs
+}

@@ -1,0 +1,203 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/testdb"
+)
+
+// events records a Migrator's events for a test.
+type events struct {
+	mu   sync.Mutex
+	seen []Event
+}
+
+func (e *events) add(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seen = append(e.seen, ev)
+}
+
+func (e *events) count(kind EventKind) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.seen {
+		if ev.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func openWith(t *testing.T, url, dir string, ev *events) *Migrator {
+	t.Helper()
+	m, err := Open(context.Background(), url, Options{Dirs: []string{dir}, LockTimeout: 100 * time.Millisecond, Progress: func(e Event) {
+		ev.add(e)
+		t.Logf("%s %s line %d %s %v", e.Kind, e.Migration, e.Line, e.Reason, e.Err)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// liveWorkload runs point reads and writes on items from four connections
+// until stop is closed, and returns the longest single query it saw.
+func liveWorkload(t *testing.T, db *sql.DB, stop <-chan struct{}) func() time.Duration {
+	var worst atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := 1 + rand.IntN(1000)
+				start := time.Now()
+				var err error
+				if rand.IntN(5) == 0 {
+					_, err = db.Exec(`UPDATE items SET title = title WHERE id = $1`, id)
+				} else {
+					var s string
+					err = db.QueryRow(`SELECT title FROM items WHERE id = $1`, id).Scan(&s)
+				}
+				if err != nil {
+					t.Errorf("live query: %v", err)
+					return
+				}
+				if d := time.Since(start); int64(d) > worst.Load() {
+					worst.Store(int64(d))
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	return func() time.Duration { wg.Wait(); return time.Duration(worst.Load()) }
+}
+
+func seedItems(t *testing.T, db *sql.DB) {
+	t.Helper()
+	for _, q := range []string{
+		`CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL)`,
+		`INSERT INTO items SELECT g, 'Title ' || (g % 500) FROM generate_series(1, 1000) g`,
+		`CREATE TABLE other (id int)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDDLBehindLongLockDoesNotStallLiveTraffic: a transaction holds a lock
+// on items for three seconds; an ALTER TABLE needing an exclusive lock
+// gives up every 100 ms and retries, and the live workload never waits
+// longer than the lock timeout plus a margin (without it, it would wait 3 s).
+func TestDDLBehindLongLockDoesNotStallLiveTraffic(t *testing.T) {
+	url := testdb.Postgres(t)
+	dir := writeDir(t, map[string]string{"0001_add.sql": "ALTER TABLE items ADD COLUMN title_lower text;\n"})
+	var ev events
+	m := openWith(t, url, dir, &ev)
+	db := m.Dialect().DB()
+	seedItems(t, db)
+
+	// The machine's own noise, measured the same way without the DDL, is
+	// part of the margin: a busy CI host stalls queries by itself.
+	calm := make(chan struct{})
+	noise := liveWorkload(t, db, calm)
+	time.Sleep(time.Second)
+	close(calm)
+	control := noise()
+
+	long, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback()
+	if _, err := long.Exec(`SELECT count(*) FROM items`); err != nil { // holds ACCESS SHARE until commit
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	worst := liveWorkload(t, db, stop)
+	time.AfterFunc(3*time.Second, func() { long.Commit() })
+	start := time.Now()
+	if err := m.Expand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	w := worst()
+	t.Logf("expand took %v with %d lock retries; longest live query %v (%v without the DDL)", took, ev.count(EventLockRetry), w, control)
+	if took < 2500*time.Millisecond || ev.count(EventLockRetry) < 3 {
+		t.Fatalf("the ALTER did not wait for the long transaction by retrying: %v, %d retries", took, ev.count(EventLockRetry))
+	}
+	if limit := 100*time.Millisecond + 250*time.Millisecond + control; w > limit {
+		t.Fatalf("a live query waited %v, more than the lock timeout plus margin (%v)", w, limit)
+	}
+	if got := columns(t, m.Dialect(), "items"); got != "id,title,title_lower" {
+		t.Fatalf("columns: %s", got)
+	}
+}
+
+// TestConcurrentIndexCleanedUpAndRetried: CREATE INDEX CONCURRENTLY waits
+// for an old snapshot, times out and leaves an INVALID index; handoff drops
+// it, retries, and once the old transaction ends the index is built valid.
+// A build that fails for good (duplicates under UNIQUE) leaves no index.
+func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
+	url := testdb.Postgres(t)
+	dir := writeDir(t, map[string]string{"0001_idx.sql": "-- handoff:expand\nCREATE INDEX CONCURRENTLY items_title ON items (title);\n"})
+	var ev events
+	m := openWith(t, url, dir, &ev)
+	db := m.Dialect().DB()
+	seedItems(t, db)
+
+	long, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback()
+	if _, err := long.Exec(`SELECT count(*) FROM other`); err != nil { // an old snapshot, no lock on items
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Expand(context.Background()) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for ev.count(EventIndexCleanup) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	long.Commit()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ev.count(EventIndexCleanup) == 0 || ev.count(EventLockRetry) == 0 {
+		t.Fatalf("no failed build was cleaned up: %d cleanups, %d retries", ev.count(EventIndexCleanup), ev.count(EventLockRetry))
+	}
+	if ok, valid, err := m.Dialect().IndexValid(context.Background(), "items_title"); !ok || !valid || err != nil {
+		t.Fatalf("index after expand: exists=%v valid=%v %v", ok, valid, err)
+	}
+
+	dir2 := writeDir(t, map[string]string{"0002_uniq.sql": "-- handoff:expand\n-- titles repeat: this fails for good\nCREATE UNIQUE INDEX CONCURRENTLY items_title_u ON items (title);\n"})
+	m2 := openWith(t, url, dir2, &ev)
+	err = m2.Expand(context.Background())
+	var se *StatementError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "0002_uniq.sql:3") {
+		t.Fatalf("a failed unique build: %v", err)
+	}
+	if ok, _, _ := m2.Dialect().IndexValid(context.Background(), "items_title_u"); ok {
+		t.Fatal("the failed build's INVALID index was left behind")
+	}
+}

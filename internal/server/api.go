@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"os"
+	"strconv"
+
+	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/gateway"
+)
+
+var _ control.API = (*Server)(nil)
+
+// Status reports every app, or one, with warnings an operator should act on.
+func (s *Server) Status(ctx context.Context, app string) (*control.Status, error) {
+	if app != "" && s.cfg.Apps.Get(app) == nil {
+		return nil, &gateway.UnknownAppError{App: app}
+	}
+	out := &control.Status{PID: os.Getpid(), Apps: []control.AppStatus{}}
+	for _, gs := range s.gw.Status() {
+		if app != "" && gs.App != app {
+			continue
+		}
+		as := control.AppStatus{AppStatus: gs, Instances: s.supervisor().List(gs.App)}
+		rec, err := s.deployer.Record(ctx, gs.App)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Current != nil {
+			as.Current = rec.Current.Label
+		}
+		if rec.Previous != nil {
+			as.Previous = rec.Previous.Label
+		}
+		if id := rec.Deploy; id != "" || rec.Seq > 0 {
+			if id == "" {
+				id = gs.App + "-" + strconv.Itoa(rec.Seq)
+			}
+			if dep, err := s.deployer.Get(ctx, id); err == nil {
+				as.Deploy = dep
+			}
+		}
+		out.Apps = append(out.Apps, as)
+		out.Warnings = append(out.Warnings, s.warnings(as)...)
+	}
+	out.Migrations = s.migrations(ctx)
+	return out, nil
+}
+
+// Deploy runs a deploy for the control API.
+func (s *Server) Deploy(ctx context.Context, req control.DeployRequest, progress func(deploy.Progress)) (*deploy.Deploy, error) {
+	return s.deployer.Start(ctx, req, progress)
+}
+
+// Rollback rolls an app back for the control API.
+func (s *Server) Rollback(ctx context.Context, req control.RollbackRequest, progress func(deploy.Progress)) (*deploy.Deploy, error) {
+	if req.App == "" {
+		return nil, deploy.Errorf(deploy.ErrBadRequest, "name the app to roll back")
+	}
+	return s.deployer.Rollback(ctx, req.App, req.Actor, progress)
+}
+
+// Events returns the event log after an ID.
+func (s *Server) Events(ctx context.Context, after int64, limit int) (*control.Events, error) {
+	ev, err := s.store.Events(ctx, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return &control.Events{Events: ev}, nil
+}

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/migrate"
+)
+
+// migrationsCacheFor is how long a read of the migrations' state serves:
+// the dashboard asks twice a second, the database need not answer as often.
+const migrationsCacheFor = time.Second
+
+// migrationsCache holds the last read of the migrations' state.
+type migrationsCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	list []control.Migration
+}
+
+// migrations reads the application database's migrations — those of the
+// config's directory and of each app's current release — with their phases,
+// backfill progress, and what a pending contract waits for.
+func (s *Server) migrations(ctx context.Context) []control.Migration {
+	if s.cfg.Database.URL == "" {
+		return nil
+	}
+	c := &s.migCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) < migrationsCacheFor {
+		return c.list
+	}
+	list, err := s.readMigrations(ctx)
+	if err != nil {
+		s.log.Warn("read migrations for status", "error", err)
+		return c.list
+	}
+	c.at, c.list = time.Now(), list
+	return list
+}
+
+func (s *Server) readMigrations(ctx context.Context) ([]control.Migration, error) {
+	var dirs []string
+	add := func(dir string) {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() && !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	add(s.cfg.Database.Migrations)
+	for _, app := range s.cfg.Apps {
+		rec, err := s.deployer.Record(ctx, app.Name)
+		if err != nil {
+			continue
+		}
+		if rec.Current != nil && rec.Current.Dir != "" {
+			add(filepath.Join(rec.Current.Dir, "migrations"))
+		}
+		for _, id := range []string{rec.Deploy, rec.Waiting} { // the migrations of deploys under way
+			if dep, err := s.deployer.Get(ctx, id); id != "" && err == nil {
+				for _, dir := range dep.MigrationDirs {
+					add(dir)
+				}
+			}
+		}
+	}
+	m, err := migrate.Open(ctx, s.cfg.Database.URL, migrate.Options{Dirs: dirs, LockTimeout: s.cfg.Database.LockTimeout.D()})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	st, err := m.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []control.Migration{}
+	for _, ms := range st {
+		mig := control.Migration{ID: ms.Name, Phases: []control.Phase{}}
+		for _, p := range ms.Phases {
+			mig.Phases = append(mig.Phases, control.Phase{Name: string(p.Phase), State: p.State, Started: p.StartedAt, Finished: p.FinishedAt})
+		}
+		if b := ms.Backfill; b != nil {
+			mig.Backfill = &control.Backfill{State: string(b.State), Rows: b.Rows, Total: b.Total, RowsPerSec: b.Rate, ETASeconds: b.ETASeconds}
+		}
+		if slices.Contains(ms.Pending, migrate.Contract) {
+			if mig.WaitingFor, err = s.deployer.ContractBlockers(ctx, []string{ms.Name}); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, mig)
+	}
+	return out, nil
+}

@@ -1,0 +1,318 @@
+// Package server is `handoff serve`: it opens the state store, adopts the
+// supervised instances, builds the gateway and the deployer from the
+// config, restores what the store says, and serves the gateway listeners,
+// the control socket and the admin listener until it is stopped — or until
+// it has handed them over to a new handoff process (`handoff upgrade`).
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/gateway"
+	"github.com/handoff-dev/handoff/internal/h1"
+	"github.com/handoff-dev/handoff/internal/store"
+	"github.com/handoff-dev/handoff/internal/supervisor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Server is one running handoff.
+type Server struct {
+	cfg      *config.Config
+	opts     Options
+	log      *slog.Logger
+	store    store.Store
+	gw       *gateway.Gateway
+	sup      atomic.Pointer[supervisor.Supervisor]
+	deployer *deploy.Deployer
+	registry *prometheus.Registry
+	ctx      context.Context // the server's lifetime
+	cancel   context.CancelFunc
+
+	mu          sync.Mutex // guards mode changes: store then gateway, in order
+	modesCancel context.CancelFunc
+	ready       chan struct{}
+	addrs       Addrs
+	ls          *listeners
+	servers     []httpServer
+
+	migCache migrationsCache
+
+	upgrading  atomic.Bool   // an upgrade began: no more changes here
+	handedOver chan struct{} // closed once a successor serves
+}
+
+// httpServer is what serves one listener: net/http's server, or the
+// gateway's own HTTP/1.1 server.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// Addrs are the addresses the server listens on, known once it is ready.
+type Addrs struct {
+	Gateway []string
+	Socket  string
+	Admin   string
+}
+
+// Options configure a Server beyond its config file.
+type Options struct {
+	Logger *slog.Logger
+	// KeepInstances leaves the supervised instances running when the server
+	// stops, for the next server to adopt; by default they are stopped too.
+	KeepInstances bool
+	// Args are the command-line arguments a successor is started with
+	// (`handoff upgrade`); default: serve --config <the config's path>.
+	Args []string
+}
+
+// New opens the store, adopts the supervised instances that run, and
+// restores routes and modes into a new gateway. Nothing listens until Run.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := store.Open(ctx, cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	sup, err := openSupervisor(ctx, cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gw := gateway.New(gateway.Options{
+		Logger: log, AccessLog: cfg.AccessLog, RetryBuffer: int(cfg.Gateway.RetryBuffer),
+		HoldRequests: cfg.Hold.MaxRequests, HoldBytes: int64(cfg.Hold.MaxBytes), Registerer: reg,
+	})
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, opts: opts, log: log, store: st, gw: gw, registry: reg, ctx: sctx, cancel: cancel,
+		ready: make(chan struct{}), handedOver: make(chan struct{})}
+	s.sup.Store(sup)
+	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg})
+	reg.MustRegister(&instanceCollector{sup: s.supervisor})
+	if err := s.restore(ctx); err != nil {
+		cancel()
+		gw.Close()
+		sup.Detach(context.Background())
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) supervisor() *supervisor.Supervisor { return s.sup.Load() }
+
+// openSupervisor adopts this node's instances. The node is named after the
+// state store and the host, so that handoff installations side by side, or
+// several hosts sharing a Postgres store, leave each other's processes alone.
+func openSupervisor(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger) (*supervisor.Supervisor, error) {
+	host, _ := os.Hostname()
+	sum := sha256.Sum256([]byte(host + "\x00" + cfg.State))
+	ctx, cancel := context.WithTimeout(ctx, supervisorLockWait)
+	defer cancel()
+	sup, err := supervisor.Open(ctx, st, supervisor.Options{LogDir: cfg.Logs, Node: hex.EncodeToString(sum[:6]), Logger: log})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("another handoff server supervises the instances of this state store (lock in %s): %w", cfg.Logs, err)
+		}
+		return nil, err
+	}
+	return sup, nil
+}
+
+// supervisorLockWait bounds the wait for another server to let go of the
+// instances (during an upgrade the old one hands them over in moments).
+const supervisorLockWait = 15 * time.Second
+
+func (s *Server) restore(ctx context.Context) error {
+	if err := s.gw.Configure(s.cfg.Apps); err != nil {
+		return err
+	}
+	if err := s.deployer.Restore(ctx); err != nil {
+		return err
+	}
+	return s.restoreModes(ctx)
+}
+
+// Ready is closed once every listener is open.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addrs reports where the server listens; valid after Ready.
+func (s *Server) Addrs() Addrs { return s.addrs }
+
+// Gateway returns the server's gateway.
+func (s *Server) Gateway() *gateway.Gateway { return s.gw }
+
+// Run serves until ctx is done, then stops gracefully: in-flight requests
+// finish (bounded by the longest drain_timeout) and the instances are
+// stopped (unless KeepInstances). After handing over to a successor it
+// instead finishes its own connections and returns, leaving the sockets,
+// the instances and the deploys to the successor.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.store.Close()
+	defer s.gw.Close()
+	defer s.cancel()
+	ls, err := s.listen()
+	if err != nil {
+		s.stopInstances()
+		return err
+	}
+	s.ls = ls
+	errc := make(chan error, len(ls.all()))
+	serve := func(srv httpServer, l net.Listener) {
+		s.servers = append(s.servers, srv)
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !s.upgrading.Load() {
+				errc <- fmt.Errorf("serve %s: %w", l.Addr(), err)
+			}
+		}()
+	}
+	for _, l := range ls.gateway {
+		serve(s.gatewayServer(), l)
+		s.addrs.Gateway = append(s.addrs.Gateway, l.Addr().String())
+	}
+	serve(&http.Server{Handler: control.Handler(s, s.log), ReadHeaderTimeout: 10 * time.Second}, ls.socket)
+	s.addrs.Socket = s.cfg.Socket
+	if ls.admin != nil {
+		srv, err := s.adminServer()
+		if err != nil {
+			ls.closeAll()
+			s.stopInstances()
+			return err
+		}
+		serve(srv, ls.admin)
+		s.addrs.Admin = ls.admin.Addr().String()
+	}
+	s.startModes()
+	s.deployer.Resume(s.ctx)
+	s.log.Info("handoff serving", "pid", os.Getpid(), "gateway", s.addrs.Gateway, "socket", s.addrs.Socket, "admin", s.addrs.Admin, "apps", s.cfg.Apps.Names())
+	close(s.ready)
+	tellReady()
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	case <-s.handedOver:
+		s.retire()
+		return nil
+	}
+	s.shutdown()
+	os.Remove(s.cfg.Socket)
+	s.stopInstances()
+	return err
+}
+
+// shutdown stops accepting, tells clients to leave, and waits for what is
+// in flight, bounded by the longest drain timeout of any app.
+// Unlike a hand-over, a stop need not wait for idle keep-alive connections
+// (nobody would take them over): it waits for the requests in flight, ends
+// WebSockets with a Close frame, gives HTTP/2 connections their GOAWAY, and
+// closes the rest.
+func (s *Server) shutdown() {
+	s.gw.SetClosing(true)
+	s.deployer.Halt() // deploys stop at their current step; they resume on restart
+	ctx, cancel := context.WithTimeout(context.Background(), s.longestDrain())
+	defer cancel()
+	var gateways []*h1.Server
+	for _, srv := range s.servers {
+		if g, ok := srv.(*h1.Server); ok {
+			g.Drain()
+			gateways = append(gateways, g)
+		}
+	}
+	for busy(gateways) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.gw.GoAway(0)
+	soon, cancelSoon := context.WithTimeout(ctx, time.Second)
+	defer cancelSoon()
+	s.shutdownServers(soon)
+}
+
+// busy reports whether a gateway server has a request in flight.
+func busy(servers []*h1.Server) bool {
+	for _, g := range servers {
+		if st := g.ConnStats(); st.New+st.Active > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) longestDrain() time.Duration {
+	timeout := 10 * time.Second
+	for _, app := range s.cfg.Apps {
+		timeout = max(timeout, app.DrainTimeout.D())
+	}
+	return timeout
+}
+
+// shutdownServers shuts every server down at once, closing what is left at
+// ctx's end.
+func (s *Server) shutdownServers(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, srv := range s.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// stopInstances stops the supervised instances with the server, or leaves
+// them running for the next server to adopt (Options.KeepInstances).
+func (s *Server) stopInstances() {
+	sup := s.supervisor()
+	if !s.opts.KeepInstances {
+		timeout := 30 * time.Second
+		for _, app := range s.cfg.Apps {
+			timeout = max(timeout, app.Stop.Timeout.D()+time.Second)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		if err := sup.StopAll(ctx); err != nil && !errors.Is(err, supervisor.ErrDetached) {
+			s.log.Warn("stop instances", "error", err)
+		}
+		cancel()
+	}
+	if err := sup.Detach(context.Background()); err != nil && !errors.Is(err, supervisor.ErrDetached) {
+		s.log.Warn("detach supervisor", "error", err)
+	}
+}
+
+// gatewayServer is the HTTP server of one gateway listener: handoff's own
+// HTTP/1.1 server (a fraction of net/http's cost per request, and a
+// Shutdown that never closes an idle connection under its client), which
+// hands HTTP/2 prior-knowledge (h2c) connections to net/http.
+func (s *Server) gatewayServer() httpServer {
+	return &h1.Server{
+		Handler:           s.gw,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       s.cfg.Gateway.IdleTimeout.D(),
+		MaxHeaderBytes:    int(s.cfg.Gateway.MaxHeaderBytes),
+		ErrorLog:          s.log,
+	}
+}
