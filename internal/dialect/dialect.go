@@ -39,6 +39,10 @@ type Dialect interface {
 	// ExecNoTx runs one statement outside any transaction (CREATE INDEX
 	// CONCURRENTLY, VACUUM) with lock waits bounded by lockTimeout.
 	ExecNoTx(ctx context.Context, stmt string, lockTimeout time.Duration) error
+	// EnsureTables runs CREATE TABLE IF NOT EXISTS statements for handoff's
+	// own bookkeeping tables, safe against another process doing the same at
+	// the same moment.
+	EnsureTables(ctx context.Context, stmts ...string) error
 	// NoTransaction reports whether stmt cannot run inside a transaction.
 	NoTransaction(stmt string) bool
 	// CheckSyntax parses stmt without running it or taking any lock. A

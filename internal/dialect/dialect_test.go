@@ -3,6 +3,7 @@ package dialect
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -148,3 +149,34 @@ func checkConflict(ctx context.Context, t *testing.T, d Dialect) {
 		t.Error("an unknown error is permanent")
 	}
 }
+
+// TestEnsureTablesConcurrent has several processes' worth of pools create
+// the same tables at the same moment, as two handoff commands starting
+// together do; every one must succeed.
+func TestEnsureTablesConcurrent(t *testing.T) {
+	for name, url := range backends {
+		t.Run(name, func(t *testing.T) {
+			u := url(t)
+			pools := make([]Dialect, 6)
+			for i := range pools {
+				pools[i] = open(t, u)
+			}
+			for round := range 5 {
+				stmt := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS book_%d (id bigint PRIMARY KEY, note text)`, round)
+				errs := make(chan error, len(pools))
+				for _, d := range pools {
+					go func() { errs <- d.EnsureTables(context.Background(), stmt) }()
+				}
+				for range pools {
+					if err := <-errs; err != nil && !d0Busy(pools[0], err) {
+						t.Fatalf("round %d: %v", round, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// d0Busy tolerates SQLite's busy answer, which callers retry; Postgres must
+// never fail here.
+func d0Busy(d Dialect, err error) bool { return d.Name() == "sqlite" && d.Classify(err) == Busy }

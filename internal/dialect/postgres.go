@@ -81,6 +81,26 @@ func (p *postgres) ExecNoTx(ctx context.Context, stmt string, lockTimeout time.D
 	return execErr
 }
 
+// EnsureTables serialises creators on an advisory lock: Postgres's IF NOT
+// EXISTS only checks the catalogue, so two sessions creating the same table
+// at once can both pass the check and one fails on pg_type's unique index.
+func (p *postgres) EnsureTables(ctx context.Context, stmts ...string) error {
+	tx, err := p.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext('handoff: bookkeeping tables'))"); err != nil {
+		return fmt.Errorf("take schema lock: %w", err)
+	}
+	for _, stmt := range stmts {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
 func msLiteral(d time.Duration) string {
 	return "'" + strconv.FormatInt(max(d.Milliseconds(), 1), 10) + "ms'"
 }

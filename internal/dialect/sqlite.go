@@ -81,6 +81,22 @@ func (s *sqliteDB) ExecNoTx(ctx context.Context, stmt string, _ time.Duration) e
 	return err
 }
 
+// EnsureTables creates the tables in one write transaction; SQLite's write
+// lock already serialises concurrent creators.
+func (s *sqliteDB) EnsureTables(ctx context.Context, stmts ...string) error {
+	tx, err := s.BeginWrite(ctx, 0, 0)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, stmt := range stmts {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
 var sqliteNoTx = regexp.MustCompile(`(?is)^\s*(vacuum\b|pragma\s+journal_mode\b)`)
 
 func (s *sqliteDB) NoTransaction(stmt string) bool { return sqliteNoTx.MatchString(stmt) }

@@ -62,13 +62,8 @@ const (
 
 // EnsureSchema creates the checkpoint tables if they are missing.
 func EnsureSchema(ctx context.Context, d dialect.Dialect) error {
-	for _, stmt := range schema {
-		if err := retryBusy(ctx, d, func() error {
-			_, err := d.DB().ExecContext(ctx, stmt)
-			return err
-		}); err != nil {
-			return fmt.Errorf("create evolve tables: %w", err)
-		}
+	if err := retryBusy(ctx, d, func() error { return d.EnsureTables(ctx, schema...) }); err != nil {
+		return fmt.Errorf("create evolve tables: %w", err)
 	}
 	return nil
 }

@@ -18,6 +18,10 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 	}
 	s := &sqlStore{db: db, ph: func(n int) string { return "$" + strconv.Itoa(n) }}
 	schema := []string{
+		// IF NOT EXISTS alone races with another node creating the same
+		// table; the advisory lock (the one dialect.EnsureTables takes)
+		// makes concurrent creators wait for each other.
+		`SELECT pg_advisory_xact_lock(hashtext('handoff: bookkeeping tables'))`,
 		`CREATE TABLE IF NOT EXISTS handoff_docs (kind text NOT NULL, key text NOT NULL, body text NOT NULL, updated text NOT NULL, PRIMARY KEY (kind, key))`,
 		`CREATE TABLE IF NOT EXISTS handoff_events (id bigserial PRIMARY KEY, time text NOT NULL, app text NOT NULL, kind text NOT NULL, actor text NOT NULL, message text NOT NULL)`,
 	}

@@ -43,13 +43,19 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	return s, nil
 }
 
+// migrate runs the schema statements in one transaction.
 func (s *sqlStore) migrate(ctx context.Context, schema []string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	defer tx.Rollback()
 	for _, stmt := range schema {
-		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("create schema: %w", err)
 		}
 	}
-	return nil
+	return tx.Commit()
 }
 
 func (s *sqlStore) q(query string) string {
