@@ -26,9 +26,11 @@ type switchResult struct {
 	// OldTail to the last answer from a.
 	ToNew   time.Duration `json:"to_new_ns"`
 	OldTail time.Duration `json:"old_tail_ns"`
-	// SteadyP999 is the p99.9 latency before the switch; MaxAfter the
-	// longest request that ended after it began.
+	// SteadyP999 is the p99.9 latency before the switch; MaxDuring the
+	// longest request that was in flight at some moment while the switch
+	// command ran; MaxAfter the longest request that ended after it began.
 	SteadyP999 time.Duration        `json:"steady_p999_ns"`
+	MaxDuring  time.Duration        `json:"max_during_ns"`
 	MaxAfter   time.Duration        `json:"max_after_ns"`
 	Errors     []loadgen.ErrorCount `json:"errors,omitempty"`
 	Err        string               `json:"error,omitempty"`
@@ -87,7 +89,7 @@ func (b *bench) switchTarget(name, from, to string) switchResult {
 	lr := r.Stop()
 	res.Requests, res.Failures, res.Errors = lr.Requests, lr.Failures, lr.Errors
 	res.ForcedReconnects, res.GracefulReconnects = lr.ForcedReconnects, lr.GracefulReconnects
-	rec.analyze(&res, at)
+	rec.analyze(&res, at, at.Add(res.Command))
 	return res
 }
 
@@ -105,8 +107,8 @@ func (r *recorder) add(rec loadgen.Record) {
 	r.mu.Unlock()
 }
 
-// analyze fills in the timings around the switch that began at at.
-func (r *recorder) analyze(res *switchResult, at time.Time) {
+// analyze fills in the timings around the switch that ran from at to end.
+func (r *recorder) analyze(res *switchResult, at, end time.Time) {
 	var steady []time.Duration
 	res.ToNew, res.OldTail = -1, 0
 	for _, q := range r.reqs {
@@ -116,6 +118,9 @@ func (r *recorder) analyze(res *switchResult, at time.Time) {
 			continue
 		}
 		res.MaxAfter = max(res.MaxAfter, d)
+		if !q.Start.After(end) {
+			res.MaxDuring = max(res.MaxDuring, d)
+		}
 		since := q.End.Sub(at)
 		if q.Release == "b" && (res.ToNew < 0 || since < res.ToNew) {
 			res.ToNew = since
@@ -133,19 +138,20 @@ func (r *recorder) analyze(res *switchResult, at time.Time) {
 func printSwitch(results []switchResult) {
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\trequests\tfailed\tforced\tgraceful\tcommand\tto new\told tail\tsteady p99.9\tmax after\t")
+	fmt.Fprintln(tw, "target\trequests\tfailed\tforced\tgraceful\tcommand\tto new\told tail\tsteady p99.9\tmax during\tmax after\t")
 	for _, r := range results {
 		if r.Requests == 0 && r.Err != "" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.Target)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", r.Target)
 			continue
 		}
 		toNew := "never"
 		if r.ToNew >= 0 {
 			toNew = loadgen.FormatDuration(r.ToNew)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", r.Target, r.Requests, r.Failures,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Target, r.Requests, r.Failures,
 			r.ForcedReconnects, r.GracefulReconnects, loadgen.FormatDuration(r.Command), toNew,
-			loadgen.FormatDuration(r.OldTail), loadgen.FormatDuration(r.SteadyP999), loadgen.FormatDuration(r.MaxAfter))
+			loadgen.FormatDuration(r.OldTail), loadgen.FormatDuration(r.SteadyP999), loadgen.FormatDuration(r.MaxDuring),
+			loadgen.FormatDuration(r.MaxAfter))
 	}
 	_ = tw.Flush()
 	for _, r := range results {

@@ -62,9 +62,10 @@ func TestEveryKindAgainstTheSampleApp(t *testing.T) {
 		if res.Requests != 20 || res.Releases["v1"] != 20 || res.Instances[addr] != 20 {
 			t.Errorf("%+v: %d requests, releases %v, instances %v; want 20 from v1 at %s", cfg, res.Requests, res.Releases, res.Instances, addr)
 		}
-		// Two clients, two keep-alive connections, whatever the kind.
-		if res.Connects != 2 || res.ForcedReconnects != 0 || res.GracefulReconnects != 0 {
-			t.Errorf("%+v: %d connects, %d forced, %d graceful; want 2, 0, 0", cfg, res.Connects, res.ForcedReconnects, res.GracefulReconnects)
+		// At most one keep-alive connection per client, whatever the kind
+		// (a client that the other beat to all 20 requests never connects).
+		if res.Connects < 1 || res.Connects > 2 || res.ForcedReconnects != 0 || res.GracefulReconnects != 0 {
+			t.Errorf("%+v: %d connects, %d forced, %d graceful; want 1 or 2, 0, 0", cfg, res.Connects, res.ForcedReconnects, res.GracefulReconnects)
 		}
 		if res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 {
 			t.Errorf("%+v: implausible latency %+v", cfg, res.Latency)
