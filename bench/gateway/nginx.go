@@ -102,7 +102,7 @@ func (b *bench) nginxReload(t *target, backend string) error {
 		return fmt.Errorf("find nginx: %w", err)
 	}
 	args := append(nginxArgs(bin, t, prefix), "-s", "reload")
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+	if out, err := b.hostCommand(args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("nginx -s reload: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil

@@ -51,6 +51,16 @@ type proc struct {
 	err    error // set before exited is closed
 }
 
+// hostCommand prepares an operator's command (a deploy, a reload) to run on
+// the servers' CPU: it runs on the host being upgraded, not with the
+// clients, whose timings it would otherwise disturb.
+func (b *bench) hostCommand(argv ...string) *exec.Cmd {
+	if b.cpu >= 0 {
+		argv = append([]string{"taskset", "-c", strconv.Itoa(b.cpu)}, argv...)
+	}
+	return exec.Command(argv[0], argv[1:]...)
+}
+
 // startProc starts argv with its output in dir/name.log, pinned to cpu
 // when cpu >= 0.
 func startProc(dir, name string, cpu int, argv ...string) (*proc, error) {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -90,7 +89,7 @@ apps:
 
 // handoffDeploy points the app at a new backend, as an operator would.
 func (b *bench) handoffDeploy(t *target, backend string) error {
-	out, err := exec.Command(b.handoff, "deploy", "web", "--target", backend, "--socket", t.sock).CombinedOutput()
+	out, err := b.hostCommand(b.handoff, "deploy", "web", "--target", backend, "--socket", t.sock).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("handoff deploy: %w: %s", err, strings.TrimSpace(string(out)))
 	}

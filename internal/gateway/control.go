@@ -27,6 +27,7 @@ func (g *Gateway) SetRoute(app string, r Route) (*Drain, error) {
 // Publishing comes first: a request that finds a target draining can be
 // sure a snapshot without it is already out.
 func (g *Gateway) retarget(st *appState, r Route) *Drain {
+	var fresh []*Target
 	for _, addr := range r.Addrs() {
 		t := g.targets[addr]
 		if t == nil {
@@ -34,6 +35,7 @@ func (g *Gateway) retarget(st *appState, r Route) *Drain {
 			g.targets[addr] = t
 		}
 		if t.refs == 0 {
+			fresh = append(fresh, t)
 			t.draining.Store(false)
 			if t.stopCheck == nil {
 				t.stopCheck = g.monitorHealth(t, st.cfg.Health)
@@ -49,6 +51,7 @@ func (g *Gateway) retarget(st *appState, r Route) *Drain {
 			gone = append(gone, t)
 		}
 	}
+	warm(fresh, gone)
 	st.route = r
 	g.publish()
 	timeout := time.Duration(0)

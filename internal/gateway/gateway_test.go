@@ -528,3 +528,45 @@ func (j *jar) Cookies(*neturl) []*http.Cookie {
 	}
 	return out
 }
+
+// TestSwitchWarmsNewTargets checks that a switch finds keep-alive
+// connections to the new target already open, as many as the old one had,
+// so that its clients' first requests do not all wait for a connect.
+func TestSwitchWarmsNewTargets(t *testing.T) {
+	old, next := backend(t, "v1"), backend(t, "v2")
+	g, url := newGateway(t, Pool{Release: "v1", Targets: []string{addr(old)}, Weight: 1})
+	var wg sync.WaitGroup
+	for range 5 { // five requests at once: five connections to v1
+		wg.Go(func() {
+			c := &http.Client{Transport: &http.Transport{}}
+			get(t, c, url+"/slow?d=200ms")
+		})
+	}
+	wg.Wait()
+	g.mu.Lock()
+	before := len(g.targets[addr(old)].conns)
+	g.mu.Unlock()
+	if before != 5 {
+		t.Fatalf("%d connections to the old target, want 5", before)
+	}
+	if _, err := g.SetRoute("web", Route{Pools: []Pool{{Release: "v2", Targets: []string{addr(next)}, Weight: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	nt := g.targets[addr(next)]
+	g.mu.Unlock()
+	nt.mu.Lock()
+	idle := len(nt.idle)
+	nt.mu.Unlock()
+	if idle != 5 {
+		t.Fatalf("%d idle connections to the new target right after the switch, want 5", idle)
+	}
+	if resp, _ := get(t, http.DefaultClient, url+"/"); resp.Header.Get("X-Release") != "v2" {
+		t.Fatalf("served by %q after the switch, want v2", resp.Header.Get("X-Release"))
+	}
+	nt.mu.Lock()
+	defer nt.mu.Unlock()
+	if len(nt.conns) != 5 {
+		t.Errorf("%d connections to the new target after a request, want the 5 warmed ones reused", len(nt.conns))
+	}
+}
