@@ -200,7 +200,7 @@ func Default() *Config {
 		Logs:      "./logs",
 		AccessLog: true,
 		Database: Database{Migrations: "./migrations", LockTimeout: Duration(100 * time.Millisecond),
-			Backfill: Backfill{Batch: 1000, BatchTime: Duration(40 * time.Millisecond), Duty: 50,
+			Backfill: Backfill{Batch: 1000, BatchTime: Duration(40 * time.Millisecond), Duty: 25,
 				MaxLag: Duration(10 * time.Second), Workers: 1, Retries: 50}},
 		Gateway: Gateway{
 			IdleTimeout:    Duration(60 * time.Second),

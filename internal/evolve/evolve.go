@@ -78,11 +78,14 @@ type Settings struct {
 
 // DefaultSettings is the default throttle: batches that last about 40 ms
 // (short row-lock holds and small WAL flushes, which live commits wait on),
-// with as much rest after each, a replica lag of at most 10 s, one worker.
+// with three times as long a rest after each (a batch overlapping a live
+// query is what lifts its latency, so the share of time in batches sets the
+// live p99; see docs/migrations.md), a replica lag of at most 10 s, one
+// worker.
 func DefaultSettings() Settings {
 	return Settings{
 		Batch: 1000, BatchTime: 40 * time.Millisecond, MinBatch: 10, MaxBatch: 50000,
-		Duty: 50, MaxLag: 10 * time.Second, Workers: 1, Retries: 50,
+		Duty: 25, MaxLag: 10 * time.Second, Workers: 1, Retries: 50,
 		LockTimeout: 100 * time.Millisecond,
 	}
 }
