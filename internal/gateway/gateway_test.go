@@ -539,7 +539,13 @@ func TestSwitchWarmsNewTargets(t *testing.T) {
 	for range 5 { // five requests at once: five connections to v1
 		wg.Go(func() {
 			c := &http.Client{Transport: &http.Transport{}}
-			get(t, c, url+"/slow?d=200ms")
+			resp, err := c.Get(url + "/slow?d=200ms")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
 		})
 	}
 	wg.Wait()
