@@ -147,6 +147,13 @@ func refused(err error) bool {
 // w.Header() already. It returns the number of body bytes written and
 // whether the body was read to its end.
 func (g *Gateway) deliver(w http.ResponseWriter, x *exchange, banner []byte, method string) (int64, bool) {
+	if x.wrote != nil {
+		// The body is still going up while the answer comes down (an
+		// instance may answer before it has read it all): the server must
+		// not read the rest of it away when the head goes out, or the
+		// instance waits forever for bytes the server discarded.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	resp := x.resp
 	h := w.Header()
 	for k := range hopHeaders {
