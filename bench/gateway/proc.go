@@ -55,18 +55,22 @@ type proc struct {
 // the servers' CPU: it runs on the host being upgraded, not with the
 // clients, whose timings it would otherwise disturb.
 func (b *bench) hostCommand(argv ...string) *exec.Cmd {
-	if b.cpu >= 0 {
-		argv = append([]string{"taskset", "-c", strconv.Itoa(b.cpu)}, argv...)
-	}
+	argv = pinned(b.cpu, argv)
 	return exec.Command(argv[0], argv[1:]...)
+}
+
+// pinned prefixes argv with taskset when cpu >= 0.
+func pinned(cpu int, argv []string) []string {
+	if cpu < 0 {
+		return argv
+	}
+	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
 }
 
 // startProc starts argv with its output in dir/name.log, pinned to cpu
 // when cpu >= 0.
 func startProc(dir, name string, cpu int, argv ...string) (*proc, error) {
-	if cpu >= 0 {
-		argv = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
-	}
+	argv = pinned(cpu, argv)
 	p := &proc{name: name, log: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
 	out, err := os.Create(p.log)
 	if err != nil {
