@@ -79,7 +79,12 @@ func writeHead(bw *bufio.Writer, r *http.Request, o outbound) {
 	tokens := connectionTokens(r.Header)
 	for k, vv := range r.Header {
 		switch {
-		case hopHeaders[k], k == hdrReadOnly, k == hdrXFF, k == hdrXFHost, k == hdrXFProto:
+		case hopHeaders[k], k == "Content-Length", k == hdrReadOnly, k == hdrXFF, k == hdrXFHost, k == hdrXFProto:
+			continue // the gateway frames the body and sets its own headers
+		case strings.IndexByte(k, '_') >= 0:
+			// CGI-style servers (WSGI, Rack, PHP) read "X_Forwarded_For" as
+			// X-Forwarded-For: a client could forge what the gateway sets.
+			// nginx drops such names too (underscores_in_headers off).
 			continue
 		case tokens != nil && listed(tokens, k):
 			continue

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"sync"
@@ -23,6 +24,8 @@ const maxDrain = 256 << 10
 type body struct {
 	mu        sync.Mutex
 	br        *bufio.Reader
+	rwc       net.Conn      // for the read deadline of each read
+	timeout   time.Duration // Server.BodyTimeout
 	w         *response     // sends 100 Continue on the first read
 	req       *http.Request // receives the trailers
 	chunks    io.Reader     // the dechunker; nil when framed by length
@@ -33,7 +36,7 @@ type body struct {
 }
 
 func newBody(c *conn, f framing) *body {
-	b := &body{br: c.br, w: &c.w, req: &c.req, remaining: f.contentLength}
+	b := &body{br: c.br, rwc: c.rwc, timeout: c.srv.BodyTimeout, w: &c.w, req: &c.req, remaining: f.contentLength}
 	if f.contentLength < 0 {
 		b.chunks = httputil.NewChunkedReader(c.br)
 	}
@@ -72,6 +75,11 @@ func (b *body) readLocked(p []byte) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if b.timeout > 0 && b.br.Buffered() == 0 {
+		// The client has this long to send more: a body that stops coming
+		// fails with os.ErrDeadlineExceeded instead of holding the request.
+		_ = b.rwc.SetReadDeadline(time.Now().Add(b.timeout)) // fails only once closed; the read says so
 	}
 	if b.chunks != nil {
 		return b.readChunked(p)
@@ -152,6 +160,7 @@ func (w *response) sendContinue() {
 	if err := bw.Flush(); err != nil {
 		w.c.srv.log().Debug("h1: write 100 Continue", "remote", w.c.remoteAddr, "error", err)
 	}
+	w.outStart.Store(w.c.out.n.Load()) // an interim response: the final one has not begun
 }
 
 var errTrailer = errors.New("h1: malformed request trailer")

@@ -36,6 +36,7 @@ type conn struct {
 	rwc        net.Conn
 	br         *bufio.Reader
 	bw         *bufio.Writer
+	out        countingWriter // under bw: how many bytes reached the socket
 	remoteAddr string
 	cancel     context.CancelFunc
 
@@ -73,7 +74,8 @@ func newConn(s *Server, rwc net.Conn) *conn {
 		header: make(http.Header, 16),
 	}
 	c.br.Reset(rwc)
-	c.bw.Reset(rwc)
+	c.out.w = rwc
+	c.bw.Reset(&c.out)
 	if ra := rwc.RemoteAddr(); ra != nil {
 		c.remoteAddr = ra.String()
 	}
@@ -241,6 +243,7 @@ func (c *conn) prepare(f framing) {
 		if c.readDeadline {
 			c.setReadDeadline(time.Time{}) // the body comes at the client's pace
 		}
+		c.readDeadline = c.srv.BodyTimeout > 0 // each body read sets one
 	}
 	c.w.reset(&c.req, b, f)
 }
@@ -272,8 +275,23 @@ func (c *conn) runHandler() (ok bool) {
 // abort ends a response the handler gave up on: what was sent stays sent,
 // and a body that only the connection's end delimits is cut by a reset, so
 // that the client cannot take the part for the whole.
+//
+// When nothing of the response has reached the client yet, the client gets
+// a 502 instead, with the connection closed: a gateway's handler gives up
+// when the instance's response broke before it began, and a client that
+// gets a clean error can retry, where a truncated head or an unexplained
+// close leaves it guessing.
 func (c *conn) abort() {
 	w := &c.w
+	if c.out.n.Load() == w.outStart.Load() {
+		c.bw.Reset(&c.out) // drop the head and body held so far
+		_ = c.rwc.SetWriteDeadline(time.Now().Add(lingerTimeout))
+		_, _ = c.bw.Write(errAborted.responseFor(w.isHEAD))
+		if c.bw.Flush() == nil && w.body != nil {
+			c.linger = true // the client may still be sending its body
+		}
+		return
+	}
 	if err := c.bw.Flush(); err != nil {
 		return
 	}
@@ -410,4 +428,19 @@ func (c *conn) setHeaderDeadline() {
 	} else if c.readDeadline {
 		c.setReadDeadline(time.Time{})
 	}
+}
+
+// countingWriter counts the bytes written to the connection, so that an
+// aborted response can tell whether any of it reached the client. The
+// count is atomic: a 100 Continue may be written from a body reader's
+// goroutine.
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.n.Add(int64(n))
+	return n, err
 }

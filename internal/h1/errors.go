@@ -24,6 +24,8 @@ var (
 	errVersion         = &requestError{http.StatusBadRequest, "malformed HTTP version"}
 	errUnsupported     = &requestError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
 	errTarget          = &requestError{http.StatusBadRequest, "invalid request target"}
+	errAsterisk        = &requestError{http.StatusBadRequest, "only OPTIONS may have the target *"}
+	errConnect         = &requestError{http.StatusMethodNotAllowed, "CONNECT is not served here"}
 	errFolded          = &requestError{http.StatusBadRequest, "obsolete line folding or leading whitespace in header"}
 	errHeaderLine      = &requestError{http.StatusBadRequest, "malformed header line"}
 	errHeaderName      = &requestError{http.StatusBadRequest, "invalid header name"}
@@ -40,14 +42,28 @@ var (
 	errExpectation     = &requestError{http.StatusExpectationFailed, "unsupported expectation"}
 	errHeaderTooLarge  = &requestError{http.StatusRequestHeaderFieldsTooLarge, "request header too large"}
 	errTrailerTooLarge = &requestError{http.StatusRequestHeaderFieldsTooLarge, "request trailer too large"}
+	errAborted         = &requestError{http.StatusBadGateway, "the response failed before it began"}
+	errTooManyConns    = &requestError{http.StatusServiceUnavailable, "too many connections; try again shortly"}
 )
 
 // response renders the refusal as a complete response that closes the
 // connection (as net/http words its own).
-func (e *requestError) response() []byte {
+func (e *requestError) response() []byte { return e.responseFor(false) }
+
+// responseFor renders the refusal, without its body for a HEAD request.
+// A 503 says when to try again.
+func (e *requestError) responseFor(head bool) []byte {
 	text := http.StatusText(e.status)
 	body := strconv.Itoa(e.status) + " " + text + ": " + e.reason
-	return []byte("HTTP/1.1 " + strconv.Itoa(e.status) + " " + text +
-		"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: " +
-		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+	extra := ""
+	if e.status == http.StatusServiceUnavailable {
+		extra = "Retry-After: 1\r\n"
+	}
+	out := "HTTP/1.1 " + strconv.Itoa(e.status) + " " + text +
+		"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n" + extra + "Content-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n"
+	if !head {
+		out += body
+	}
+	return []byte(out)
 }

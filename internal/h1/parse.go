@@ -282,19 +282,29 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // parseTarget parses the request target into u as url.ParseRequestURI
 // does, without the url package (and its allocation) for the common
 // origin-form target of plain path bytes.
+//
+// A gateway forwards requests to an origin, so it refuses the forms that
+// only a forward proxy serves: CONNECT (405), and the asterisk form for
+// any method but OPTIONS (RFC 9112 §3.2.4). A fragment is never sent by a
+// client (RFC 9112 §3.2), so "#" in a target is refused rather than sent
+// on as part of the path.
 func parseTarget(method, target string, u *url.URL) error {
 	*u = url.URL{}
-	if method == "CONNECT" && !strings.HasPrefix(target, "/") {
-		p, err := url.ParseRequestURI("http://" + target) // authority-form
-		if err != nil {
-			return errTarget
+	switch {
+	case method == "CONNECT":
+		return errConnect
+	case target == "*":
+		if method != "OPTIONS" {
+			return errAsterisk
 		}
-		*u = *p
-		u.Scheme = ""
+		u.Path = "*"
 		return nil
 	}
 	if plainTarget(target, u) {
 		return nil
+	}
+	if strings.IndexByte(target, '#') >= 0 {
+		return errTarget
 	}
 	p, err := url.ParseRequestURI(target)
 	if err != nil {

@@ -30,7 +30,11 @@ var parseCases = []struct {
 	{"two question marks", "GET /a?b? HTTP/1.1\r\nHost: a\r\n\r\n", nil},
 	{"absolute form", "GET http://other.example/p?q HTTP/1.1\r\nHost: a\r\n\r\n", nil},
 	{"asterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", nil},
-	{"connect", "CONNECT example.com:443 HTTP/1.1\r\n\r\n", nil},
+	{"connect", "CONNECT example.com:443 HTTP/1.1\r\n\r\n", errConnect},
+	{"connect origin form", "CONNECT /a HTTP/1.1\r\nHost: a\r\n\r\n", errConnect},
+	{"asterisk get", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", errAsterisk},
+	{"fragment", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
+	{"escaped fragment", "GET /a%20#b HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
 	{"http10 no host", "GET / HTTP/1.0\r\n\r\n", nil},
 	{"http10 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", nil},
 	{"http11 close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n", nil},
@@ -216,6 +220,12 @@ func stricterOnPurpose(err error, head []byte, theirs *http.Request) bool {
 		return theirs.TransferEncoding != nil && bytes.Contains(lower, []byte("\ncontent-length:"))
 	case errTE10:
 		return theirs.ProtoMinor == 0 && bytes.Contains(lower, []byte("\ntransfer-encoding:"))
+	case errConnect:
+		return theirs.Method == "CONNECT"
+	case errAsterisk:
+		return theirs.RequestURI == "*" && theirs.Method != "OPTIONS"
+	case errTarget:
+		return strings.Contains(theirs.RequestURI, "#")
 	}
 	return false
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -66,6 +67,11 @@ type response struct {
 	canContinue     bool
 	continueSkipped bool // the head went out before any 100 Continue
 
+	// outStart is the connection's output count when this response began
+	// (or after its 100 Continue): equal to it now, nothing of the final
+	// response has reached the client.
+	outStart atomic.Int64
+
 	scratch [24]byte
 }
 
@@ -91,6 +97,7 @@ func (w *response) reset(req *http.Request, b *body, f framing) {
 		expectContinue: f.expectContinue,
 		canContinue:    f.expectContinue,
 	}
+	w.outStart.Store(w.c.out.n.Load())
 	clear(w.header)
 }
 

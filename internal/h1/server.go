@@ -29,6 +29,16 @@ type Server struct {
 	// connection. Zero means no limit; then Shutdown waits for idle
 	// connections until its context ends.
 	IdleTimeout time.Duration
+	// BodyTimeout bounds the wait for each read of a request body, from
+	// when the read finds nothing buffered: a client that stops sending
+	// its body makes the handler's read fail with an error that wraps
+	// os.ErrDeadlineExceeded. Zero means no limit.
+	BodyTimeout time.Duration
+	// MaxConns caps the HTTP/1 connections served at once. A connection
+	// over the cap gets a 503 with "Retry-After: 1" and is closed without
+	// its request being read, so that a flood costs a short write rather
+	// than a goroutine and buffers each. Zero means no cap.
+	MaxConns int
 	// MaxHeaderBytes bounds a request head, request line included; a
 	// larger one gets 431. Zero means http.DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
@@ -48,6 +58,9 @@ type Server struct {
 	draining atomic.Bool
 	h2       *h2c
 
+	turnedAway atomic.Int64 // connections refused over MaxConns
+	turning    chan struct{} // bounds the goroutines that turn connections away
+
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -63,6 +76,7 @@ func (s *Server) init() {
 		s.conns = map[*conn]struct{}{}
 		s.h2conns = map[net.Conn]http.ConnState{}
 		s.h2 = newH2C(s)
+		s.turning = make(chan struct{}, maxTurning)
 	})
 }
 
@@ -93,6 +107,10 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		delay = 0
+		if s.MaxConns > 0 && s.ConnCount() >= s.MaxConns {
+			s.turnAway(rwc)
+			continue
+		}
 		if c := s.track(rwc); c != nil {
 			go c.serve()
 		}
@@ -164,6 +182,8 @@ func (s *Server) Close() error {
 type ConnStats struct {
 	New, Active, Idle int // HTTP/1 connections by http.ConnState
 	HTTP2             int // HTTP/2 connections, whatever their state
+	// TurnedAway counts connections refused over MaxConns since the start.
+	TurnedAway int64
 }
 
 // Total is the number of connections.
@@ -174,7 +194,7 @@ func (s *Server) ConnStats() ConnStats {
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := ConnStats{HTTP2: len(s.h2conns)}
+	st := ConnStats{HTTP2: len(s.h2conns), TurnedAway: s.turnedAway.Load()}
 	for c := range s.conns {
 		switch http.ConnState(c.state.Load()) {
 		case http.StateNew:
@@ -309,4 +329,32 @@ func (s *Server) allGone() <-chan struct{} {
 		s.gone = make(chan struct{})
 	}
 	return s.gone
+}
+
+// maxTurning bounds the connections being turned away at once; past it a
+// connection is closed with no answer, as an accept backlog overflow would.
+const maxTurning = 64
+
+// turnAway answers a connection over MaxConns with a 503 and closes it
+// with a short lingering close, on a goroutine of its own so that accepting
+// goes on.
+func (s *Server) turnAway(rwc net.Conn) {
+	s.turnedAway.Add(1)
+	select {
+	case s.turning <- struct{}{}:
+	default:
+		s.closeLogged("connection", rwc)
+		return
+	}
+	go func() {
+		defer func() { <-s.turning }()
+		defer s.closeLogged("connection", rwc)
+		_ = rwc.SetDeadline(time.Now().Add(lingerTimeout))
+		if _, err := rwc.Write(errTooManyConns.response()); err != nil {
+			return
+		}
+		if cw, ok := rwc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			_, _ = io.CopyN(io.Discard, rwc, lingerMax)
+		}
+	}()
 }
