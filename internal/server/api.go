@@ -8,6 +8,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/deploy"
 	"github.com/handoff-dev/handoff/internal/gateway"
+	"github.com/handoff-dev/handoff/internal/supervisor"
 )
 
 var _ control.API = (*Server)(nil)
@@ -22,7 +23,7 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 		if app != "" && gs.App != app {
 			continue
 		}
-		as := control.AppStatus{AppStatus: gs, Instances: s.supervisor().List(gs.App)}
+		as := control.AppStatus{AppStatus: gs, Instances: redacted(s.supervisor().List(gs.App))}
 		rec, err := s.deployer.Record(ctx, gs.App)
 		if err != nil {
 			return nil, err
@@ -46,6 +47,17 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 	}
 	out.Migrations = s.migrations(ctx)
 	return out, nil
+}
+
+// redacted returns the instances fit to show: every answer of the API —
+// and so status, the dashboard and the CLI — shows an instance's
+// environment by its names only (see supervisor.Instance.Redacted).
+func redacted(insts []supervisor.Instance) []supervisor.Instance {
+	out := make([]supervisor.Instance, len(insts))
+	for i, inst := range insts {
+		out[i] = inst.Redacted()
+	}
+	return out
 }
 
 // Deploy runs a deploy for the control API.

@@ -19,7 +19,7 @@ func (s *Server) Releases(ctx context.Context, app string) (*control.Releases, e
 		return nil, err
 	}
 	out := &control.Releases{Releases: []control.Release{}}
-	instances := s.supervisor().List(app)
+	instances := redacted(s.supervisor().List(app))
 	for _, r := range recs {
 		rel := control.Release{ReleaseRecord: r, State: "unused", Processes: []supervisor.Instance{}}
 		for _, inst := range instances {

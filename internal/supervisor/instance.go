@@ -201,6 +201,23 @@ func (i Instance) clone() Instance {
 	return i
 }
 
+// RedactedValue stands for every value of an instance's Env wherever the
+// instance is shown.
+const RedactedValue = "[redacted]"
+
+// Redacted returns a copy of the instance fit to show: its Env keeps its
+// names, each value replaced by RedactedValue, as the environment holds
+// passwords and database URLs. Status, the API, the dashboard and the logs
+// show only redacted instances; the store keeps the values, which a
+// restarted handoff needs to restart the instance.
+func (i Instance) Redacted() Instance {
+	i = i.clone()
+	for k := range i.Env {
+		i.Env[k] = RedactedValue
+	}
+	return i
+}
+
 // sameSpec reports whether two specs would run the same thing.
 func sameSpec(a, b Spec) bool {
 	return a.App == b.App && a.Release == b.Release && a.Dir == b.Dir &&
