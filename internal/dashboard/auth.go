@@ -42,6 +42,8 @@ type Auth struct {
 	now      func() time.Time
 	cop      *http.CrossOriginProtection
 
+	limit *loginLimiter
+
 	mu      sync.Mutex
 	revoked map[[nonceLen]byte]time.Time // logged-out sessions, until they expire
 }
@@ -53,7 +55,7 @@ func NewAuth(token string, ttl time.Duration) *Auth {
 		ttl = DefaultSessionTTL
 	}
 	return &Auth{tokenSum: sha256.Sum256([]byte(token)), keys: deriveKeys(token), ttl: ttl, now: time.Now,
-		cop: http.NewCrossOriginProtection(), revoked: map[[nonceLen]byte]time.Time{}}
+		cop: http.NewCrossOriginProtection(), limit: newLoginLimiter(), revoked: map[[nonceLen]byte]time.Time{}}
 }
 
 // identify returns the request's session, or nil with a nil error for a
@@ -63,10 +65,10 @@ func NewAuth(token string, ttl time.Duration) *Auth {
 func (a *Auth) identify(r *http.Request) (*session, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		tok, ok := cutPrefixFold(h, "Bearer ")
-		if !ok || !a.tokenMatches(tok) {
+		if !ok {
 			return nil, errBadToken
 		}
-		return nil, nil
+		return nil, a.checkToken(r, tok)
 	}
 	c, err := r.Cookie(CookieName)
 	if err != nil {
@@ -82,6 +84,21 @@ func (a *Auth) identify(r *http.Request) (*session, error) {
 	return &s, nil
 }
 
+// checkToken checks a token a client presents, unless the client must
+// wait (a *rateLimitedError) for having got it wrong too often; a wrong
+// one counts against the client.
+func (a *Auth) checkToken(r *http.Request, token string) error {
+	client, now := clientOf(r), a.now()
+	if wait := a.limit.wait(client, now); wait > 0 {
+		return &rateLimitedError{Wait: wait}
+	}
+	if !a.tokenMatches(token) {
+		a.limit.failed(client, now)
+		return errBadToken
+	}
+	return nil
+}
+
 // tokenMatches compares in constant time.
 func (a *Auth) tokenMatches(token string) bool {
 	sum := sha256.Sum256([]byte(token))
@@ -89,11 +106,17 @@ func (a *Auth) tokenMatches(token string) bool {
 }
 
 // Require lets through only requests that identify (see Auth); the others
-// get 401, and a cookie-authenticated one that fails the CSRF check 403,
-// each with a JSON error as the control API answers.
+// get 401, a cookie-authenticated one that fails the CSRF check 403, and
+// a token from a client that got it wrong too often 429 with Retry-After
+// (see loginLimiter), each with a JSON error as the control API answers.
 func (a *Auth) Require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := a.identify(r)
+		if limited, ok := errors.AsType[*rateLimitedError](err); ok {
+			setRetryAfter(w, limited)
+			jsonError(w, http.StatusTooManyRequests, limited.Error())
+			return
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="handoff"`)
 			jsonError(w, http.StatusUnauthorized, "this needs Authorization: Bearer <token>, with the token from admin.token_file, or a dashboard session (log in at /login)")
@@ -128,10 +151,11 @@ func (a *Auth) checkCSRF(r *http.Request, s *session, token string) error {
 	return nil
 }
 
-// login checks token and returns the cookie of a new session for name.
+// login checks token (see checkToken) and returns the cookie of a new
+// session for name.
 func (a *Auth) login(r *http.Request, token, name string) (*http.Cookie, error) {
-	if !a.tokenMatches(token) {
-		return nil, errBadToken
+	if err := a.checkToken(r, token); err != nil {
+		return nil, err
 	}
 	s, err := newSession(name, a.now(), a.ttl)
 	if err != nil {

@@ -140,3 +140,13 @@ func TestSessionEncoding(t *testing.T) {
 		t.Error("two sessions share a CSRF token")
 	}
 }
+
+// TestLoginFormTooLarge: a login form over maxForm gets 413, and no session.
+func TestLoginFormTooLarge(t *testing.T) {
+	s := newTestServer(t, newFakeAPI())
+	body := "token=" + testToken + "&name=" + strings.Repeat("a", maxForm)
+	resp, page := s.do(t, "POST", "/login", body, "Content-Type: application/x-www-form-urlencoded", "Origin: "+s.URL)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || len(resp.Cookies()) != 0 || !strings.Contains(page, "too large") {
+		t.Errorf("a login form of %d bytes: %s, %d cookies", len(body), resp.Status, len(resp.Cookies()))
+	}
+}

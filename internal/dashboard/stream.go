@@ -30,6 +30,11 @@ var errStreamEnded = errors.New("session ended")
 // query's after=ID (the page's newest event), else shows the last events.
 func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 	s, err := d.auth.identify(r)
+	if limited, ok := errors.AsType[*rateLimitedError](err); ok {
+		setRetryAfter(w, limited)
+		http.Error(w, "429 "+limited.Error(), http.StatusTooManyRequests)
+		return
+	}
 	if err != nil {
 		http.Error(w, "401 unauthorized: log in at /login", http.StatusUnauthorized)
 		return
