@@ -86,6 +86,17 @@ type Gateway struct {
 	// can be retried on another instance if its first one fails before
 	// answering. Bodies beyond it are streamed and not retried.
 	RetryBuffer ByteSize `yaml:"retry_buffer"`
+	// HeaderTimeout bounds reading a request head.
+	HeaderTimeout Duration `yaml:"header_timeout"`
+	// BodyTimeout bounds the wait for each read of a request body: a body
+	// that stops coming gets 408.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// ResponseTimeout bounds the wait for an instance's response head: an
+	// instance that says nothing gets the request 504.
+	ResponseTimeout Duration `yaml:"response_timeout"`
+	// MaxConnections caps client connections; 0 derives it from the
+	// descriptor limit. One over the cap gets 503 and Retry-After.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // ReadOnly configures read-only mode.
@@ -206,6 +217,13 @@ func Default() *Config {
 			IdleTimeout:    Duration(60 * time.Second),
 			MaxHeaderBytes: 64 << 10,
 			RetryBuffer:    64 << 10,
+			// nginx's client_header_timeout and client_body_timeout are 60 s;
+			// a head comes in one packet from any real client.
+			HeaderTimeout: Duration(10 * time.Second),
+			BodyTimeout:   Duration(60 * time.Second),
+			// Twice nginx's proxy_read_timeout: a slow report page should
+			// not be cut by the gateway before the app gives up on it.
+			ResponseTimeout: Duration(120 * time.Second),
 		},
 		ReadOnly: ReadOnly{
 			Banner:     "This site is in read-only mode for a short upgrade. You can browse, but changes are paused.",

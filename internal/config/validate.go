@@ -30,6 +30,9 @@ func (c *Config) validate(d *decoder) {
 	if c.Socket == "" {
 		bad("socket", "must not be empty")
 	}
+	if c.Gateway.MaxConnections < 0 {
+		bad("gateway.max_connections", "must not be negative (0 derives it from the descriptor limit)")
+	}
 	if c.Admin.Listen != "" {
 		checkAddr(bad, "admin.listen", c.Admin.Listen)
 		if c.Admin.TokenFile == "" {

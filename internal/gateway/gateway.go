@@ -25,6 +25,9 @@ type Options struct {
 	AccessLog bool
 	// RetryBuffer is how much of a request body is kept for a retry.
 	RetryBuffer int
+	// ResponseTimeout bounds the wait for an instance's response head once
+	// the request is sent; past it the client gets 504. Zero: no limit.
+	ResponseTimeout time.Duration
 	// HoldRequests and HoldBytes bound what a pause holds, over all apps.
 	HoldRequests int
 	HoldBytes    int64

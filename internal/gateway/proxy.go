@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -32,7 +34,22 @@ type attemptError struct {
 	retry bool
 	// down: the target refused the connection; take it out of rotation.
 	down bool
+	// status, when set, is the answer the client gets instead of 502: 400
+	// or 408 when its own body broke or stalled, 504 when the instance did
+	// not answer within the response timeout.
+	status int
 }
+
+// clientBodyError is a failure to read the client's request body: the
+// client's fault (a framing error, a stall, a disconnect), not the
+// instance's.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+// errNotUpgrade is a 101 to a request that asked for no protocol switch.
+var errNotUpgrade = fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", errMalformed)
 
 func (e *attemptError) Error() string { return e.err.Error() }
 func (e *attemptError) Unwrap() error { return e.err }
@@ -78,16 +95,44 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 		x.wrote = make(chan error, 1)
 		go func() {
 			buf := copyBufs.Get().(*[]byte)
-			x.wrote <- writeBody(c.bw, body, r.ContentLength, *buf)
+			err := writeBody(c.bw, body, r.ContentLength, *buf)
 			copyBufs.Put(buf)
+			if _, ok := err.(*clientBodyError); ok {
+				// The instance got part of a body that will never end: end
+				// its wait for the rest, and the response read with it.
+				c.close()
+			}
+			x.wrote <- err
 		}()
 	}
-	resp, err := readResponse(c.br, h, r.Method)
+	resp, err := g.awaitResponse(c, r, h)
+	if err == nil && resp.status == http.StatusSwitchingProtocols {
+		err = errNotUpgrade
+	}
 	if err != nil {
 		return nil, g.failed(x, r, body, err, false)
 	}
 	x.resp = resp
 	return x, nil
+}
+
+// awaitResponse reads the response head, waiting at most the response
+// timeout for it: an instance that accepted the request and went silent
+// gets the request a 504 rather than holding it. The body then comes at
+// the instance's pace (an event stream may be quiet for long).
+func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request, h http.Header) (*response, error) {
+	d := g.opts.ResponseTimeout
+	if d > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(d)) // fails only once closed; the read says so
+	}
+	resp, err := readResponse(c.br, h, r.Method)
+	if d > 0 && err == nil {
+		_ = c.SetReadDeadline(time.Time{})
+		if r.Context().Err() != nil {
+			_ = c.SetDeadline(time.Unix(1, 0)) // an HTTP/2 client left meanwhile: keep its cancellation
+		}
+	}
+	return resp, err
 }
 
 func noStop() bool { return true }
@@ -99,10 +144,26 @@ func (g *Gateway) failed(x *exchange, r *http.Request, body *replayBody, err err
 	x.stopCtx()
 	x.conn.close()
 	if x.wrote != nil {
-		<-x.wrote // the writer has stopped; the body may be rewound
+		// The writer has stopped; the body may be rewound. If it stopped
+		// on the client's body, that is the failure to report.
+		if werr := <-x.wrote; werr != nil {
+			if _, ok := werr.(*clientBodyError); ok {
+				err = werr
+			}
+		}
 	}
 	if r.Context().Err() != nil {
 		return &attemptError{err: context.Cause(r.Context())}
+	}
+	if ce, ok := err.(*clientBodyError); ok {
+		status := http.StatusBadRequest
+		if errors.Is(ce.err, os.ErrDeadlineExceeded) {
+			status = http.StatusRequestTimeout
+		}
+		return &attemptError{err: err, status: status}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &attemptError{err: err, status: http.StatusGatewayTimeout}
 	}
 	answered := x.conn.count.n > 0
 	rewound := body == nil || body.rewind()
@@ -197,9 +258,7 @@ func copyBody(w io.Writer, src io.Reader, x *exchange, flush func()) (int64, err
 		} else {
 			// Not a stream: fill the buffer (or reach the body's end) before
 			// writing, for fewer and larger writes.
-			if n, rerr = io.ReadFull(src, *buf); rerr == io.ErrUnexpectedEOF {
-				rerr = io.EOF
-			}
+			n, rerr = readFull(src, *buf)
 		}
 		if n > 0 {
 			if _, werr := w.Write((*buf)[:n]); werr != nil {
@@ -222,4 +281,20 @@ func copyBody(w io.Writer, src io.Reader, x *exchange, flush func()) (int64, err
 func isEventStream(h http.Header) bool {
 	ct := h.Get("Content-Type")
 	return len(ct) >= 17 && ct[:17] == "text/event-stream"
+}
+
+// readFull is io.ReadFull that reports the source's own end: io.EOF when
+// the body ended (even short of a full buffer), any other error as is.
+// (io.ReadFull turns every early end into io.ErrUnexpectedEOF, which would
+// hide a body that really was cut short.)
+func readFull(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := src.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

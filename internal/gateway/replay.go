@@ -24,6 +24,9 @@ func (b *replayBody) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	n, err := b.src.Read(p)
+	if err != nil && err != io.EOF {
+		err = &clientBodyError{err}
+	}
 	if n > 0 && !b.over {
 		if len(b.kept)+n <= b.limit {
 			b.kept = append(b.kept, p[:n]...)

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"strconv"
+	"strings"
 )
 
 // response is an instance's response head, read straight into the
@@ -20,7 +21,10 @@ type response struct {
 	status  int
 	length  int64 // the body's length, -1 when the body ends with its last chunk or the connection
 	chunked bool
-	close   bool // the instance closes the connection after this response
+	// untilClose: the body ends with the connection although a length was
+	// given (Transfer-Encoding: identity overrides Content-Length).
+	untilClose bool
+	close      bool // the instance closes the connection after this response
 	body    io.Reader
 	trailer http.Header // a chunked body's trailers, once the body has been read
 	keep    []string    // headers a Connection header names: hop-by-hop too
@@ -46,36 +50,54 @@ func readResponse(br *bufio.Reader, h http.Header, method string) (*response, er
 	}
 }
 
+// Caps on an instance's response head. A head over either is refused with
+// 502, as nginx refuses one larger than its proxy buffer: a broken or
+// hostile instance cannot make the gateway hold an unbounded head. A
+// single line must also fit the connection's 16 KiB read buffer.
+const (
+	maxResponseHeadBytes = 64 << 10
+	maxResponseFields    = 512
+)
+
 // readHead reads the status line and the header lines.
 func readHead(br *bufio.Reader, h http.Header) (*response, error) {
 	line, err := readLine(br)
 	if err != nil {
 		return nil, err
 	}
-	// "HTTP/1.1 200 OK": the version, a space, three digits.
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+	// "HTTP/1.1 200 OK": the version, a space, three digits, 100 to 599.
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' || line[9] < '1' || line[9] > '5' {
 		return nil, fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
 	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || status < 100 || (len(line) > 12 && line[12] != ' ') {
+	if err != nil || (len(line) > 12 && line[12] != ' ') {
 		return nil, fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
 	http10 := line[7] == '0'
 	resp := &response{status: status, length: -1, close: http10}
+	size, fields := len(line), 0
+	var te []string
 	for {
 		line, err := readLine(br)
 		if err != nil {
 			return nil, err
 		}
 		if len(line) == 0 {
+			if te != nil {
+				if err := resp.transferCoding(te); err != nil {
+					return nil, err
+				}
+			}
 			return resp, nil
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
-			return nil, fmt.Errorf("%w: header line %q", errMalformed, line)
+		size += len(line)
+		if fields++; fields > maxResponseFields || size > maxResponseHeadBytes {
+			return nil, fmt.Errorf("%w: the head has over %d fields or %d bytes", errMalformed, maxResponseFields, maxResponseHeadBytes)
 		}
-		key := canonicalKey(line[:colon])
-		value := string(bytes.TrimSpace(line[colon+1:]))
+		key, value, err := splitField(line)
+		if err != nil {
+			return nil, err
+		}
 		switch key {
 		case "Content-Length":
 			n, err := strconv.ParseInt(value, 10, 64)
@@ -84,7 +106,7 @@ func readHead(br *bufio.Reader, h http.Header) (*response, error) {
 			}
 			resp.length = n
 		case "Transfer-Encoding":
-			resp.chunked = true // a response can only end its chunked coding last
+			te = append(te, value)
 		case "Connection":
 			for _, tok := range bytes.Split([]byte(value), []byte(",")) {
 				tok = bytes.TrimSpace(tok)
@@ -104,18 +126,74 @@ func readHead(br *bufio.Reader, h http.Header) (*response, error) {
 	}
 }
 
+// splitField checks one header line and returns its canonical name and its
+// value: a name of token bytes, a value with no control byte but HTAB (so
+// no NUL, CR or LF can reach the client).
+func splitField(line []byte) (string, string, error) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
+	}
+	for _, c := range line[:colon] {
+		if !tokenByte(c) {
+			return "", "", fmt.Errorf("%w: header name %q", errMalformed, line[:colon])
+		}
+	}
+	value := bytes.Trim(line[colon+1:], " \t")
+	for _, c := range value {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return "", "", fmt.Errorf("%w: a control byte in header %q", errMalformed, line[:colon])
+		}
+	}
+	return canonicalKey(line[:colon]), string(value), nil
+}
+
+func tokenByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// transferCoding applies a response's Transfer-Encoding, which overrides
+// any Content-Length (RFC 9112 §6.3). "chunked" alone is the body's
+// framing. "identity" (obsolete) leaves the body to end with the
+// connection. Any other coding is refused: the gateway removes the header
+// (it is hop-by-hop) and could not pass the coding on, so the client would
+// get the coded bytes as if they were the content.
+func (resp *response) transferCoding(values []string) error {
+	var codings []string
+	for _, v := range values {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				codings = append(codings, strings.ToLower(c))
+			}
+		}
+	}
+	switch {
+	case len(codings) == 1 && codings[0] == "chunked":
+		resp.chunked = true
+	case len(codings) == 1 && codings[0] == "identity":
+		resp.untilClose = true
+	default:
+		return fmt.Errorf("%w: Transfer-Encoding %q", errMalformed, strings.Join(values, ", "))
+	}
+	return nil
+}
+
 // frame sets up the body: none for HEAD and bodiless statuses, chunked,
 // of a known length, or until the instance closes the connection.
 func (resp *response) frame(br *bufio.Reader, h http.Header, method string) {
 	switch {
 	case method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified || resp.status < 200:
 		resp.length, resp.chunked, resp.body = 0, false, http.NoBody
-	case resp.chunked:
+	case resp.chunked || resp.untilClose:
 		resp.length = -1
-		delete(h, "Content-Length")
+		delete(h, "Content-Length") // the transfer coding overrides it (RFC 9112 §6.3)
+		if resp.untilClose {
+			resp.close, resp.body = true, br
+			return
+		}
 		resp.body = &chunkedBody{r: httputil.NewChunkedReader(br), br: br, resp: resp}
-	case resp.length >= 0:
-		resp.body = io.LimitReader(br, resp.length)
+	case resp.length >= 0 && !resp.untilClose:
+		resp.body = &lengthBody{r: br, n: resp.length}
 	default:
 		resp.close = true
 		resp.body = br
@@ -137,10 +215,25 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 
 // chunkedBody reads a chunked body and then its trailer section.
 type chunkedBody struct {
-	r    io.Reader
-	br   *bufio.Reader
-	resp *response
+	r      io.Reader
+	br     *bufio.Reader
+	resp   *response
+	fields int
 }
+
+// trailerForbidden names the fields a trailer may not carry: they frame,
+// route, authenticate or control the response, and a client that merged
+// them after the body could be misled (RFC 9110 §6.5.1). They are dropped.
+var trailerForbidden = map[string]bool{
+	"Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Host": true, "Connection": true,
+	"Keep-Alive": true, "Te": true, "Upgrade": true, "Content-Type": true, "Content-Encoding": true,
+	"Content-Range": true, "Cache-Control": true, "Expires": true, "Date": true, "Age": true, "Vary": true,
+	"Location": true, "Retry-After": true, "Set-Cookie": true, "Authorization": true,
+	"Www-Authenticate": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Content-Security-Policy": true, "Strict-Transport-Security": true,
+}
+
+func trailerAllowed(k string) bool { return !trailerForbidden[k] }
 
 func (c *chunkedBody) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
@@ -161,15 +254,20 @@ func (c *chunkedBody) readTrailer() error {
 		if len(line) == 0 {
 			return nil
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return fmt.Errorf("%w: trailer line %q", errMalformed, line)
+		if c.fields++; c.fields > maxResponseFields {
+			return fmt.Errorf("%w: over %d trailer fields", errMalformed, maxResponseFields)
+		}
+		key, value, err := splitField(line)
+		if err != nil {
+			return err
+		}
+		if !trailerAllowed(key) {
+			continue // framing, routing, auth and the like may not come late (RFC 9110 §6.5.1)
 		}
 		if c.resp.trailer == nil {
 			c.resp.trailer = http.Header{}
 		}
-		key := canonicalKey(line[:colon])
-		c.resp.trailer[key] = append(c.resp.trailer[key], string(bytes.TrimSpace(line[colon+1:])))
+		c.resp.trailer[key] = append(c.resp.trailer[key], value)
 	}
 }
 
@@ -196,4 +294,30 @@ func canonicalKey(b []byte) string {
 		return k
 	}
 	return textproto.CanonicalMIMEHeaderKey(string(b))
+}
+
+// lengthBody reads a body of a known length; an instance that closes
+// before the end is an error (io.ErrUnexpectedEOF), never a shorter body
+// passed off as the whole.
+type lengthBody struct {
+	r io.Reader
+	n int64
+}
+
+func (b *lengthBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	switch {
+	case b.n == 0:
+		err = io.EOF
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }

@@ -9,15 +9,30 @@ import (
 // ServeHTTP is the hot path: route, mode, pick, proxy.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if r.Method == http.MethodConnect { // HTTP/2's CONNECT; HTTP/1's is refused by the server
+		g.refuse(w, r, nil, http.StatusMethodNotAllowed, "bad_request", "CONNECT is not served here.", 0, start)
+		return
+	}
+	if err := cleanPath(r); err != nil {
+		g.refuse(w, r, nil, http.StatusBadRequest, "bad_request", "The request path is not allowed: "+err.Error()+".", 0, start)
+		return
+	}
 	a := g.snap.Load().route(r.Host)
 	if a == nil {
 		g.refuse(w, r, nil, http.StatusNotFound, "no_app", "No app is configured for host "+r.Host+".", 0, start)
 		return
 	}
+	upgrade := isUpgrade(r)
+	if upgrade && hasBody(r) {
+		// The tunnel sends no body; a length announced upstream would
+		// leave the instance waiting for it.
+		g.refuse(w, r, a, http.StatusBadRequest, "bad_request", "A request that switches protocols may not carry a body.", 0, start)
+		return
+	}
 	if !a.mode.admit(g, w, r, a) {
 		return
 	}
-	if isUpgrade(r) {
+	if upgrade {
 		g.tunnel(w, r, a, start)
 		return
 	}
@@ -91,6 +106,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 			t.inflight.Add(-1)
 			lastErr = err
 			ae := err.(*attemptError)
+			if ae.status != 0 {
+				g.answerFailed(w, r, a, ae, start)
+				return
+			}
 			if ae.down {
 				t.markDown(ae.err)
 			}
@@ -162,4 +181,23 @@ func stripConditionals(r *http.Request) {
 		r.Header.Del("If-None-Match")
 		r.Header.Del("If-Modified-Since")
 	}
+}
+
+// answerFailed answers a request that failed for a reason with its own
+// status: the client's body broke (400) or stalled (408), or the instance
+// did not answer in time (504). None is retried: the instance may have
+// acted on the request.
+func (g *Gateway) answerFailed(w http.ResponseWriter, r *http.Request, a *appRoute, ae *attemptError, start time.Time) {
+	var code, msg string
+	switch ae.status {
+	case http.StatusRequestTimeout:
+		code, msg = "body_timeout", "The request body stopped arriving."
+	case http.StatusGatewayTimeout:
+		code, msg = "upstream_timeout", "The app's instance did not answer in time."
+		g.log.Warn("instance did not answer within the response timeout", "app", a.name, "path", r.URL.Path, "error", ae.err)
+	default:
+		code, msg = "bad_request_body", "The request body was malformed or cut short."
+	}
+	w.Header().Set("Connection", "close")
+	g.refuse(w, r, a, ae.status, code, msg, 0, start)
 }

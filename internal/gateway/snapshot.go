@@ -44,6 +44,8 @@ func (s *snapshot) route(host string) *appRoute {
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
+		// "example.com." is example.com, fully qualified (RFC 1034 §3.1).
+		host = strings.TrimSuffix(host, ".")
 		if a, ok := s.byHost[strings.ToLower(host)]; ok {
 			return a
 		}

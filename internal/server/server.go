@@ -17,6 +17,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
@@ -101,7 +102,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw := gateway.New(gateway.Options{
-		Logger: log, AccessLog: cfg.AccessLog, RetryBuffer: int(cfg.Gateway.RetryBuffer),
+		Logger: log, AccessLog: cfg.AccessLog, RetryBuffer: int(cfg.Gateway.RetryBuffer), ResponseTimeout: cfg.Gateway.ResponseTimeout.D(),
 		HoldRequests: cfg.Hold.MaxRequests, HoldBytes: int64(cfg.Hold.MaxBytes), Registerer: reg,
 	})
 	sctx, cancel := context.WithCancel(context.Background())
@@ -310,9 +311,27 @@ func (s *Server) stopInstances() {
 func (s *Server) gatewayServer() httpServer {
 	return &h1.Server{
 		Handler:           s.gw,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.cfg.Gateway.HeaderTimeout.D(),
+		BodyTimeout:       s.cfg.Gateway.BodyTimeout.D(),
 		IdleTimeout:       s.cfg.Gateway.IdleTimeout.D(),
 		MaxHeaderBytes:    int(s.cfg.Gateway.MaxHeaderBytes),
+		MaxConns:          maxConnections(s.cfg.Gateway.MaxConnections),
 		ErrorLog:          s.log,
 	}
+}
+
+// maxConnections is the configured cap on client connections, or one
+// derived from the descriptor limit: each client connection may need one
+// to an instance too, and a reserve keeps descriptors for the store, the
+// logs, the control socket and the instances' pipes.
+func maxConnections(configured int) int {
+	if configured > 0 {
+		return configured
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 4096
+	}
+	const reserve = 256
+	return max(int(min(lim.Cur, 1<<30)-reserve)/2, 64)
 }

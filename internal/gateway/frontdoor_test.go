@@ -1,0 +1,317 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/h1"
+)
+
+// wireBackend is an instance written at the byte level: it records every
+// byte it reads and answers each request it can parse with respond.
+type wireBackend struct {
+	addr     string
+	mu       sync.Mutex
+	got      bytes.Buffer
+	complete atomic.Int64 // requests read whole, body included
+}
+
+func (b *wireBackend) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.got.Write(p)
+}
+
+func (b *wireBackend) received() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.got.String()
+}
+
+func newWireBackend(t *testing.T, respond func(c net.Conn, r *http.Request, body []byte)) *wireBackend {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &wireBackend{addr: l.Addr().String()}
+	var conns sync.WaitGroup
+	t.Cleanup(func() { l.Close(); conns.Wait() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(io.TeeReader(c, b))
+				for {
+					r, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					body, err := io.ReadAll(r.Body)
+					if err != nil {
+						return
+					}
+					if r.URL.Path != "/healthz" {
+						b.complete.Add(1)
+					}
+					respond(c, r, body)
+				}
+			}()
+		}
+	}()
+	return b
+}
+
+// okResponse answers with the path it saw.
+func okResponse(c net.Conn, r *http.Request, body []byte) {
+	msg := r.Method + " " + r.RequestURI
+	io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "+strconv.Itoa(len(msg))+"\r\n\r\n"+msg)
+}
+
+// frontDoor serves a gateway for app "web" on handoff's own HTTP/1.1
+// server, as handoff serve does, with short timeouts.
+func frontDoor(t *testing.T, targets ...string) (*Gateway, string) {
+	t.Helper()
+	g := New(Options{RetryBuffer: 64 << 10, ResponseTimeout: 500 * time.Millisecond})
+	t.Cleanup(g.Close)
+	if err := g.Configure(config.Apps{testApp("web")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.SetRoute("web", Route{Pools: []Pool{{Release: "v1", Targets: targets, Weight: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &h1.Server{Handler: g, ReadHeaderTimeout: 5 * time.Second, BodyTimeout: 300 * time.Millisecond}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return g, l.Addr().String()
+}
+
+// exchangeRaw writes req on a new connection and reads one response.
+func exchangeRaw(t *testing.T, addr, req string) (*http.Response, string, time.Duration) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no response to %q: %v", req, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body), time.Since(start)
+}
+
+// The instance gets the body framed once, by the gateway: Node's and
+// gunicorn's parsers refuse a second Content-Length, however equal. Names
+// with underscores are dropped: CGI-style servers read them as the
+// headers the gateway sets.
+func TestForwardedFraming(t *testing.T) {
+	b := newWireBackend(t, okResponse)
+	_, addr := frontDoor(t, b.addr)
+	resp, _, _ := exchangeRaw(t, addr, "POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"+
+		"X_Forwarded_For: 6.6.6.6\r\nHandoff_Read_Only: 0\r\nX-Real: kept\r\n\r\nhello")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := strings.ToLower(b.received())
+	if n := strings.Count(got, "\ncontent-length:"); n != 1 {
+		t.Errorf("the instance got %d Content-Length fields:\n%s", n, got)
+	}
+	if strings.Contains(got, "_") || !strings.Contains(got, "x-real: kept") {
+		t.Errorf("underscore names must go, others stay:\n%s", got)
+	}
+}
+
+// A request whose body breaks its framing or stops coming gets its answer
+// at once (400) or after the body timeout (408); it never waits on the
+// instance, and the instance never gets a whole request from it.
+func TestBrokenRequestBodies(t *testing.T) {
+	b := newWireBackend(t, okResponse)
+	_, addr := frontDoor(t, b.addr)
+	chunked := "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	for _, tc := range []struct {
+		name, req string
+		status    int
+	}{
+		{"bad chunk size", chunked + "zz\r\nabc\r\n0\r\n\r\n", 400},
+		{"bare LF in chunk line", chunked + "3\nabc\r\n0\r\n\r\n", 400},
+		{"chunk longer than its size", chunked + "3\r\nabcdef\r\n0\r\n\r\n", 400},
+		{"bad trailer", chunked + "3\r\nabc\r\n0\r\nno colon here\r\n\r\n", 400},
+		{"stalled chunked body", chunked + "3\r\nabc\r\n", 408},
+		{"stalled body", "POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc", 408},
+		{"stalled large body", "POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nabc", 408},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := b.complete.Load()
+			resp, _, took := exchangeRaw(t, addr, tc.req)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if took > 3*time.Second {
+				t.Fatalf("answered after %v", took)
+			}
+			if !resp.Close {
+				t.Error("the connection must close after a broken body")
+			}
+			if b.complete.Load() != before {
+				t.Errorf("the instance got a whole request the client never framed:\n%q", b.received())
+			}
+		})
+	}
+}
+
+// An instance that takes a request and says nothing gets it a 504 after
+// the response timeout, not a request held for ever.
+func TestSilentInstance(t *testing.T) {
+	b := newWireBackend(t, func(c net.Conn, r *http.Request, body []byte) {
+		time.Sleep(2 * time.Second)
+	})
+	_, addr := frontDoor(t, b.addr)
+	resp, _, took := exchangeRaw(t, addr, "GET /hang HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("Handoff-Refused") != "upstream_timeout" {
+		t.Fatalf("status %d %v, want 504", resp.StatusCode, resp.Header)
+	}
+	if took < 400*time.Millisecond || took > 1500*time.Millisecond {
+		t.Fatalf("answered after %v, want about the 500ms response timeout", took)
+	}
+}
+
+// The gateway routes, checks the allow-list and forwards on one path: the
+// one the app acts on.
+func TestPathRule(t *testing.T) {
+	b := newWireBackend(t, okResponse)
+	g, addr := frontDoor(t, b.addr)
+	if err := g.SetModes("web", Modes{ReadOnly: &ReadOnly{Since: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, target string
+		status         int
+		seen           string // the target the instance got, when forwarded
+	}{
+		{"POST", "/login", 200, "/login"},
+		{"POST", "/login/x", 200, "/login/x"},
+		{"POST", "/login/../admin", 503, ""},
+		{"POST", "/login/%2e%2e/admin", 503, ""},
+		{"POST", "/login/%2E%2e/admin?x=1", 503, ""},
+		{"POST", "/login/..%2fadmin", 400, ""},
+		{"POST", "/login/..%5Cadmin", 400, ""},
+		{"POST", "/login/..;/admin", 400, ""},
+		{"POST", "/admin/../login/x", 200, "/login/x"},
+		{"GET", "/a/./b/../c?q=%2e", 200, "/a/c?q=%2e"},
+		{"GET", "/a/%2e%2e/b/", 200, "/b/"},
+		{"GET", "/files/a%2Fb", 200, "/files/a%2Fb"},
+		{"GET", "/%7euser/x.js", 200, "/~user/x.js"},
+		{"GET", "/..", 200, "/"},
+	} {
+		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
+			resp, body, _ := exchangeRaw(t, addr, tc.method+" "+tc.target+" HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			if tc.seen != "" && body != tc.method+" "+tc.seen {
+				t.Fatalf("the instance saw %q, want %q", body, tc.method+" "+tc.seen)
+			}
+		})
+	}
+}
+
+func TestHostWithTrailingDot(t *testing.T) {
+	a, def := &appRoute{name: "a"}, &appRoute{name: "default"}
+	s := &snapshot{byHost: map[string]*appRoute{"example.com": a}, def: def}
+	for _, h := range []string{"example.com", "Example.COM.", "example.com.:8080", "example.com:80"} {
+		if got := s.route(h); got != a {
+			t.Errorf("route(%q) = %s, want a", h, got.name)
+		}
+	}
+	if got := s.route("example.com.."); got != def {
+		t.Errorf("route(example.com..) = %s, want the default", got.name)
+	}
+}
+
+// An Upgrade request with a body is refused: the tunnel would announce
+// the body and never send it.
+func TestUpgradeWithBody(t *testing.T) {
+	b := newWireBackend(t, okResponse)
+	_, addr := frontDoor(t, b.addr)
+	resp, _, took := exchangeRaw(t, addr, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello")
+	if resp.StatusCode != http.StatusBadRequest || took > 2*time.Second {
+		t.Fatalf("status %d after %v, want 400 at once", resp.StatusCode, took)
+	}
+}
+
+// What an instance sends is checked before the client gets it: a broken
+// or hostile head is a 502, forbidden trailers are dropped, and a body
+// that breaks before anything was sent is a 502 too.
+func TestInstanceResponses(t *testing.T) {
+	many := strings.Repeat("X-Many: 1\r\n", 600)
+	for _, tc := range []struct {
+		name, resp string
+		status     int
+		body       string
+		check      func(t *testing.T, resp *http.Response)
+	}{
+		{"NUL in a value", "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n", 502, "", nil},
+		{"bad name", "HTTP/1.1 200 OK\r\nX A: b\r\nContent-Length: 0\r\n\r\n", 502, "", nil},
+		{"101 without Upgrade", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n", 502, "", nil},
+		{"status 999", "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n", 502, "", nil},
+		{"status 099", "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", 502, "", nil},
+		{"too many fields", "HTTP/1.1 200 OK\r\n" + many + "Content-Length: 0\r\n\r\n", 502, "", nil},
+		{"gzip transfer coding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxyz", 502, "", nil},
+		{"gzip, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n", 502, "", nil},
+		{"identity overrides length", "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nuntil close", 200, "until close", nil},
+		{"head cut short", "HTTP/1.1 200 OK\r\nContent-Len", 502, "", nil},
+		{"body cut short", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", 502, "", nil},
+		{"trailers filtered", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n3\r\nabc\r\n0\r\n" +
+			"X-Sum: 1\r\nContent-Length: 99\r\nSet-Cookie: evil=1\r\n\r\n", 200, "abc", func(t *testing.T, resp *http.Response) {
+			if resp.Trailer.Get("X-Sum") != "1" || resp.Trailer.Get("Set-Cookie") != "" || resp.Trailer.Get("Content-Length") != "" {
+				t.Errorf("trailers %v: want X-Sum only", resp.Trailer)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newWireBackend(t, func(c net.Conn, r *http.Request, body []byte) {
+				io.WriteString(c, tc.resp)
+				c.Close()
+			})
+			_, addr := frontDoor(t, b.addr)
+			resp, body, _ := exchangeRaw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.status == 200 && body != tc.body {
+				t.Fatalf("body %q, want %q", body, tc.body)
+			}
+			if tc.check != nil {
+				tc.check(t, resp)
+			}
+		})
+	}
+}
