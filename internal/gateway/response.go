@@ -25,9 +25,9 @@ type response struct {
 	// given (Transfer-Encoding: identity overrides Content-Length).
 	untilClose bool
 	close      bool // the instance closes the connection after this response
-	body    io.Reader
-	trailer http.Header // a chunked body's trailers, once the body has been read
-	keep    []string    // headers a Connection header names: hop-by-hop too
+	body       io.Reader
+	trailer    http.Header // a chunked body's trailers, once the body has been read
+	keep       []string    // headers a Connection header names: hop-by-hop too
 }
 
 var errMalformed = errors.New("malformed response from the instance")

@@ -58,7 +58,7 @@ type Server struct {
 	draining atomic.Bool
 	h2       *h2c
 
-	turnedAway atomic.Int64 // connections refused over MaxConns
+	turnedAway atomic.Int64  // connections refused over MaxConns
 	turning    chan struct{} // bounds the goroutines that turn connections away
 
 	mu        sync.Mutex
