@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -13,8 +14,10 @@ import (
 // (Handoff-Read-Only: 1) and the user (a banner) that it is on.
 type readOnlyMode struct {
 	allow      []string
+	text       string // the banner's text
 	banner     []byte
 	retryAfter time.Duration
+	until      time.Time // when read-only ends by itself (--for), or zero
 }
 
 func newReadOnlyMode(st *appState, ro *ReadOnly) *readOnlyMode {
@@ -22,7 +25,8 @@ func newReadOnlyMode(st *appState, ro *ReadOnly) *readOnlyMode {
 	if text == "" {
 		text = st.cfg.ReadOnly.Banner
 	}
-	return &readOnlyMode{allow: st.cfg.ReadOnly.Allow, banner: bannerHTML(text), retryAfter: st.cfg.ReadOnly.RetryAfter.D()}
+	return &readOnlyMode{allow: st.cfg.ReadOnly.Allow, text: text, banner: bannerHTML(text),
+		retryAfter: st.cfg.ReadOnly.RetryAfter.D(), until: ro.Until}
 }
 
 func (*readOnlyMode) String() string { return "readonly" }
@@ -31,10 +35,40 @@ func (m *readOnlyMode) admit(g *Gateway, w http.ResponseWriter, r *http.Request,
 	if !writes(r.Method) || m.allowed(r.URL.Path) {
 		return true
 	}
-	g.refuse(w, r, a, http.StatusServiceUnavailable, "read_only",
-		"This site is read-only for a short upgrade: you can browse, but changes are paused. Please try again in a minute.",
-		m.retryAfter, time.Now())
+	retry, msg := m.refusal(time.Now())
+	g.refuse(w, r, a, http.StatusServiceUnavailable, "read_only", msg, retry, time.Now())
 	return false
+}
+
+// refusal is the Retry-After and the message of a refused write: the
+// banner's text, and when read-only ends if it was switched on for a set
+// time, else the configured retry_after.
+func (m *readOnlyMode) refusal(now time.Time) (time.Duration, string) {
+	msg := strings.TrimSpace(m.text)
+	if msg != "" && !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	if !strings.Contains(strings.ToLower(msg), "read-only") {
+		msg = strings.TrimSpace("This site is read-only. " + msg)
+	}
+	if left := m.until.Sub(now); !m.until.IsZero() && left > 0 {
+		return left, strings.TrimSpace(msg + " Changes are paused until " + m.until.UTC().Format("15:04 MST") +
+			" (in about " + aboutDuration(left) + "); please try again then.")
+	}
+	return m.retryAfter, strings.TrimSpace(msg + " Changes are paused for a short upgrade; please try again in " +
+		aboutDuration(m.retryAfter) + ".")
+}
+
+// aboutDuration says d the way a person would: "a minute", "10 minutes",
+// "2 hours".
+func aboutDuration(d time.Duration) string {
+	switch {
+	case d < 90*time.Second:
+		return "a minute"
+	case d < 90*time.Minute:
+		return strconv.Itoa(int((d+30*time.Second)/time.Minute)) + " minutes"
+	}
+	return strconv.Itoa(int((d+30*time.Minute)/time.Hour)) + " hours"
 }
 
 // writes reports whether a method changes state on the server.
@@ -77,6 +111,7 @@ func (g *Gateway) deliverWithBanner(w http.ResponseWriter, x *exchange, banner [
 	h.Del("Content-Length")
 	h.Del("ETag")
 	h.Del("Last-Modified")
+	allowBanner(h)
 	gzipped := h.Get("Content-Encoding") == "gzip"
 	w.WriteHeader(x.resp.status)
 	var src io.Reader = x.resp.body

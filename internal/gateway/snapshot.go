@@ -111,9 +111,7 @@ func (g *Gateway) modeFor(st *appState, m Modes) mode {
 }
 
 func bannerHTML(text string) []byte {
-	return []byte(`<div id="handoff-banner" role="status" style="position:sticky;top:0;z-index:2147483647;` +
-		`background:#fff3cd;color:#664d03;border-bottom:1px solid #e6c870;padding:.6em 1em;` +
-		`font:15px/1.4 system-ui,sans-serif;text-align:center">` + html.EscapeString(text) + `</div>`)
+	return []byte(`<div id="handoff-banner" role="status"><style>` + bannerStyle + `</style>` + html.EscapeString(text) + `</div>`)
 }
 
 func retryAfterSeconds(d time.Duration) int {
