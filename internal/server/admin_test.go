@@ -14,13 +14,18 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/dashboard"
 	"github.com/handoff-dev/handoff/internal/deploy"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// fakeAPI answers Status and Events; the admin listener's wiring is what
-// is under test here (e2e runs it against the real server).
-type fakeAPI struct{}
+// fakeAPI answers Status and Events, and Deploy and Logs as its fields
+// say; the admin listener's wiring is what is under test here (e2e runs it
+// against the real server).
+type fakeAPI struct {
+	deploy func(context.Context) (*deploy.Deploy, error)
+	logs   func(context.Context, io.Writer) error
+}
 
 var errFake = errors.New("not faked")
 
@@ -31,21 +36,35 @@ func (fakeAPI) Events(context.Context, int64, int) (*control.Events, error) {
 	return &control.Events{}, nil
 }
 func (fakeAPI) SetMode(context.Context, string, control.ModeRequest) error { return errFake }
-func (fakeAPI) Deploy(context.Context, control.DeployRequest, func(deploy.Progress)) (*deploy.Deploy, error) {
+func (f fakeAPI) Deploy(ctx context.Context, _ control.DeployRequest, _ func(deploy.Progress)) (*deploy.Deploy, error) {
+	if f.deploy != nil {
+		return f.deploy(ctx)
+	}
 	return nil, errFake
 }
 func (fakeAPI) Rollback(context.Context, control.RollbackRequest, func(deploy.Progress)) (*deploy.Deploy, error) {
 	return nil, errFake
 }
 func (fakeAPI) Releases(context.Context, string) (*control.Releases, error) { return nil, errFake }
-func (fakeAPI) Logs(context.Context, io.Writer, string, int, bool) error    { return errFake }
+func (f fakeAPI) Logs(ctx context.Context, w io.Writer, _ string, _ int, _ bool) error {
+	if f.logs != nil {
+		return f.logs(ctx, w)
+	}
+	return errFake
+}
 func (fakeAPI) Upgrade(context.Context) (*control.Upgrade, error)           { return nil, errFake }
 
-const adminToken = "the-admin-token"
+const adminToken = "0123456789abcdef-the-admin-token"
 
 func startAdmin(t *testing.T) (*http.Server, string) {
 	t.Helper()
-	srv := newAdminServer(fakeAPI{}, adminToken, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	return startAdminWith(t, fakeAPI{}, defaultAdminTimeouts)
+}
+
+func startAdminWith(t *testing.T, api fakeAPI, timeouts adminTimeouts) (*http.Server, string) {
+	t.Helper()
+	srv := newAdminServer(api, adminToken, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), timeouts,
+		dashboard.Options{KeepAlive: 50 * time.Millisecond})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
