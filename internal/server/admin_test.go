@@ -52,7 +52,7 @@ func (f fakeAPI) Logs(ctx context.Context, w io.Writer, _ string, _ int, _ bool)
 	}
 	return errFake
 }
-func (fakeAPI) Upgrade(context.Context) (*control.Upgrade, error)           { return nil, errFake }
+func (fakeAPI) Upgrade(context.Context) (*control.Upgrade, error) { return nil, errFake }
 
 const adminToken = "0123456789abcdef-the-admin-token"
 
