@@ -120,3 +120,22 @@ apps:
 		t.Errorf("the stored instance lost its environment: %v", inst.Env)
 	}
 }
+
+// TestStateURLPasswordNotInError: a state store that cannot be reached is
+// an error that names it without its password.
+func TestStateURLPasswordNotInError(t *testing.T) {
+	const secret = "st4te-hunter2"
+	dir := t.TempDir()
+	cfg, err := config.Parse(filepath.Join(dir, "handoff.yaml"), []byte(fmt.Sprintf("state: postgres://handoff:%s@127.0.0.1:1/state\nlogs: %s/logs\n", secret, dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	_, err = New(context.Background(), cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err == nil {
+		t.Fatal("a server on an unreachable state store started")
+	}
+	if strings.Contains(err.Error(), secret) || strings.Contains(logs.String(), secret) {
+		t.Errorf("the password of state: shows: %v\n%s", err, logs.String())
+	}
+}
