@@ -88,6 +88,12 @@ func (b *bench) describe(pinned bool) {
 	if out, err := exec.Command(b.opts.nginx, "-v").CombinedOutput(); err == nil {
 		fmt.Printf("%s; %s\n", strings.TrimSpace(string(out)), runtime.Version())
 	}
+	if v := b.haproxyVersion(); v != "" {
+		fmt.Println(v)
+	}
+	if b.opts.haproxyMissing {
+		fmt.Printf("haproxy not found: running without the HAProxy column (to add it: %s)\n", haproxyInstall)
+	}
 }
 
 func cpuModel() string {

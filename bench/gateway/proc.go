@@ -157,7 +157,7 @@ func freeAddr() (string, error) {
 }
 
 // cpuTime is the CPU time (utime+stime) used by pid and its live children
-// (nginx's workers), from /proc.
+// (nginx's and HAProxy's workers), from /proc.
 func cpuTime(pid int, tick time.Duration) (time.Duration, error) {
 	pids := append([]int{pid}, children(pid)...)
 	var total int64

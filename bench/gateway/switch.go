@@ -76,9 +76,12 @@ func (b *bench) switchTarget(name, from, to string) switchResult {
 	}
 	time.Sleep(b.opts.switchBefore)
 	at := time.Now()
-	if name == "nginx" {
+	switch name {
+	case "nginx":
 		err = b.nginxReload(t, to)
-	} else {
+	case "haproxy":
+		err = b.haproxyReload(t, to)
+	default:
 		err = b.handoffDeploy(t, to)
 	}
 	res.Command = time.Since(at)

@@ -50,6 +50,8 @@ func (b *bench) startTarget(name, backend string) (*target, error) {
 		return b.startHandoff(backend)
 	case "nginx":
 		return b.startNginx(backend)
+	case "haproxy":
+		return b.startHAProxy(backend)
 	}
 	return &target{name: "direct", addr: backend}, nil
 }

@@ -173,8 +173,9 @@ func printErrors(cells []cell) {
 	}
 }
 
-// printRatios compares targets cell by cell: each against direct, and
-// handoff against nginx.
+// printRatios compares targets cell by cell: each proxy against direct,
+// and handoff against each reference proxy (nginx, HAProxy) that was
+// measured.
 func printRatios(cells []cell) {
 	type key struct{ conc, size int }
 	by := map[string]map[key]cell{}
@@ -191,14 +192,37 @@ func printRatios(cells []cell) {
 			by[c.Target][k] = c
 		}
 	}
+	var proxies, refs []string
+	for _, name := range []string{"handoff", "nginx", "haproxy"} {
+		if by[name] == nil {
+			continue
+		}
+		proxies = append(proxies, name)
+		if name != "handoff" {
+			refs = append(refs, name)
+		}
+	}
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conns\tbody\thandoff/direct req/s\tnginx/direct req/s\thandoff/nginx req/s\thandoff/nginx proxy CPU/req\t")
+	fmt.Fprint(tw, "conns\tbody\t")
+	for _, p := range proxies {
+		fmt.Fprintf(tw, "%s/direct req/s\t", p)
+	}
+	for _, r := range refs {
+		fmt.Fprintf(tw, "handoff/%s req/s\thandoff/%s proxy CPU/req\t", r, r)
+	}
+	fmt.Fprintln(tw)
 	for _, k := range keys {
-		d, h, n := by["direct"][k], by["handoff"][k], by["nginx"][k]
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t\n", k.conc, size(k.size),
-			ratio(h.RequestsPerSecond, d.RequestsPerSecond), ratio(n.RequestsPerSecond, d.RequestsPerSecond),
-			ratio(h.RequestsPerSecond, n.RequestsPerSecond), ratio(float64(h.ProxyCPU), float64(n.ProxyCPU)))
+		d, h := by["direct"][k], by["handoff"][k]
+		fmt.Fprintf(tw, "%d\t%s\t", k.conc, size(k.size))
+		for _, p := range proxies {
+			fmt.Fprintf(tw, "%s\t", ratio(by[p][k].RequestsPerSecond, d.RequestsPerSecond))
+		}
+		for _, r := range refs {
+			n := by[r][k]
+			fmt.Fprintf(tw, "%s\t%s\t", ratio(h.RequestsPerSecond, n.RequestsPerSecond), ratio(float64(h.ProxyCPU), float64(n.ProxyCPU)))
+		}
+		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
 }
