@@ -903,6 +903,9 @@ func (c *rawClient) checkEcho(r *rawResponse, q *confRequest) *echoReport {
 	once("Host", confHost)
 	once("X-Conformance-Token", q.token)
 	once("X-Conformance-Value", confValue)
+	if q.body != nil {
+		once("Content-Type", "application/octet-stream")
+	}
 	for _, h := range q.extra {
 		k, v, _ := strings.Cut(h, ":")
 		if k == "Expect" || k == "Connection" || k == "Upgrade" || k == "TE" {
@@ -1069,6 +1072,10 @@ func confExpectContinue(t *testing.T, env *confEnv) {
 
 // confHead: HEAD and GET of the same resource in one write; the HEAD answer
 // has the GET's length and no body (the GET's answer parses after it).
+// gunicorn and Starman send the bare apps' body after the HEAD answer's
+// head anyway (see testdata/appservers/README.md): the gateway must not
+// read those bytes as the answer to the next request it sends on that
+// upstream connection.
 func confHead(t *testing.T, env *confEnv) {
 	c := dialRaw(t, env)
 	c.write([]byte("HEAD /fixed HTTP/1.1\r\nHost: " + confHost + "\r\n\r\nGET /fixed HTTP/1.1\r\nHost: " + confHost + "\r\n\r\n"))
@@ -1160,20 +1167,21 @@ func confResponseTrailers(t *testing.T, env *confEnv) {
 	c.followUp(r)
 }
 
-// confPipelining: four requests in one write, answered in order.
+// confPipelining: four requests in one write, answered in order though
+// the first is the slowest (the app waits 300 ms before it reads its body).
 func confPipelining(t *testing.T, env *confEnv) {
 	c := dialRaw(t, env)
-	post := &confRequest{method: "POST", target: "/echo?pipelined=2", token: confToken(t, 2), body: []byte("pipelined two")}
+	slow := &confRequest{method: "POST", target: "/slow?pipelined=1", token: confToken(t, 1), body: []byte("pipelined one")}
 	put := &confRequest{method: "PUT", target: "/echo?pipelined=3", token: confToken(t, 3),
 		body: []byte("pipelined three, chunked"), chunks: []int{10, 14}}
 	var b bytes.Buffer
+	b.Write(slow.bytes())
 	b.WriteString("GET /fixed HTTP/1.1\r\nHost: " + confHost + "\r\n\r\n")
-	b.Write(post.bytes())
 	b.Write(put.bytes())
 	b.WriteString("GET /healthz HTTP/1.1\r\nHost: " + confHost + "\r\n\r\n")
 	c.write(b.Bytes())
+	c.checkEcho(c.readResponse("POST"), slow)
 	checkFixed(c, c.readResponse("GET"))
-	c.checkEcho(c.readResponse("POST"), post)
 	c.checkEcho(c.readResponse("PUT"), put)
 	r := c.readResponse("GET")
 	if r.status != 200 || string(r.body) != "ok" {

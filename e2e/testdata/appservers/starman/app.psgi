@@ -61,6 +61,11 @@ my $app = sub {
     return echo($env, 0) if $path eq '/echo';
     return echo($env, 0.3) if $path eq '/slow';
     if ($path eq '/fixed') {
+        # The body goes out for HEAD too, as from any bare PSGI app (only
+        # Plack::Middleware::Head strips it): Starman sends it, so a HEAD
+        # answer here is followed by 1024 bytes on the wire that are no part
+        # of any answer. The gateway must keep them from the client and from
+        # the next request on the connection.
         return [200, ['Content-Type' => 'text/plain', 'Content-Length' => length($FIXED), 'X-Backend' => $NAME,
                       'Set-Cookie' => 'a=1; Path=/', 'Set-Cookie' => 'b=2; Path=/'], [$FIXED]];
     }
