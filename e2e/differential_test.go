@@ -78,8 +78,11 @@ func TestMalformedVersusNginx(t *testing.T) {
 
 // answerWithin bounds how long a proxy may take to answer one case. nginx's
 // client timeouts are set to nginxTimeout, well inside it.
+// HANDOFF_DIFF_ANSWER_WITHIN=70s lengthens the first, to see when handoff
+// does answer a case it fails by not answering.
+var answerWithin = envDuration("HANDOFF_DIFF_ANSWER_WITHIN", 6*time.Second)
+
 const (
-	answerWithin = 6 * time.Second
 	nginxTimeout = 3 * time.Second
 	// quietAfter: once a response is complete, a pause this long with
 	// nothing more to read ends the exchange (a second response to a
@@ -105,6 +108,13 @@ func hasConfigKey(t *testing.T, section, key, value string) bool {
 		t.Fatalf("handoff serve accepted a config without a listen address:\n%s", out)
 	}
 	return !strings.Contains(string(out), section+"."+key)
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
 }
 
 func findNginx() string {
