@@ -54,11 +54,11 @@ func cleanPath(r *http.Request) error {
 // characters decoded and dot segments removed, or an error for a dot
 // segment hidden behind an encoded slash or a backslash.
 func normalizePath(raw string) (string, error) {
+	if raw == "" || raw[0] != '/' {
+		raw = "/" + raw // an absolute-form target may have no path
+	}
 	if !strings.ContainsAny(raw, "%\\;") && !strings.Contains(raw, "/.") {
 		return raw, nil // the common path: nothing to decode, no dot segment
-	}
-	if raw == "" || raw[0] != '/' {
-		raw = "/" + raw
 	}
 	segs := strings.Split(raw[1:], "/")
 	out := make([]string, 0, len(segs))

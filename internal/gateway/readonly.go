@@ -180,7 +180,7 @@ func (in *injector) flush() error {
 
 // bodyTagEnd returns the index just after the first complete <body ...> tag.
 func bodyTagEnd(b []byte) int {
-	lower := bytes.ToLower(b)
+	lower := asciiLower(b)
 	for off := 0; ; {
 		i := bytes.Index(lower[off:], []byte("<body"))
 		if i < 0 {
@@ -197,4 +197,18 @@ func bodyTagEnd(b []byte) int {
 		}
 		off = next
 	}
+}
+
+// asciiLower lower-cases ASCII letters only, so that every index into the
+// result is an index into b (bytes.ToLower rewrites invalid UTF-8, which
+// changes the length).
+func asciiLower(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return out
 }
