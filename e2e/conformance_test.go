@@ -18,6 +18,7 @@ import (
 	"net/http/httputil"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -203,7 +204,7 @@ func startAppProcess(t *testing.T, addr string, cmd *exec.Cmd, startTimeout time
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				t.Logf("%s answered after %s", filepath.Base(cmd.Path), time.Since(began).Round(time.Millisecond))
+				t.Logf("%s (%s) answered after %s", path.Base(t.Name()), filepath.Base(cmd.Path), time.Since(began).Round(time.Millisecond))
 				return
 			}
 		}
@@ -310,9 +311,11 @@ func startTomcat(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	if out, err := exec.Command(javac, "-d", classes, "-cp", api, appSource(t, "tomcat", "Echo.java")).CombinedOutput(); err != nil {
+	began := time.Now()
+	if out, err := exec.Command(javac, "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-d", classes, "-cp", api, appSource(t, "tomcat", "Echo.java")).CombinedOutput(); err != nil {
 		t.Fatalf("javac Echo.java: %v\n%s", err, out)
 	}
+	t.Logf("javac Echo.java took %s", time.Since(began).Round(time.Millisecond))
 	cmd := exec.Command(catalina, "run")
 	cmd.Env = append(os.Environ(), "CATALINA_HOME=/usr/share/tomcat10", "CATALINA_BASE="+base, "CATALINA_TMPDIR="+filepath.Join(base, "temp"),
 		"JAVA_OPTS=-Djava.security.egd=file:/dev/./urandom -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xmx256m")
