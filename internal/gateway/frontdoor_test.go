@@ -315,3 +315,54 @@ func TestInstanceResponses(t *testing.T) {
 		})
 	}
 }
+
+// A request's trailer goes on to the instance after the last chunk, less
+// the fields a trailer may not carry.
+func TestRequestTrailerForwarded(t *testing.T) {
+	b := newWireBackend(t, okResponse)
+	_, addr := frontDoor(t, b.addr)
+	resp, _, _ := exchangeRaw(t, addr, "POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum, Set-Cookie\r\n\r\n"+
+		"5;ext=1\r\nhello\r\n0\r\nX-Checksum: abc\r\nSet-Cookie: a=b\r\n\r\n")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := b.received()
+	if !strings.Contains(got, "\r\nTrailer: X-Checksum\r\n") || !strings.Contains(got, "0\r\nX-Checksum: abc\r\n\r\n") || strings.Contains(got, "a=b") {
+		t.Fatalf("the instance got:\n%q", got)
+	}
+}
+
+// An instance that sends a body after a HEAD answer (bare WSGI and PSGI
+// servers do) does not get its next request read against those bytes.
+func TestHeadAnswerWithBody(t *testing.T) {
+	b := newWireBackend(t, func(c net.Conn, r *http.Request, body []byte) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+		if r.Method == "HEAD" {
+			time.Sleep(50 * time.Millisecond) // after the gateway has taken the head
+		}
+		io.WriteString(c, "hello")
+	})
+	_, addr := frontDoor(t, b.addr)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i, method := range []string{"HEAD", "GET", "HEAD", "GET"} {
+		io.WriteString(c, method+" / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		want := "hello"
+		if method == "HEAD" {
+			want = ""
+		}
+		if resp.StatusCode != http.StatusOK || string(body) != want {
+			t.Fatalf("request %d (%s): %d %q", i, method, resp.StatusCode, body)
+		}
+	}
+}

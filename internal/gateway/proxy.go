@@ -86,7 +86,7 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 		}
 	} else if r.ContentLength > 0 && r.ContentLength <= syncBodyMax {
 		buf := copyBufs.Get().(*[]byte)
-		err := writeBody(c.bw, body, r.ContentLength, *buf)
+		err := writeBody(c.bw, r, body, *buf)
 		copyBufs.Put(buf)
 		if err != nil {
 			return nil, g.failed(x, r, body, err, false)
@@ -95,7 +95,7 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 		x.wrote = make(chan error, 1)
 		go func() {
 			buf := copyBufs.Get().(*[]byte)
-			err := writeBody(c.bw, body, r.ContentLength, *buf)
+			err := writeBody(c.bw, r, body, *buf)
 			copyBufs.Put(buf)
 			if _, ok := err.(*clientBodyError); ok {
 				// The instance got part of a body that will never end: end

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -121,6 +122,9 @@ func writeHead(bw *bufio.Writer, r *http.Request, o outbound) {
 		writeHeader(bw, "Content-Length", strconv.FormatInt(r.ContentLength, 10))
 	case hasBody(r):
 		writeHeader(bw, "Transfer-Encoding", "chunked")
+		if keys := trailerKeys(r); keys != "" {
+			writeHeader(bw, "Trailer", keys)
+		}
 	case r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
 		writeHeader(bw, "Content-Length", "0")
 	}
@@ -151,9 +155,10 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// writeBody sends the request body, chunked when its length is unknown.
-func writeBody(bw *bufio.Writer, body io.Reader, length int64, buf []byte) error {
-	if length > 0 {
+// writeBody sends the request body, chunked when its length is unknown,
+// with the trailer the client sent after its last chunk.
+func writeBody(bw *bufio.Writer, r *http.Request, body io.Reader, buf []byte) error {
+	if length := r.ContentLength; length > 0 {
 		if _, err := io.CopyBuffer(bw, io.LimitReader(body, length), buf); err != nil {
 			return err
 		}
@@ -166,10 +171,37 @@ func writeBody(bw *bufio.Writer, body io.Reader, length int64, buf []byte) error
 	if err := cw.Close(); err != nil {
 		return err
 	}
+	for k, vv := range r.Trailer { // complete once the body has been read
+		if forwardedTrailer(k) {
+			for _, v := range vv {
+				writeHeader(bw, k, v)
+			}
+		}
+	}
 	if _, err := bw.WriteString("\r\n"); err != nil {
 		return err
 	}
 	return bw.Flush()
+}
+
+// forwardedTrailer reports whether a request trailer field goes on to the
+// instance: not one that frames, routes or authenticates (RFC 9110
+// §6.5.1), and not one whose name a CGI-style server would misread.
+func forwardedTrailer(k string) bool {
+	return trailerAllowed(k) && strings.IndexByte(k, '_') < 0 && k != hdrReadOnly && k != hdrXFF && k != hdrXFHost && k != hdrXFProto
+}
+
+// trailerKeys is the Trailer header for the instance: the fields the client
+// declared that will be forwarded.
+func trailerKeys(r *http.Request) string {
+	var keys []string
+	for k := range r.Trailer {
+		if forwardedTrailer(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
 }
 
 // idempotent methods may be sent twice without changing their effect

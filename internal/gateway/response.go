@@ -183,6 +183,12 @@ func (resp *response) transferCoding(values []string) error {
 func (resp *response) frame(br *bufio.Reader, h http.Header, method string) {
 	switch {
 	case method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified || resp.status < 200:
+		if resp.length > 0 || resp.chunked || resp.untilClose {
+			// Bare WSGI and PSGI servers send the body of a HEAD answer
+			// anyway: bytes that would be read as the next response's
+			// head. The connection is not used again.
+			resp.close = true
+		}
 		resp.length, resp.chunked, resp.body = 0, false, http.NoBody
 	case resp.chunked || resp.untilClose:
 		resp.length = -1
