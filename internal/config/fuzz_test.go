@@ -60,7 +60,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		lines := strings.Count(string(data), "\n") + 1
+		lines := yamlLines(string(data))
 		top := topLevelKeys(data)
 		for _, e := range leafErrors(err) {
 			var ce *Error
@@ -84,6 +84,20 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// yamlLines counts the lines of text as YAML does: CRLF, CR, LF and the
+// Unicode line breaks NEL, LS and PS each end one.
+func yamlLines(text string) int {
+	text = strings.ReplaceAll(text, "\r\n", "\n")
+	n := 1
+	for _, r := range text {
+		switch r {
+		case '\r', '\n', '\u0085', '\u2028', '\u2029':
+			n++
+		}
+	}
+	return n
 }
 
 // leafErrors flattens errors.Join.
