@@ -941,3 +941,47 @@ func diffTable(rows []diffRow) string {
 	w.Flush()
 	return b.String()
 }
+
+// TestDifferentialChecks proves the checks of TestMalformedVersusNginx
+// catch what they are for, without nginx: the case format, and each rule
+// on made-up outcomes.
+func TestDifferentialChecks(t *testing.T) {
+	about, req, err := decodeCase("# about it\n# more\nGET /\\*{3}a HTTP/1.1\\r\\n\nX: \\x01\\0\\t\\\\\\r\\n\n\\r\\n\n")
+	if err != nil || about != "about it" || string(req) != "GET /aaa HTTP/1.1\r\nX: \x01\x00\t\\\r\n\r\n" {
+		t.Fatalf("decodeCase: %q %q %v", about, req, err)
+	}
+	for _, bad := range []string{"GET \\q", "GET \\x1", "\\*{3}", "x\\"} {
+		if _, _, err := decodeCase(bad); err == nil {
+			t.Errorf("decodeCase(%q) took it", bad)
+		}
+	}
+
+	c := malformedCase{name: "c", request: []byte("GET /a/../b HTTP/1.1\r\nHost: example.com\r\nX_Y: 1\r\n\r\n")}
+	fwd := func(target, host string, names ...string) forwarded {
+		return forwarded{method: "GET", target: target, host: host, names: names, bytes: 50, complete: true}
+	}
+	ok200 := outcome{status: 200, responses: 1}
+	cases := []struct {
+		name        string
+		row         diffRow
+		wantProblem string // "" for none
+	}{
+		{"same", diffRow{nginx: ok200, handoff: ok200, nginxFwd: []forwarded{fwd("/a/../b", "example.com")}, hoffFwd: []forwarded{fwd("/b", "example.com")}}, ""},
+		{"stricter", diffRow{nginx: ok200, handoff: outcome{status: 400}, nginxFwd: []forwarded{fwd("/a/../b", "example.com")}}, ""},
+		{"hang", diffRow{nginx: outcome{status: 400}, handoff: outcome{hang: true}}, "did not answer"},
+		{"served what nginx refused", diffRow{nginx: outcome{status: 400}, handoff: ok200, hoffFwd: []forwarded{fwd("/b", "example.com")}}, "nginx did not"},
+		{"closed where nginx answered", diffRow{nginx: outcome{status: 400}, handoff: outcome{closed: true}}, "closed without answering"},
+		{"502", diffRow{nginx: ok200, handoff: outcome{status: 502}, nginxFwd: []forwarded{fwd("/a/../b", "example.com")}}, "answered 502"},
+		{"forwarded where nginx did not", diffRow{nginx: outcome{status: 400}, handoff: outcome{status: 400}, hoffFwd: []forwarded{{bytes: 10}}}, "nginx forwarded nothing"},
+		{"more requests", diffRow{nginx: ok200, handoff: ok200, nginxFwd: []forwarded{fwd("/x", "example.com")}, hoffFwd: []forwarded{fwd("/x", "example.com"), fwd("/smuggled", "example.com")}}, "forwarded 2 requests"},
+		{"header nginx dropped", diffRow{nginx: ok200, handoff: ok200, nginxFwd: []forwarded{fwd("/a/../b", "example.com")}, hoffFwd: []forwarded{fwd("/b", "example.com", "X_Y")}}, `header "X_Y"`},
+		{"other Host", diffRow{nginx: ok200, handoff: ok200, nginxFwd: []forwarded{fwd("/a/../b", "example.com")}, hoffFwd: []forwarded{fwd("/b", "example.com.:80")}}, "Host"},
+		{"target nginx rewrote", diffRow{nginx: ok200, handoff: ok200, nginxFwd: []forwarded{fwd("/b", "example.com")}, hoffFwd: []forwarded{fwd("/a/../b", "example.com")}}, "rewrote"},
+	}
+	for _, tc := range cases {
+		got := strings.Join(compareDiff(c, tc.row), " | ")
+		if tc.wantProblem == "" && got != "" || !strings.Contains(got, tc.wantProblem) {
+			t.Errorf("%s: problems %q, want one containing %q", tc.name, got, tc.wantProblem)
+		}
+	}
+}
