@@ -1,11 +1,13 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -58,7 +60,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	d := &decoder{file: file, lines: map[string]int{}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, syntaxError(file, data, err)
 	}
 	if len(root.Content) > 0 {
 		d.value(root.Content[0], reflect.ValueOf(cfg).Elem(), "")
@@ -245,4 +247,33 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// syntaxError is YAML's own complaint, with a line: yaml.v3 says "line N"
+// in most messages, but not for an error on the first line, nor for a byte
+// YAML refuses (a control character, invalid UTF-8) — then the line is
+// found here: the offending byte's, else the first.
+func syntaxError(file string, data []byte, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if strings.Contains(msg, "line ") {
+		return &Error{File: file, Msg: msg}
+	}
+	line := 1
+	if i := badByte(data); i >= 0 {
+		line += bytes.Count(data[:i], []byte("\n"))
+	}
+	return &Error{File: file, Line: line, Msg: msg}
+}
+
+// badByte returns the offset of the first control character YAML does not
+// allow (or of invalid UTF-8), or -1.
+func badByte(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return i
+		}
+		i += size
+	}
+	return -1
 }
