@@ -229,7 +229,12 @@ func TestPathRule(t *testing.T) {
 		{"GET", "/a/%2e%2e/b/", 200, "/b/"},
 		{"GET", "/files/a%2Fb", 200, "/files/a%2Fb"},
 		{"GET", "/%7euser/x.js", 200, "/~user/x.js"},
-		{"GET", "/..", 200, "/"},
+		{"GET", "/..", 400, ""},
+		{"GET", "/../../etc/passwd", 400, ""},
+		{"GET", "/%2E%2E/%2e%2e/etc/passwd", 400, ""},
+		{"GET", "/a/%00b", 400, ""},
+		{"GET", "/a/%zzb", 400, ""},
+		{"GET", "/a/..", 200, "/"},
 	} {
 		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
 			resp, body, _ := exchangeRaw(t, addr, tc.method+" "+tc.target+" HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")

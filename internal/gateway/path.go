@@ -19,10 +19,17 @@ import (
 //     an encoded slash or a backslash ("..%2f", "%5c..", "\..") is refused
 //     with 400: some servers and frameworks decode before they route, and
 //     the gateway cannot know which.
+//   - Refused too, as nginx refuses them: ".." above the root, "%00", and a
+//     "%" not followed by two hex digits.
 //
 // Everything else passes as the client wrote it, so that an app that
 // reads its raw path (an encoded slash in a resource name) still can.
-var errDotSegment = errors.New("a dot segment hidden behind an encoded slash or a backslash")
+var (
+	errDotSegment  = errors.New("a dot segment hidden behind an encoded slash or a backslash")
+	errAboveRoot   = errors.New(`".." above the root`)
+	errBadEscape   = errors.New(`a "%" not followed by two hex digits`)
+	errEncodedNull = errors.New(`"%00" in the path`)
+)
 
 // cleanPath applies the path rule to r, rewriting its URL and target when
 // the path changes. It leaves "*" (OPTIONS) alone.
@@ -63,7 +70,10 @@ func normalizePath(raw string) (string, error) {
 	segs := strings.Split(raw[1:], "/")
 	out := make([]string, 0, len(segs))
 	for i, seg := range segs {
-		seg = decodeUnreserved(seg)
+		seg, err := decodeUnreserved(seg)
+		if err != nil {
+			return "", err
+		}
 		last := i == len(segs)-1
 		switch seg {
 		case ".":
@@ -72,9 +82,10 @@ func normalizePath(raw string) (string, error) {
 			}
 			continue
 		case "..":
-			if len(out) > 0 {
-				out = out[:len(out)-1]
+			if len(out) == 0 {
+				return "", errAboveRoot
 			}
+			out = out[:len(out)-1]
 			if last {
 				out = append(out, "")
 			}
@@ -108,27 +119,33 @@ func hidesDotSegment(seg string) bool {
 // decodeUnreserved decodes the percent-encoded unreserved characters of s
 // (letters, digits, "-", ".", "_", "~") and upper-cases the hex digits of
 // the escapes it keeps.
-func decodeUnreserved(s string) string {
+func decodeUnreserved(s string) (string, error) {
 	if !strings.Contains(s, "%") {
-		return s
+		return s, nil
 	}
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] != '%' || i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+		if s[i] != '%' {
 			b.WriteByte(s[i])
 			continue
 		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return "", errBadEscape
+		}
 		c := unhex(s[i+1])<<4 | unhex(s[i+2])
-		if isUnreserved(c) {
+		switch {
+		case c == 0:
+			return "", errEncodedNull
+		case isUnreserved(c):
 			b.WriteByte(c)
-		} else {
+		default:
 			b.WriteByte('%')
 			b.WriteString(strings.ToUpper(s[i+1 : i+3]))
 		}
 		i += 2
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 func isHex(c byte) bool {
