@@ -371,3 +371,13 @@ func TestHeadAnswerWithBody(t *testing.T) {
 		}
 	}
 }
+
+func TestCleanHost(t *testing.T) {
+	for in, want := range map[string]string{"example.com.": "example.com", "example.com.:8080": "example.com:8080",
+		"example.com": "example.com", "[::1]:80": "[::1]:80", "a.b": "a.b"} {
+		r := &http.Request{Host: in}
+		if cleanHost(r); r.Host != want {
+			t.Errorf("cleanHost(%q) = %q, want %q", in, r.Host, want)
+		}
+	}
+}

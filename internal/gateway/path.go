@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -164,4 +165,22 @@ func unhex(c byte) byte {
 
 func isUnreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// cleanHost removes a fully qualified name's trailing dot from r.Host, so
+// that the app sees the Host it is configured for ("example.com." is
+// example.com), as nginx's $host does.
+func cleanHost(r *http.Request) {
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host, port = r.Host, ""
+	}
+	if !strings.HasSuffix(host, ".") {
+		return
+	}
+	host = strings.TrimSuffix(host, ".")
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	}
+	r.Host = host
 }

@@ -13,6 +13,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, nil, http.StatusMethodNotAllowed, "bad_request", "CONNECT is not served here.", 0, start)
 		return
 	}
+	cleanHost(r)
 	if err := cleanPath(r); err != nil {
 		g.refuse(w, r, nil, http.StatusBadRequest, "bad_request", "The request path is not allowed: "+err.Error()+".", 0, start)
 		return

@@ -76,9 +76,11 @@ func (b *body) readLocked(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if b.timeout > 0 && b.br.Buffered() == 0 {
+	if b.timeout > 0 {
 		// The client has this long to send more: a body that stops coming
 		// fails with os.ErrDeadlineExceeded instead of holding the request.
+		// (Set even when bytes are buffered: the dechunker may read past
+		// them within this one Read.)
 		_ = b.rwc.SetReadDeadline(time.Now().Add(b.timeout)) // fails only once closed; the read says so
 	}
 	if b.chunks != nil {

@@ -163,6 +163,9 @@ func (c *conn) readHead() (head []byte, inBuf bool, err error) {
 		if len(buf) >= limit {
 			return nil, false, errHeaderTooLarge
 		}
+		if err := checkRequestLine(buf); err != nil {
+			return nil, false, err
+		}
 		if !timed {
 			c.setHeaderDeadline()
 			timed = true

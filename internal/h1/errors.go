@@ -24,7 +24,8 @@ var (
 	errVersion         = &requestError{http.StatusBadRequest, "malformed HTTP version"}
 	errUnsupported     = &requestError{http.StatusHTTPVersionNotSupported, "unsupported protocol version"}
 	errTarget          = &requestError{http.StatusBadRequest, "invalid request target"}
-	errAsterisk        = &requestError{http.StatusBadRequest, "only OPTIONS may have the target *"}
+	errAsterisk        = &requestError{http.StatusBadRequest, "the target * is not served here"}
+	errURITooLong      = &requestError{http.StatusRequestURITooLong, "request line too long"}
 	errConnect         = &requestError{http.StatusMethodNotAllowed, "CONNECT is not served here"}
 	errFolded          = &requestError{http.StatusBadRequest, "obsolete line folding or leading whitespace in header"}
 	errHeaderLine      = &requestError{http.StatusBadRequest, "malformed header line"}
@@ -34,7 +35,7 @@ var (
 	errManyHosts       = &requestError{http.StatusBadRequest, "too many Host headers"}
 	errBadHost         = &requestError{http.StatusBadRequest, "malformed Host header"}
 	errContentLength   = &requestError{http.StatusBadRequest, "invalid Content-Length"}
-	errManyLengths     = &requestError{http.StatusBadRequest, "differing Content-Length headers"}
+	errManyLengths     = &requestError{http.StatusBadRequest, "more than one Content-Length header"}
 	errLengthAndTE     = &requestError{http.StatusBadRequest, "both Content-Length and Transfer-Encoding"}
 	errTE10            = &requestError{http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request"}
 	errTransferCoding  = &requestError{http.StatusNotImplemented, "unsupported transfer encoding"}

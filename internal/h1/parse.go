@@ -57,6 +57,9 @@ func parseRequest(head []byte, req *http.Request, s *scratch) (framing, error) {
 		return framing{}, err
 	}
 	str := string(head)
+	if lineEnd > maxRequestLine+1 {
+		return framing{}, errURITooLong
+	}
 	if err := parseRequestLine(trimCR(str[:lineEnd]), req, &s.url); err != nil {
 		return framing{}, err
 	}
@@ -198,6 +201,11 @@ func scanField(line []byte, base int32) (field, error) {
 	for v1 > v0 && (line[v1-1] == ' ' || line[v1-1] == '\t') {
 		v1--
 	}
+	if framingField(line[:colon]) && (bytes.IndexByte(line[colon+1:v0], '\t') >= 0 || bytes.IndexByte(line[v1:], '\t') >= 0) {
+		// Valid whitespace, but nginx answers 501 and other parsers trip
+		// on it: a framing field must read the same to every hop.
+		return field{}, errHeaderValue
+	}
 	for _, c := range line[v0:v1] {
 		if !validValueByte(c) {
 			return field{}, errHeaderValue
@@ -232,7 +240,7 @@ func parseRequestLine(line string, req *http.Request, u *url.URL) error {
 	if !ok1 || !ok2 {
 		return errRequestLine
 	}
-	if !isToken(method) {
+	if !isMethod(method) {
 		return errMethod
 	}
 	major, minor, ok := parseVersion(proto)
@@ -284,8 +292,8 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // origin-form target of plain path bytes.
 //
 // A gateway forwards requests to an origin, so it refuses the forms that
-// only a forward proxy serves: CONNECT (405), and the asterisk form for
-// any method but OPTIONS (RFC 9112 §3.2.4). A fragment is never sent by a
+// only a forward proxy serves: CONNECT (405), and the asterisk form, which
+// asks about the server rather than a resource (nginx refuses it too). A fragment is never sent by a
 // client (RFC 9112 §3.2), so "#" in a target is refused rather than sent
 // on as part of the path.
 func parseTarget(method, target string, u *url.URL) error {
@@ -294,11 +302,7 @@ func parseTarget(method, target string, u *url.URL) error {
 	case method == "CONNECT":
 		return errConnect
 	case target == "*":
-		if method != "OPTIONS" {
-			return errAsterisk
-		}
-		u.Path = "*"
-		return nil
+		return errAsterisk
 	}
 	if plainTarget(target, u) {
 		return nil
@@ -420,13 +424,15 @@ func parseFraming(req *http.Request) (framing, error) {
 	return f, nil
 }
 
-// parseContentLength accepts one or more identical values of decimal
-// digits that fit an int64.
+// parseContentLength accepts one value of decimal digits that fits an
+// int64.
+//
+// Two fields, even equal, are refused: RFC 9110 §8.6 lets a recipient
+// merge them, but Node, gunicorn and nginx refuse them, and a gateway that
+// disagrees with the servers behind it about framing invites smuggling.
 func parseContentLength(cl []string) (int64, error) {
-	for _, v := range cl[1:] {
-		if v != cl[0] {
-			return 0, errManyLengths
-		}
+	if len(cl) > 1 {
+		return 0, errManyLengths
 	}
 	n, err := strconv.ParseUint(cl[0], 10, 63) // digits only: no sign, no space
 
@@ -464,5 +470,56 @@ func declaredTrailer(req *http.Request) error {
 		}
 	}
 	req.Trailer = t
+	return nil
+}
+
+// framingField reports whether a canonical header name frames the body.
+func framingField(name []byte) bool {
+	return string(name) == "Content-Length" || string(name) == "Transfer-Encoding"
+}
+
+// isMethod reports whether s is a method nginx would pass on: upper-case
+// letters, "_" and "-" (every registered method is written so). RFC 9110
+// allows any token, but a lower-case "get" is another method than GET,
+// which servers behind the gateway read differently.
+func isMethod(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('A' <= c && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxRequestLine bounds a request line, as nginx's default 8 KiB buffer
+// does: a longer one gets 414. Far longer targets than any app uses fit.
+const maxRequestLine = 8 << 10
+
+// checkRequestLine looks at the start of a head that has not all arrived:
+// a request line that is too long, or complete but with no HTTP version
+// (HTTP/0.9's "GET /"), is refused at once rather than after the header
+// timeout.
+func checkRequestLine(buf []byte) error {
+	buf = buf[leadingEmptyLines(buf):]
+	nl := bytes.IndexByte(buf, '\n')
+	if nl < 0 {
+		if len(buf) > maxRequestLine {
+			return errURITooLong
+		}
+		return nil
+	}
+	line := buf[:nl]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	if len(line) > maxRequestLine {
+		return errURITooLong
+	}
+	if sp := bytes.LastIndexByte(line, ' '); sp < 0 || !bytes.HasPrefix(line[sp+1:], []byte("HTTP/")) {
+		return errRequestLine
+	}
 	return nil
 }

@@ -29,7 +29,7 @@ var parseCases = []struct {
 	{"force query", "GET /a? HTTP/1.1\r\nHost: a\r\n\r\n", nil},
 	{"two question marks", "GET /a?b? HTTP/1.1\r\nHost: a\r\n\r\n", nil},
 	{"absolute form", "GET http://other.example/p?q HTTP/1.1\r\nHost: a\r\n\r\n", nil},
-	{"asterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", nil},
+	{"asterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", errAsterisk},
 	{"connect", "CONNECT example.com:443 HTTP/1.1\r\n\r\n", errConnect},
 	{"connect origin form", "CONNECT /a HTTP/1.1\r\nHost: a\r\n\r\n", errConnect},
 	{"asterisk get", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", errAsterisk},
@@ -40,12 +40,21 @@ var parseCases = []struct {
 	{"http11 close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n", nil},
 	{"http12", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", nil},
 	{"content-length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", nil},
-	{"same content-lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", nil},
+	{"same content-lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", errManyLengths},
+	{"tab before chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\r\n\r\n", errHeaderValue},
+	{"lower-case method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", errMethod},
+	{"digit in method", "M1.X / HTTP/1.1\r\nHost: a\r\n\r\n", errMethod},
+	{"host with empty label", "GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", errBadHost},
+	{"unbracketed IPv6 host", "GET / HTTP/1.1\r\nHost: ::1\r\n\r\n", errBadHost},
+	{"host with bad port", "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", errBadHost},
+	{"bracketed IPv6 host", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", nil},
+	{"host with trailing dot", "GET / HTTP/1.1\r\nHost: example.com.\r\n\r\n", nil},
+	{"long request line", "GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: a\r\n\r\n", errURITooLong},
 	{"chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", nil},
 	{"chunked trailer", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum, X-Other\r\n\r\n", nil},
 	{"expect", "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n", nil},
 	{"pragma", "GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n", nil},
-	{"empty host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", nil},
+	{"empty host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", errBadHost},
 	{"leading empty line", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", nil},
 
 	{"no version", "GET /\r\nHost: a\r\n\r\n", errRequestLine},
@@ -109,7 +118,7 @@ func TestParseRequest(t *testing.T) {
 
 func TestParseRequestFields(t *testing.T) {
 	req, f, err := parseString("POST http://other.example/p%20q?x=1 HTTP/1.1\r\nhost: a.example\r\n" +
-		"content-length: 12\r\ncontent-length: 12\r\nx-multi: 1\r\nX-Multi: 2\r\nConnection: close\r\n\r\n")
+		"content-length: 12\r\nx-multi: 1\r\nX-Multi: 2\r\nConnection: close\r\n\r\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +232,18 @@ func stricterOnPurpose(err error, head []byte, theirs *http.Request) bool {
 	case errConnect:
 		return theirs.Method == "CONNECT"
 	case errAsterisk:
-		return theirs.RequestURI == "*" && theirs.Method != "OPTIONS"
+		return theirs.RequestURI == "*"
+	case errManyLengths:
+		return bytes.Count(lower, []byte("\ncontent-length:")) > 1
+	case errHeaderValue:
+		return bytes.Contains(lower, []byte("\ncontent-length:\t")) || bytes.Contains(lower, []byte("\ntransfer-encoding:\t")) ||
+			bytes.Contains(lower, []byte("\t\r\n")) || bytes.Contains(lower, []byte("\t\n"))
+	case errMethod:
+		return !isMethod(theirs.Method)
+	case errBadHost:
+		return !validHost(theirs.Host)
+	case errURITooLong:
+		return len(theirs.RequestURI) > maxRequestLine-20
 	case errTarget:
 		return strings.Contains(theirs.RequestURI, "#")
 	}

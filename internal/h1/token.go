@@ -1,5 +1,7 @@
 package h1
 
+import "strings"
+
 // Byte classes of RFC 9110, as tables: one index per byte on the hot path.
 var (
 	// tokenByte: tchar, the bytes of a method or a header field name.
@@ -49,13 +51,49 @@ func isToken(s string) bool {
 	return true
 }
 
+// Beyond net/http's byte check it wants the shape of a host: not empty, a
+// bracketed IPv6 literal or a name with no empty label ("a..b"), and a port
+// of digits if any — an unbracketed "::1" is refused. nginx refuses each.
 func validHost(s string) bool {
+	if s == "" {
+		return false
+	}
 	for i := 0; i < len(s); i++ {
 		if !hostByte[s[i]] {
 			return false
 		}
 	}
-	return true
+	host, port := s, ""
+	if s[0] == '[' {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return false
+		}
+		host, port = s[1:end], s[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
+	} else if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i:]
+		if strings.IndexByte(host, ':') >= 0 {
+			return false // an IPv6 literal without brackets
+		}
+	}
+	if port != "" {
+		if len(port) == 1 {
+			return false
+		}
+		for i := 1; i < len(port); i++ {
+			if !isDigit(port[i]) {
+				return false
+			}
+		}
+	}
+	if s[0] == '[' {
+		return host != ""
+	}
+	host = strings.TrimSuffix(host, ".")
+	return host != "" && host[0] != '.' && !strings.Contains(host, "..") // no empty label
 }
 
 // trimOWS trims optional whitespace (SP and HTAB) from both ends.
