@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
 )
 
 // ExitConflict is the exit code by which a backfill command says "this
@@ -54,7 +56,7 @@ func (r *runner) batchWithRetry(ctx context.Context, p *part, hi any, size *int)
 			return nil, 0, 0, &StoppedError{Name: r.job.Name, Lo: encodeKey(lo), Hi: encodeKey(hi), Attempts: attempt, Err: err}
 		}
 		r.track.send(Event{Kind: EventRetry, Lo: encodeKey(lo), Hi: encodeKey(hi), Attempt: attempt, Reason: reason, Err: err})
-		if err := sleep(ctx, backoff(attempt-1)); err != nil {
+		if err := dialect.Sleep(ctx, dialect.Backoff(attempt-1)); err != nil {
 			return nil, 0, 0, err
 		}
 		*size = r.thr.shrink(*size)

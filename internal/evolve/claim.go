@@ -249,7 +249,7 @@ var errLostRace = errors.New("another process changed the backfill's checkpoint 
 // write runs f in a write transaction and commits it, retrying lock
 // conflicts; f's statement must change exactly one row.
 func (r *runner) write(ctx context.Context, f func(tx *sql.Tx) (sql.Result, error)) error {
-	return retryBusy(ctx, r.d, func() error {
+	return dialect.RetryBusy(ctx, r.d, func() error {
 		tx, err := r.d.BeginWrite(ctx, 0, time.Second)
 		if err != nil {
 			return err

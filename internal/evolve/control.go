@@ -149,7 +149,7 @@ func control(ctx context.Context, d dialect.Dialect, name, stmt string, args ...
 		return err
 	}
 	var n int64
-	err := retryBusy(ctx, d, func() error {
+	err := dialect.RetryBusy(ctx, d, func() error {
 		res, err := d.DB().ExecContext(ctx, q(d, stmt), args...)
 		if err != nil {
 			return err

@@ -168,7 +168,7 @@ func (r *runner) gate(ctx context.Context) error {
 		if !r.paused.Load() && !r.lagged.Load() {
 			return ctx.Err()
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := dialect.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}

@@ -62,25 +62,10 @@ const (
 
 // EnsureSchema creates the checkpoint tables if they are missing.
 func EnsureSchema(ctx context.Context, d dialect.Dialect) error {
-	if err := retryBusy(ctx, d, func() error { return d.EnsureTables(ctx, schema...) }); err != nil {
+	if err := dialect.RetryBusy(ctx, d, func() error { return d.EnsureTables(ctx, schema...) }); err != nil {
 		return fmt.Errorf("create evolve tables: %w", err)
 	}
 	return nil
-}
-
-// retryBusy retries small bookkeeping writes that lost a lock race (SQLite
-// busy, Postgres lock timeout) for up to ten seconds.
-func retryBusy(ctx context.Context, d dialect.Dialect, f func() error) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for attempt := 0; ; attempt++ {
-		err := f()
-		if err == nil || !d.Classify(err).Retryable() || time.Now().After(deadline) {
-			return err
-		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return err
-		}
-	}
 }
 
 // q rewrites ? placeholders into the dialect's numbered ones.

@@ -100,7 +100,7 @@ func Forget(ctx context.Context, d dialect.Dialect, name string) error {
 		return err
 	}
 	for _, stmt := range []string{`DELETE FROM handoff_evolve_parts WHERE name = ?`, `DELETE FROM handoff_evolve WHERE name = ?`} {
-		if err := retryBusy(ctx, d, func() error {
+		if err := dialect.RetryBusy(ctx, d, func() error {
 			_, err := d.DB().ExecContext(ctx, q(d, stmt), name)
 			return err
 		}); err != nil {

@@ -2,9 +2,10 @@ package evolve
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
 )
 
 // throttle decides how big the next batch is and how long to rest after
@@ -80,27 +81,5 @@ func (t *throttle) rest(ctx context.Context, elapsed time.Duration, rows int64) 
 		wait = max(wait, t.next.Sub(now))
 	}
 	t.mu.Unlock()
-	return sleep(ctx, wait)
-}
-
-// backoff is the wait before retry attempt n (0-based): exponential from
-// 20 ms to 2 s, with full jitter so that retrying workers spread out.
-func backoff(n int) time.Duration {
-	d := 20 * time.Millisecond << min(n, 7)
-	d = min(d, 2*time.Second)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return dialect.Sleep(ctx, wait)
 }

@@ -46,7 +46,7 @@ type applied struct {
 type history struct{ d dialect.Dialect }
 
 func (h history) ensure(ctx context.Context) error {
-	if err := h.d.EnsureTables(ctx, historySchema); err != nil {
+	if err := dialect.RetryBusy(ctx, h.d, func() error { return h.d.EnsureTables(ctx, historySchema) }); err != nil {
 		return fmt.Errorf("create history table: %w", err)
 	}
 	return nil

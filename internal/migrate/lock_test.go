@@ -5,12 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/dialect"
 	"github.com/handoff-dev/handoff/internal/testdb"
 )
 
@@ -199,5 +201,31 @@ func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
 	}
 	if ok, _, _ := m2.Dialect().IndexValid(context.Background(), "items_title_u"); ok {
 		t.Fatal("the failed build's INVALID index was left behind")
+	}
+}
+
+// The history table is bookkeeping: a write lock that the app holds for a
+// moment longer than the lock timeout delays creating it, and never fails
+// the run (the demo's canary step failed this way on a busy machine).
+func TestHistoryWaitsOutABusyDatabase(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "app.db")
+	d, err := dialect.Open(ctx, "sqlite://"+path, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	app, err := dialect.Open(ctx, "sqlite://"+path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	tx, err := app.BeginWrite(ctx, 0, 0) // the app's long write
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(400*time.Millisecond, func() { tx.Rollback() })
+	if err := (history{d}).ensure(ctx); err != nil {
+		t.Fatalf("history behind a 400ms write lock: %v", err)
 	}
 }
