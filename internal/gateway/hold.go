@@ -11,6 +11,15 @@ import (
 // pauseRetryAfter is what a request refused by a pause is told: pauses are short.
 const pauseRetryAfter = 5 * time.Second
 
+// releaseStep bounds how long a released request waits for the one before
+// it in the line to be dispatched. Dispatching to a live instance takes well
+// under a millisecond (a pooled connection, or a dial on the same host or
+// LAN); a request that takes longer — a dial to an instance whose accept
+// backlog is full, a client whose body has not come yet — is passed after
+// this long, so that it delays those behind it once, by this much, and the
+// line goes on in order behind it.
+const releaseStep = 100 * time.Millisecond
+
 // pausedMode holds new requests until a resume, each for at most max.
 type pausedMode struct {
 	max time.Duration
@@ -22,6 +31,11 @@ func (pausedMode) String() string { return "paused" }
 // current snapshot (whose mode may by then be anything) and admit returns
 // false because the request has been handled. Past max, or past the bound on
 // what may be held, the request gets 503 with Retry-After — never a hang.
+//
+// Released requests go on in arrival order: each starts over only once the
+// one before it in the line has been dispatched — its request written to an
+// instance, answered by the gateway itself, or held again — or after
+// releaseStep (see holdQueue.release).
 func (m pausedMode) admit(g *Gateway, w http.ResponseWriter, r *http.Request, a *appRoute) bool {
 	start := time.Now()
 	size := requestSize(r)
@@ -29,12 +43,16 @@ func (m pausedMode) admit(g *Gateway, w http.ResponseWriter, r *http.Request, a 
 		g.refuse(w, r, a, http.StatusServiceUnavailable, "paused",
 			"This site is pausing for a short upgrade and is holding as many requests as it can. Please try again in a few seconds.",
 			pauseRetryAfter, start)
+		dispatched(r)
 		return false
 	}
-	released := a.hold.wait(r.Context(), m.max)
+	wt, released := a.hold.wait(r.Context(), m.max)
 	g.heldRequests.Add(-1)
 	g.heldBytes.Add(-size)
 	switch {
+	case released && wt != nil:
+		g.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), lineKey{}, wt)))
+		wt.dispatch() // if nothing did so on the way: the gateway answered, or the request failed
 	case released:
 		g.ServeHTTP(w, r)
 	case r.Context().Err() == nil:
@@ -81,6 +99,58 @@ type waiter struct {
 	ch       chan struct{}
 	released bool
 	gone     bool // timed out or the client left; release skips it
+
+	// The line after a release: prev is the released waiter before this
+	// one (nil for the first); turn is closed when this one goes on, sent
+	// when its request has been dispatched.
+	prev     *waiter
+	turn     chan struct{}
+	sent     chan struct{}
+	sentOnce sync.Once
+}
+
+// lineKey is the context key under which a released request carries its
+// waiter, so that the data path can say when it has been dispatched.
+type lineKey struct{}
+
+// dispatched tells the request behind r in a released line that r has been
+// dispatched: its head written to an instance, or answered by the gateway.
+// It costs a request that was never held one context lookup.
+func dispatched(r *http.Request) {
+	if wt, ok := r.Context().Value(lineKey{}).(*waiter); ok {
+		wt.dispatch()
+	}
+}
+
+func (wt *waiter) dispatch() { wt.sentOnce.Do(func() { close(wt.sent) }) }
+
+// awaitTurn returns once the waiter before this one in the line has been
+// dispatched, or has been going for releaseStep without, or ctx is done.
+// The bound counts from when the one before went on, so that a line of n
+// requests behind stalled ones waits at most n steps in all.
+func (wt *waiter) awaitTurn(ctx context.Context) {
+	defer close(wt.turn)
+	p := wt.prev
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.turn:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-p.sent:
+		return
+	default:
+	}
+	t := time.NewTimer(releaseStep)
+	defer t.Stop()
+	select {
+	case <-p.sent:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func newHoldQueue() *holdQueue { return &holdQueue{} }
@@ -92,46 +162,63 @@ func (q *holdQueue) setPaused(on bool) {
 }
 
 // wait holds the caller until release, max, or ctx; it reports whether the
-// request was released. A request that arrives after the resume (it read
-// the snapshot just before) is released at once.
-func (q *holdQueue) wait(ctx context.Context, max time.Duration) bool {
+// request was released, and when it was released from the line, its
+// waiter, whose turn it now is. A request that arrives after the resume (it
+// read the snapshot just before) is released at once, with no waiter.
+func (q *holdQueue) wait(ctx context.Context, max time.Duration) (*waiter, bool) {
 	q.mu.Lock()
 	if !q.paused {
 		q.mu.Unlock()
-		return true
+		return nil, true
 	}
-	w := &waiter{ch: make(chan struct{})}
+	w := &waiter{ch: make(chan struct{}), turn: make(chan struct{}), sent: make(chan struct{})}
 	q.waiting = append(q.waiting, w)
 	q.count++
 	q.mu.Unlock()
+	// A request released from an earlier line and held again has taken its
+	// place in this one: the line it left may go on.
+	if prev, ok := ctx.Value(lineKey{}).(*waiter); ok {
+		prev.dispatch()
+	}
 	timer := time.NewTimer(max)
 	defer timer.Stop()
 	select {
 	case <-w.ch:
-		return true
+		w.awaitTurn(ctx)
+		return w, true
 	case <-timer.C:
 	case <-ctx.Done():
 	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if w.released {
-		return true // released while timing out: go on
+		q.mu.Unlock()
+		w.awaitTurn(ctx) // released while timing out: go on
+		return w, true
 	}
+	defer q.mu.Unlock()
 	w.gone = true
 	q.count--
 	if len(q.waiting) > 2*q.count+64 {
 		q.waiting = slices.DeleteFunc(q.waiting, func(w *waiter) bool { return w.gone })
 	}
-	return false
+	return nil, false
 }
 
-// release lets every held request go on, in arrival order.
+// release lets every held request go on, in arrival order: all are woken
+// at once, and each goes on when the one before it has been dispatched
+// (see awaitTurn). Woken together, their goroutines would otherwise race,
+// and their dials with them: a request could overtake many that arrived
+// before it, by as long as a dial's retransmission.
 func (q *holdQueue) release() {
 	q.mu.Lock()
 	waiting := q.waiting
 	q.waiting, q.paused, q.count = nil, false, 0
+	var prev *waiter
 	for _, w := range waiting {
 		w.released = !w.gone
+		if w.released {
+			w.prev, prev = prev, w
+		}
 	}
 	q.mu.Unlock()
 	for _, w := range waiting {

@@ -105,6 +105,7 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 			x.wrote <- err
 		}()
 	}
+	dispatched(r) // a request released from a hold: the next in line may go
 	resp, err := g.awaitResponse(c, r, h)
 	if err == nil && resp.status == http.StatusSwitchingProtocols {
 		err = errNotUpgrade

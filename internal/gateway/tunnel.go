@@ -75,6 +75,7 @@ func (g *Gateway) splice(w http.ResponseWriter, r *http.Request, c *upstreamConn
 		g.refuse(w, r, nil, http.StatusBadGateway, "bad_gateway", "The app's instance did not answer.", 0, time.Now())
 		return http.StatusBadGateway
 	}
+	dispatched(r)
 	resp, err := g.awaitResponse(c, r, w.Header())
 	if err != nil {
 		g.refuse(w, r, nil, http.StatusBadGateway, "bad_gateway", "The app's instance did not answer.", 0, time.Now())
