@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"sync"
 	"time"
 )
@@ -38,7 +37,7 @@ type body struct {
 func newBody(c *conn, f framing) *body {
 	b := &body{br: c.br, rwc: c.rwc, timeout: c.srv.BodyTimeout, w: &c.w, req: &c.req, remaining: f.contentLength}
 	if f.contentLength < 0 {
-		b.chunks = httputil.NewChunkedReader(c.br)
+		b.chunks = newChunkedReader(c.br)
 	}
 	return b
 }
