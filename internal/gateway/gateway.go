@@ -46,6 +46,8 @@ type Gateway struct {
 	heldRequests atomic.Int64
 	heldBytes    atomic.Int64
 
+	exhausted exhaustion // checks and dials that failed for want of descriptors
+
 	mu      sync.Mutex // serializes control-plane changes
 	order   []string   // app names in config order
 	apps    map[string]*appState

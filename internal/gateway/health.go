@@ -59,6 +59,13 @@ func (g *Gateway) monitorHealth(t *Target, h config.Health) (stop func()) {
 			if ctx.Err() != nil {
 				return
 			}
+			if descriptorsExhausted(err) {
+				// The gateway could not open a socket: that says nothing
+				// about the instance, whose health stays as it was.
+				g.outOfDescriptors("health_check", t.Addr, err)
+				timer.Reset(h.Interval.D())
+				continue
+			}
 			was := t.Healthy()
 			t.setHealth(err == nil, err)
 			if was != (err == nil) {

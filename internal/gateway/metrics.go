@@ -10,6 +10,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	retries  prometheus.Counter
+	// descriptors counts checks and dials that failed for want of file
+	// descriptors (EMFILE, ENFILE): the gateway's fault, not an instance's.
+	descriptors *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway, reg prometheus.Registerer) *metrics {
@@ -27,11 +30,15 @@ func newMetrics(g *Gateway, reg prometheus.Registerer) *metrics {
 			Name: "handoff_retries_total",
 			Help: "Requests sent again to another instance after one failed before answering.",
 		}),
+		descriptors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "handoff_gateway_descriptors_exhausted_total",
+			Help: "Health checks (op=health_check) and connections to instances (op=dial) that failed because the gateway was out of file descriptors (EMFILE, ENFILE); no target is marked down for them.",
+		}, []string{"op"}),
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	reg.MustRegister(m.requests, m.latency, m.retries, &stateCollector{g: g})
+	reg.MustRegister(m.requests, m.latency, m.retries, m.descriptors, &stateCollector{g: g})
 	return m
 }
 

@@ -36,7 +36,8 @@ type attemptError struct {
 	down bool
 	// status, when set, is the answer the client gets instead of 502: 400
 	// or 408 when its own body broke or stalled, 504 when the instance did
-	// not answer within the response timeout.
+	// not answer within the response timeout, 503 when the gateway is out
+	// of file descriptors.
 	status int
 }
 
@@ -68,6 +69,12 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 	if c == nil {
 		var err error
 		if c, err = t.dial(r.Context()); err != nil {
+			if descriptorsExhausted(err) {
+				// The gateway's own fault: no other instance would fare
+				// better, and this one is not to blame.
+				g.outOfDescriptors("dial", t.Addr, err)
+				return nil, &attemptError{err: err, status: http.StatusServiceUnavailable}
+			}
 			return nil, &attemptError{err: err, retry: r.Context().Err() == nil, down: refused(err)}
 		}
 	}

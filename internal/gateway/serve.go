@@ -185,12 +185,16 @@ func stripConditionals(r *http.Request) {
 }
 
 // answerFailed answers a request that failed for a reason with its own
-// status: the client's body broke (400) or stalled (408), or the instance
-// did not answer in time (504). None is retried: the instance may have
-// acted on the request.
+// status: the client's body broke (400) or stalled (408), the instance
+// did not answer in time (504), or the gateway is out of file descriptors
+// (503). None is retried: the instance may have acted on the request, or
+// another would fail the same way.
 func (g *Gateway) answerFailed(w http.ResponseWriter, r *http.Request, a *appRoute, ae *attemptError, start time.Time) {
 	var code, msg string
+	retryAfter := time.Duration(0)
 	switch ae.status {
+	case http.StatusServiceUnavailable:
+		code, msg, retryAfter = "no_descriptors", "The gateway is overloaded. Please try again in a moment.", time.Second
 	case http.StatusRequestTimeout:
 		code, msg = "body_timeout", "The request body stopped arriving."
 	case http.StatusGatewayTimeout:
@@ -200,5 +204,5 @@ func (g *Gateway) answerFailed(w http.ResponseWriter, r *http.Request, a *appRou
 		code, msg = "bad_request_body", "The request body was malformed or cut short."
 	}
 	w.Header().Set("Connection", "close")
-	g.refuse(w, r, a, ae.status, code, msg, 0, start)
+	g.refuse(w, r, a, ae.status, code, msg, retryAfter, start)
 }

@@ -49,7 +49,9 @@ func (g *Gateway) tunnel(w http.ResponseWriter, r *http.Request, a *appRoute, st
 		c, err := t.dial(r.Context())
 		if err != nil {
 			t.inflight.Add(-1)
-			if refused(err) {
+			if descriptorsExhausted(err) {
+				g.outOfDescriptors("dial", t.Addr, err)
+			} else if refused(err) {
 				t.markDown(err)
 			}
 			tried = append(tried, t)
