@@ -76,4 +76,3 @@ func (s *Supervisor) Restart(ctx context.Context, id, why string) (Instance, err
 	}
 	return inst, nil
 }
-
