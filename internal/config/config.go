@@ -171,6 +171,9 @@ type Health struct {
 	Path     string   `yaml:"path"`
 	Interval Duration `yaml:"interval"`
 	Timeout  Duration `yaml:"timeout"`
+	// RestartAfter is how long a supervised instance whose process lives
+	// may fail its health check before it is restarted; 0 never restarts.
+	RestartAfter Duration `yaml:"restart_after"`
 }
 
 // Signal is a signal and how long to wait after it before SIGKILL.
@@ -242,7 +245,7 @@ func defaultApp(name string) *App {
 		Releases:     "./releases",
 		KeepReleases: 5,
 		Instances:    1,
-		Health:       Health{Path: "/", Interval: Duration(time.Second), Timeout: Duration(2 * time.Second)},
+		Health:       Health{Path: "/", Interval: Duration(time.Second), Timeout: Duration(2 * time.Second), RestartAfter: Duration(30 * time.Second)},
 		StartTimeout: Duration(60 * time.Second),
 		DrainTimeout: Duration(30 * time.Second),
 		HoldMax:      Duration(30 * time.Second),

@@ -44,6 +44,13 @@ apps:
 	if web.ReadOnly.Banner == "" {
 		t.Error("apps inherit the global banner")
 	}
+	if web.Health.RestartAfter.D() != 30*time.Second {
+		t.Errorf("health.restart_after defaults to 30s, got %v", web.Health.RestartAfter)
+	}
+	never, err := Parse("h.yaml", []byte("apps:\n  web:\n    health: {restart_after: 0}\n"))
+	if err != nil || never.Apps.Get("web").Health.RestartAfter != 0 {
+		t.Errorf("health.restart_after: 0 (never): %v", err)
+	}
 }
 
 func TestParseErrorsNameKeyAndLine(t *testing.T) {
@@ -60,6 +67,7 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"duplicate", "apps:\n  a:\n    instances: 1\n    instances: 2\n", `h.yaml:4: apps.a.instances: key given twice`},
 		{"yaml syntax", "apps: [\n", `h.yaml: `},
 		{"bad signal", "apps:\n  a:\n    stop: {signal: TERM}\n", `h.yaml:3: apps.a.stop.signal: unknown signal "TERM"`},
+		{"negative restart_after", "apps:\n  a:\n    health: {restart_after: -1s}\n", `h.yaml:3: apps.a.health.restart_after: must not be negative`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -106,6 +106,9 @@ func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 	if a.Health.Timeout <= 0 {
 		bad(key+".health.timeout", "must be more than 0")
 	}
+	if a.Health.RestartAfter < 0 {
+		bad(key+".health.restart_after", "must not be negative (0 never restarts)")
+	}
 	for _, s := range []struct {
 		key string
 		sig string
