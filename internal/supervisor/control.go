@@ -110,6 +110,20 @@ func (s *Supervisor) send(ctx context.Context, id string, o op) (*slot, error) {
 // ctx is done is killed. It returns when all have exited. Nothing can be
 // started meanwhile by anyone but the caller; Detach afterwards.
 func (s *Supervisor) StopAll(ctx context.Context) error {
+	return s.forAll(ctx, "stop all", s.end)
+}
+
+// Suspend stops every instance the way StopAll does (a worker is drained
+// and waited for), but keeps its record, so that the next handoff serve
+// starts it again on the same port: a stop of handoff (systemctl restart,
+// a reboot) then brings the app back as it was. A process still running
+// when ctx ends is killed.
+func (s *Supervisor) Suspend(ctx context.Context) error {
+	return s.forAll(ctx, "suspend all", s.suspend)
+}
+
+// forAll runs f on every instance at once and joins their errors.
+func (s *Supervisor) forAll(ctx context.Context, what string, f func(context.Context, Instance) error) error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -117,7 +131,7 @@ func (s *Supervisor) StopAll(ctx context.Context) error {
 	)
 	for _, inst := range s.List("") {
 		wg.Go(func() {
-			if err := s.end(ctx, inst); err != nil {
+			if err := f(ctx, inst); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -126,7 +140,7 @@ func (s *Supervisor) StopAll(ctx context.Context) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("stop all: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
@@ -143,6 +157,20 @@ func (s *Supervisor) end(ctx context.Context, inst Instance) error {
 	} else {
 		_, err = s.Stop(ctx, inst.ID)
 	}
+	return s.killLate(ctx, inst.ID, err)
+}
+
+func (s *Supervisor) suspend(ctx context.Context, inst Instance) error {
+	sl, err := s.send(ctx, inst.ID, opSuspend)
+	if err == nil {
+		_, err = s.wait(ctx, inst.ID, sl, "suspend")
+	}
+	return s.killLate(ctx, inst.ID, err)
+}
+
+// killLate kills an instance whose stop or drain did not end before ctx;
+// err is how that ended.
+func (s *Supervisor) killLate(ctx context.Context, id string, err error) error {
 	if errors.Is(err, ErrNotFound) || err == nil {
 		return nil
 	}
@@ -151,8 +179,8 @@ func (s *Supervisor) end(ctx context.Context, inst Instance) error {
 	}
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 	defer cancel()
-	if _, err := s.Kill(kctx, inst.ID); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
+	if _, kerr := s.Kill(kctx, id); kerr != nil && !errors.Is(kerr, ErrNotFound) {
+		return errors.Join(err, kerr)
 	}
 	return nil
 }

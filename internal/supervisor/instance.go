@@ -141,6 +141,11 @@ const (
 	StateStopping State = "stopping"
 	// StateExited: the instance is gone (see above).
 	StateExited State = "exited"
+	// StateSuspended: handoff stopped the instance when it stopped itself
+	// (Suspend: a SIGTERM to handoff serve, a reboot); the record stays, and
+	// the next handoff serve starts it again on the same port, so that the
+	// app comes back to the state it was in.
+	StateSuspended State = "suspended"
 )
 
 // ending reports whether the instance is on its way out: not restarted.
@@ -184,6 +189,10 @@ type Instance struct {
 	Signalled time.Time `json:"signalled,omitzero"`
 	// Log is the file that receives the process's stdout and stderr.
 	Log string `json:"log"`
+	// Suspending: the stop or drain under way is a Suspend's, so the
+	// instance is to run again when handoff starts (StateSuspended once
+	// its process has exited).
+	Suspending bool `json:"suspending,omitempty"`
 }
 
 // Addr is the instance's address for the gateway ("" for workers).

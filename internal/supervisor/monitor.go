@@ -280,6 +280,10 @@ func (m *monitor) exited(how string) (gone bool) {
 // finish deletes the record of an instance that was stopped or drained and
 // has exited, and says so in the event log.
 func (m *monitor) finish(format string, args ...any) {
+	if m.inst.Suspending {
+		m.suspended(format, args...)
+		return
+	}
 	m.inst.State, m.inst.Since = StateExited, time.Now().UTC()
 	m.publish()
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
@@ -372,6 +376,9 @@ const (
 	opStop  op = "stop"
 	opDrain op = "drain"
 	opKill  op = "kill"
+	// opSuspend stops (a worker: drains) the instance but keeps its record
+	// to start it again with the next handoff serve.
+	opSuspend op = "suspend"
 )
 
 type command struct {
@@ -384,6 +391,12 @@ type command struct {
 // that says what was meant, and Signalled zero says the signal may be
 // missing, so a restarted handoff sends it.
 func (m *monitor) command(o op) error {
+	if o == opSuspend {
+		m.inst.Suspending = true
+		if o = opStop; m.inst.Kind == config.KindWorker {
+			o = opDrain
+		}
+	}
 	if m.proc == nil { // in backoff: there is nothing to signal
 		m.stopTimers()
 		m.finish("%s while %s: no process was running", o, m.inst.State)
@@ -461,4 +474,19 @@ func (m *monitor) killAfterTimeout() {
 		m.s.log.Warn("kill instance", "instance", m.inst.ID, "error", err)
 	}
 	m.s.event(m.inst, EventInstance, "killed (SIGKILL): still running %s after %s", sig.Timeout, sig.Signal)
+}
+
+// suspended keeps the record of an instance that Suspend stopped, as
+// StateSuspended, for the next handoff serve to start again.
+func (m *monitor) suspended(format string, args ...any) {
+	m.inst.State, m.inst.Since, m.inst.Signalled = StateSuspended, time.Now().UTC(), time.Time{}
+	if err := m.save(); err != nil {
+		// A restarted handoff finds a suspending record without a process,
+		// and starts it again all the same (see resume).
+		m.s.log.Error("save suspended instance", "instance", m.inst.ID, "error", err)
+	}
+	m.s.event(m.inst, EventInstance, "suspended with handoff ("+format+"); it starts again with the next handoff serve", args...)
+	final := m.inst
+	final.State = StateExited // to Stop and Wait, the process is gone
+	m.s.removeSlot(m.sl, final)
 }

@@ -177,7 +177,7 @@ func (s *Supervisor) waitGone(ctx context.Context, p nodeProc, d time.Duration) 
 // and is gone. It returns a channel closed when the instance is settled,
 // or nil if there is no instance left.
 func (s *Supervisor) resume(inst Instance, live *nodeProc) chan struct{} {
-	if live == nil && inst.State.ending() {
+	if live == nil && inst.State.ending() && !inst.Suspending {
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		defer cancel()
 		if err := s.store.Delete(ctx, KindInstance, s.key(inst.ID)); err != nil {
@@ -210,8 +210,15 @@ func (m *monitor) adoptLive(live *nodeProc) {
 	found := m.inst.PID != live.PID || m.inst.StartTime != live.Start
 	m.inst.PID, m.inst.StartTime = live.PID, live.Start
 	m.proc = m.adopt(live.PID, live.Start)
+	if m.inst.Suspending {
+		// The handoff that suspended it died before the process exited:
+		// it is to run, so it runs on. (If the signal went out, its exit
+		// is a crash, and it is restarted.)
+		m.inst.Suspending, m.inst.Signalled, m.inst.DrainingSince = false, time.Time{}, time.Time{}
+		m.inst.State = StateStarting
+	}
 	switch m.inst.State {
-	case StateStarting, StateBackoff:
+	case StateStarting, StateBackoff, StateSuspended:
 		m.inst.State, m.inst.Since = StateRunning, time.Now().UTC()
 		found = true
 	}
@@ -241,6 +248,12 @@ func (m *monitor) adoptLive(live *nodeProc) {
 // respawnDead starts the process of an instance that should run and does
 // not: it died while no handoff watched it, or was never started.
 func (m *monitor) respawnDead() {
+	if m.inst.State == StateSuspended || m.inst.Suspending {
+		m.inst.State, m.inst.Suspending, m.inst.Signalled, m.inst.DrainingSince = StateStarting, false, time.Time{}, time.Time{}
+		m.inst.PID, m.inst.StartTime = 0, 0
+		m.respawnAs("started again: it was suspended with handoff", false)
+		return
+	}
 	if m.inst.PID == 0 && m.inst.State == StateStarting {
 		m.respawnAs("started: handoff died before it could", false)
 		return
