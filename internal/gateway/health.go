@@ -112,3 +112,34 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TargetHealth is what the gateway knows of one target's health, for a
+// liveness policy outside the gateway (the server restarts a supervised
+// instance that has failed for too long).
+type TargetHealth struct {
+	Healthy  bool
+	Draining bool
+	// Passed is the time of the last passing health check (zero if none
+	// has passed); FailingSince is the first failure after it (zero while
+	// healthy). A failure for want of descriptors is not the target's and
+	// counts as neither.
+	Passed       time.Time
+	FailingSince time.Time
+	LastError    string
+}
+
+// TargetHealth reports the health of the target at addr, if a route lists it.
+func (g *Gateway) TargetHealth(addr string) (TargetHealth, bool) {
+	g.mu.Lock()
+	t := g.targets[addr]
+	g.mu.Unlock()
+	if t == nil {
+		return TargetHealth{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return TargetHealth{
+		Healthy: t.healthy.Load(), Draining: t.draining.Load(),
+		Passed: t.passedAt, FailingSince: t.failing, LastError: t.lastError,
+	}, true
+}

@@ -22,6 +22,8 @@ type Target struct {
 	tunnels   map[*tunnel]struct{}       // spliced (WebSocket) connections
 	lastError string
 	checkedAt time.Time
+	passedAt  time.Time // the last passing health check
+	failing   time.Time // the first failure since then; zero while healthy
 	drainedAt time.Time // when draining began
 	refs      int       // routes that list this target (guarded by Gateway.mu)
 	stopCheck func()    // stops the health monitor
@@ -49,6 +51,11 @@ func (t *Target) setHealth(ok bool, err error) {
 		t.lastError = err.Error()
 	} else if ok {
 		t.lastError = ""
+	}
+	if ok {
+		t.passedAt, t.failing = t.checkedAt, time.Time{}
+	} else if t.failing.IsZero() {
+		t.failing = t.checkedAt
 	}
 	t.mu.Unlock()
 }

@@ -45,6 +45,7 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 		out.Apps = append(out.Apps, as)
 		out.Warnings = append(out.Warnings, s.warnings(as)...)
 	}
+	out.Warnings = append(out.Warnings, s.descriptorWarnings()...)
 	out.Migrations = s.migrations(ctx)
 	return out, nil
 }
