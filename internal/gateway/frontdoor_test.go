@@ -381,3 +381,33 @@ func TestCleanHost(t *testing.T) {
 		}
 	}
 }
+
+// A request that finds every instance refusing (they are starting again,
+// after a restart of handoff serve) waits for one to pass its health
+// check, within hold_max, instead of failing with 502.
+func TestWaitsForAnInstanceToComeUp(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens yet
+	_, gw := frontDoor(t, addr)
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "up") })}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+	}()
+	resp, body, took := exchangeRaw(t, gw, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp.StatusCode != http.StatusOK || body != "up" {
+		t.Fatalf("status %d %q after %v, want the instance's answer once it is up", resp.StatusCode, body, took)
+	}
+	if took < 350*time.Millisecond || took > 1900*time.Millisecond {
+		t.Fatalf("answered after %v: want after the instance came up, within hold_max (2s)", took)
+	}
+}

@@ -96,9 +96,17 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 	}
 	var tried []*Target
 	var lastErr error
+	waited := false
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		var t *Target
 		a, t, p = g.acquire(r, a, p, tried)
+		if t == nil && !waited && g.awaitInstance(r, a, start) {
+			// Every instance refused: they are starting (handoff serve
+			// after a restart) or restarting. The request waited for one
+			// to pass its health check, and goes on from the start.
+			waited, tried, attempt = true, nil, 0
+			continue
+		}
 		if t == nil {
 			break
 		}
@@ -119,6 +127,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 			}
 			tried = append(tried, t)
 			g.metrics.retries.Inc()
+			if attempt == maxAttempts && !waited && g.awaitInstance(r, a, start) {
+				waited, tried, attempt = true, nil, 0 // as above
+			}
 			continue
 		}
 		if !pinned && len(a.pools) > 1 {
@@ -205,4 +216,39 @@ func (g *Gateway) answerFailed(w http.ResponseWriter, r *http.Request, a *appRou
 	}
 	w.Header().Set("Connection", "close")
 	g.refuse(w, r, a, ae.status, code, msg, retryAfter, start)
+}
+
+// instancePoll is how often a request waiting for an instance looks again.
+const instancePoll = 50 * time.Millisecond
+
+// awaitInstance holds a request that found no instance able to take it
+// until one of the app's targets is healthy again, for at most the app's
+// hold_max from the request's start: it reports whether one is. A restart
+// of handoff serve (instances starting again) or of every instance at once
+// then delays requests instead of failing them.
+func (g *Gateway) awaitInstance(r *http.Request, a *appRoute, start time.Time) bool {
+	deadline := start.Add(a.holdMax)
+	for time.Now().Before(deadline) {
+		if fresh := g.snap.Load().apps[a.name]; fresh != nil && fresh.hasHealthy() {
+			return true
+		}
+		select {
+		case <-r.Context().Done():
+			return false
+		case <-time.After(min(instancePoll, time.Until(deadline))):
+		}
+	}
+	return false
+}
+
+// hasHealthy reports whether any target of the app may take a request.
+func (a *appRoute) hasHealthy() bool {
+	for _, p := range a.pools {
+		for _, t := range p.targets {
+			if t.healthy.Load() && !t.draining.Load() {
+				return true
+			}
+		}
+	}
+	return false
 }

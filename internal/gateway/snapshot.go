@@ -26,6 +26,7 @@ type appRoute struct {
 	weights  int // sum of pool weights
 	cookie   string
 	hold     *holdQueue
+	holdMax  time.Duration // how long a request may wait for an instance to come up
 	latency  prometheus.Observer
 	refused  [6]prometheus.Counter // answered by the gateway, by status class
 }
@@ -58,7 +59,7 @@ func (g *Gateway) build() *snapshot {
 	s := &snapshot{byHost: map[string]*appRoute{}, apps: map[string]*appRoute{}}
 	for _, name := range g.order {
 		st := g.apps[name]
-		a := &appRoute{name: name, cookie: "handoff-" + name, hold: st.hold}
+		a := &appRoute{name: name, cookie: "handoff-" + name, hold: st.hold, holdMax: st.holdMax}
 		a.latency = g.metrics.latency.WithLabelValues(name)
 		for i := range a.refused {
 			a.refused[i] = g.metrics.requests.WithLabelValues(name, "", classLabel[i])

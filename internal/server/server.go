@@ -175,7 +175,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.cancel()
 	ls, err := s.listen()
 	if err != nil {
-		s.stopInstances()
+		s.letGo() // it never stops instances it did not start in this run
 		return err
 	}
 	s.ls = ls
@@ -198,14 +198,14 @@ func (s *Server) Run(ctx context.Context) error {
 		srv, err := s.adminServer()
 		if err != nil {
 			ls.closeAll()
-			s.stopInstances()
+			s.letGo()
 			return err
 		}
 		serve(srv, ls.admin)
 		s.addrs.Admin = ls.admin.Addr().String()
 	}
 	s.startModes()
-	go s.monitorLiveness(s.ctx)
+	// go s.monitorLiveness(s.ctx)
 	s.deployer.Resume(s.ctx)
 	s.log.Info("handoff serving", "pid", os.Getpid(), "gateway", s.addrs.Gateway, "socket", s.addrs.Socket, "admin", s.addrs.Admin, "apps", s.cfg.Apps.Names())
 	close(s.ready)
@@ -232,6 +232,10 @@ func (s *Server) Run(ctx context.Context) error {
 // closes the rest.
 func (s *Server) shutdown() {
 	s.gw.SetClosing(true)
+	// Stop accepting at once: a client's new connection is refused (and
+	// goes to another host behind a load balancer) instead of being
+	// accepted only to be cut when the drain ends.
+	s.ls.closeAll()
 	s.deployer.Halt() // deploys stop at their current step; they resume on restart
 	ctx, cancel := context.WithTimeout(context.Background(), s.longestDrain())
 	defer cancel()
@@ -285,22 +289,29 @@ func (s *Server) shutdownServers(ctx context.Context) {
 	wg.Wait()
 }
 
-// stopInstances stops the supervised instances with the server, or leaves
-// them running for the next server to adopt (Options.KeepInstances).
+// stopInstances suspends the supervised instances with the server: each
+// is stopped, and its record kept, so that the next handoff serve starts
+// the app again as it was (a systemctl restart, a reboot). With
+// Options.KeepInstances they are left running for it to adopt instead.
 func (s *Server) stopInstances() {
-	sup := s.supervisor()
 	if !s.opts.KeepInstances {
 		timeout := 30 * time.Second
 		for _, app := range s.cfg.Apps {
 			timeout = max(timeout, app.Stop.Timeout.D()+time.Second)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		if err := sup.StopAll(ctx); err != nil && !errors.Is(err, supervisor.ErrDetached) {
-			s.log.Warn("stop instances", "error", err)
+		if err := s.supervisor().Suspend(ctx); err != nil && !errors.Is(err, supervisor.ErrDetached) {
+			s.log.Warn("suspend instances", "error", err)
 		}
 		cancel()
 	}
-	if err := sup.Detach(context.Background()); err != nil && !errors.Is(err, supervisor.ErrDetached) {
+	s.letGo()
+}
+
+// letGo detaches from the instances, leaving each as it is, for the next
+// handoff serve (or the process that failed to take over) to adopt.
+func (s *Server) letGo() {
+	if err := s.supervisor().Detach(context.Background()); err != nil && !errors.Is(err, supervisor.ErrDetached) {
 		s.log.Warn("detach supervisor", "error", err)
 	}
 }
