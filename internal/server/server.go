@@ -205,7 +205,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.addrs.Admin = ls.admin.Addr().String()
 	}
 	s.startModes()
-	// go s.monitorLiveness(s.ctx)
+	go s.monitorLiveness(s.ctx)
 	s.deployer.Resume(s.ctx)
 	s.log.Info("handoff serving", "pid", os.Getpid(), "gateway", s.addrs.Gateway, "socket", s.addrs.Socket, "admin", s.addrs.Admin, "apps", s.cfg.Apps.Names())
 	close(s.ready)
