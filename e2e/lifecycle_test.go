@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/loadgen"
+)
+
+// lifecycleFaults are stops of handoff serve that production hosts see
+// every month. Each is one row: how handoff goes down, and what it must
+// come back to. After each, handoff serve is started again and must bring
+// the app back to what it was (or to where its deploy leads), holding
+// requests until the instances answer: load run from the moment it serves
+// again sees no failed request.
+var lifecycleFaults = []struct {
+	name string
+	// midDeploy starts a rolling deploy of v2 and applies the fault once
+	// its first brick is running.
+	midDeploy bool
+	fault     func(t *testing.T, n *node)
+	want      string // the release that must run on every instance after
+}{
+	{name: "SIGTERM (systemctl restart, Ctrl-C)", fault: sigterm, want: "v1"},
+	{name: "SIGTERM mid rolling deploy", midDeploy: true, fault: sigterm, want: "v2"},
+	{name: "reboot: kill -9 of handoff and every instance", fault: reboot, want: "v1"},
+	{name: "kill -9 of handoff mid rolling deploy", midDeploy: true, fault: func(t *testing.T, n *node) { n.kill9() }, want: "v2"},
+}
+
+func sigterm(t *testing.T, n *node) {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatal("handoff serve did not stop within 60s of SIGTERM")
+	}
+}
+
+// reboot kills handoff serve and every process it started, as a power cut
+// does.
+func reboot(t *testing.T, n *node) {
+	pids := []int{}
+	for _, inst := range n.instances("web") {
+		pids = append(pids, inst.PID)
+	}
+	n.kill9()
+	for _, pid := range pids {
+		syscall.Kill(-pid, syscall.SIGKILL) // the instance's process group
+	}
+}
+
+func TestRestartIsResume(t *testing.T) {
+	for _, tc := range lifecycleFaults {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "releases")
+			makeRelease(t, root, "v1", "")
+			makeRelease(t, root, "v2", "slow") // 2 s to listen: a deploy has time to be cut
+			n := newNode(t, fmt.Sprintf(`  web:
+    command: [bin/app]
+    releases: %s
+    instances: 3
+    health: { path: /healthz, interval: 200ms }
+    drain_timeout: 2s
+    start_timeout: 10s
+    hold_max: 20s
+`, root))
+			n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+			ports := map[int]bool{}
+			for _, inst := range n.instances("web") {
+				ports[inst.Port] = true
+			}
+			if tc.midDeploy {
+				deploying := exec.Command(bin, "deploy", "web", "--release", filepath.Join(root, "v2"), "--socket", n.socket)
+				deploying.Dir = n.dir
+				if err := deploying.Start(); err != nil {
+					t.Fatal(err)
+				}
+				defer deploying.Wait()
+				waitUntil(t, 30*time.Second, "the deploy's first new instance", func() bool {
+					for _, inst := range n.instances("web") {
+						if inst.Release == "v2" {
+							return true
+						}
+					}
+					return false
+				})
+			}
+			tc.fault(t, n)
+			n.start()
+			res := runLoad(t, n, 4*time.Second)
+			if err := res.Err(); err != nil {
+				t.Errorf("zero failed requests once handoff serves again: %v\n%s", err, res)
+			}
+			waitUntil(t, 60*time.Second, "the app to settle on "+tc.want, func() bool {
+				st := n.appStatus("web")
+				if st.Deploy != nil && st.Deploy.State == deploy.Running {
+					return false
+				}
+				return st.Current == tc.want && len(st.Instances) == 3
+			})
+			checkRelease(t, n, tc.want, 3)
+			if st := n.appStatus("web"); st.Deploy != nil && st.Deploy.State == deploy.Done && tc.midDeploy {
+				for _, s := range st.Deploy.Steps {
+					if s.State != deploy.Done {
+						t.Errorf("the deploy says done with step %s %s", s.Name, s.State)
+					}
+				}
+			}
+			if !tc.midDeploy {
+				for _, inst := range n.instances("web") {
+					if !ports[inst.Port] {
+						t.Errorf("instance %s came back on port %d, not one the route had", inst.ID, inst.Port)
+					}
+				}
+			}
+		})
+	}
+}
+
+// runLoad runs keep-alive clients that never retry, slow ones among them,
+// for d, and returns what they saw.
+func runLoad(t *testing.T, n *node, d time.Duration) loadgen.Result {
+	t.Helper()
+	load, err := loadgen.Start(context.Background(), loadgen.Config{
+		Addr: n.gateway, Fast: 32, Slow: 4, SlowDelay: 500 * time.Millisecond, Uploaders: 4, UploadSize: 16 << 10,
+		Duration: time.Minute, Timeout: 60 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d)
+	res := load.Stop()
+	t.Logf("load:\n%s", res)
+	return res
+}
+
+// A handoff serve that cannot start (its port is taken) stops nothing: the
+// instances it would have adopted run on, and the next serve adopts them.
+func TestFailedStartStopsNothing(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "releases")
+	makeRelease(t, root, "v1", "")
+	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n    health: { path: /healthz, interval: 200ms }\n", root))
+	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	before := n.instances("web")
+	n.kill9()
+	cfg, err := os.ReadFile(n.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := freeAddr(t)
+	hold, err := net.Listen("tcp", taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	bad := strings.Replace(string(cfg), "admin: { listen: \""+n.admin+"\" }", "admin: { listen: \""+taken+"\" }", 1)
+	badPath := filepath.Join(n.dir, "bad.yaml")
+	if err := os.WriteFile(badPath, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "serve", "--config", badPath).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), taken) {
+		t.Fatalf("serve with its admin port taken: %v\n%s", err, out)
+	}
+	for _, inst := range before {
+		if syscall.Kill(inst.PID, 0) != nil {
+			t.Errorf("instance %s (pid %d) was stopped by a serve that failed to start:\n%s", inst.ID, inst.PID, out)
+		}
+	}
+	n.start()
+	for _, inst := range n.instances("web") {
+		found := false
+		for _, b := range before {
+			found = found || (b.ID == inst.ID && b.PID == inst.PID)
+		}
+		if !found {
+			t.Errorf("instance %s runs as %d: not adopted", inst.ID, inst.PID)
+		}
+	}
+}
