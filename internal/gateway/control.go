@@ -91,12 +91,36 @@ func (g *Gateway) SetModes(app string, m Modes) error {
 	}
 	// Publish before releasing, so released requests see the new modes.
 	g.publish()
-	for _, st := range g.apps {
+	for name, st := range g.apps {
 		if st.modes.over(g.global).Pause == nil {
-			st.hold.release()
+			var ahead func() <-chan struct{}
+			if g.lineAhead != nil {
+				ahead = func() <-chan struct{} { return g.lineAhead(name) }
+			}
+			st.hold.release(ahead)
 		}
 	}
 	return nil
+}
+
+// SetLineAhead makes the requests a resume releases wait, before the first
+// of them goes on, until the channel ahead(app) returns is closed — for at
+// most a second. A handoff process that took over from another (`handoff
+// upgrade`) uses it so that the requests its predecessor still holds,
+// which arrived first, go on first.
+func (g *Gateway) SetLineAhead(ahead func(app string) <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.lineAhead = ahead
+}
+
+// Holding reports whether the app has requests held, or released and not
+// yet all dispatched.
+func (g *Gateway) Holding(app string) bool {
+	g.mu.Lock()
+	st := g.apps[app]
+	g.mu.Unlock()
+	return st != nil && st.hold.busy()
 }
 
 // Modes returns an app's own modes, or the global ones when app is "".

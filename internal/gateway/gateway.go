@@ -53,6 +53,9 @@ type Gateway struct {
 	apps    map[string]*appState
 	global  Modes
 	targets map[string]*Target
+	// lineAhead, when set, says when the requests held for an app
+	// elsewhere have gone on (see SetLineAhead).
+	lineAhead func(app string) <-chan struct{}
 }
 
 // appState is the control plane's view of one app.

@@ -93,6 +93,7 @@ type holdQueue struct {
 	paused  bool
 	waiting []*waiter // in arrival order
 	count   int       // waiters not yet released or gone
+	tail    *waiter   // the last waiter of the line released last
 }
 
 type waiter struct {
@@ -101,9 +102,11 @@ type waiter struct {
 	gone     bool // timed out or the client left; release skips it
 
 	// The line after a release: prev is the released waiter before this
-	// one (nil for the first); turn is closed when this one goes on, sent
-	// when its request has been dispatched.
+	// one (nil for the first, which waits for ahead instead, if set); turn
+	// is closed when this one goes on, sent when its request has been
+	// dispatched.
 	prev     *waiter
+	ahead    <-chan struct{}
 	turn     chan struct{}
 	sent     chan struct{}
 	sentOnce sync.Once
@@ -132,6 +135,7 @@ func (wt *waiter) awaitTurn(ctx context.Context) {
 	defer close(wt.turn)
 	p := wt.prev
 	if p == nil {
+		wt.awaitAhead(ctx)
 		return
 	}
 	select {
@@ -148,6 +152,25 @@ func (wt *waiter) awaitTurn(ctx context.Context) {
 	defer t.Stop()
 	select {
 	case <-p.sent:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// lineAheadMax bounds how long the head of a line waits for a line ahead
+// of it (see Gateway.SetLineAhead).
+const lineAheadMax = time.Second
+
+// awaitAhead holds the head of a line until the line ahead of it has gone
+// on, lineAheadMax has passed, or ctx is done.
+func (wt *waiter) awaitAhead(ctx context.Context) {
+	if wt.ahead == nil {
+		return
+	}
+	t := time.NewTimer(lineAheadMax)
+	defer t.Stop()
+	select {
+	case <-wt.ahead:
 	case <-t.C:
 	case <-ctx.Done():
 	}
@@ -209,7 +232,11 @@ func (q *holdQueue) wait(ctx context.Context, max time.Duration) (*waiter, bool)
 // (see awaitTurn). Woken together, their goroutines would otherwise race,
 // and their dials with them: a request could overtake many that arrived
 // before it, by as long as a dial's retransmission.
-func (q *holdQueue) release() {
+//
+// ahead, when not nil, is called when there is a line to release; the head
+// of the line then waits until the channel it returns is closed, or for
+// lineAheadMax.
+func (q *holdQueue) release(ahead func() <-chan struct{}) {
 	q.mu.Lock()
 	waiting := q.waiting
 	q.waiting, q.paused, q.count = nil, false, 0
@@ -217,14 +244,40 @@ func (q *holdQueue) release() {
 	for _, w := range waiting {
 		w.released = !w.gone
 		if w.released {
+			if prev == nil && ahead != nil {
+				w.ahead = ahead()
+			}
 			w.prev, prev = prev, w
 		}
+	}
+	if prev != nil {
+		q.tail = prev
 	}
 	q.mu.Unlock()
 	for _, w := range waiting {
 		if w.released {
 			close(w.ch)
 		}
+	}
+}
+
+// busy reports whether requests are held, or a released line is still
+// being dispatched.
+func (q *holdQueue) busy() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.count > 0 {
+		return true
+	}
+	if q.tail == nil {
+		return false
+	}
+	select {
+	case <-q.tail.sent:
+		q.tail = nil
+		return false
+	default:
+		return true
 	}
 }
 

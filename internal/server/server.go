@@ -206,6 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.startModes()
 	go s.monitorLiveness(s.ctx)
+	s.gw.SetLineAhead(s.lineAhead) // held requests of the process this one took over from go first
 	s.deployer.Resume(s.ctx)
 	s.log.Info("handoff serving", "pid", os.Getpid(), "gateway", s.addrs.Gateway, "socket", s.addrs.Socket, "admin", s.addrs.Admin, "apps", s.cfg.Apps.Names())
 	close(s.ready)

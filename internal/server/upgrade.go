@@ -194,6 +194,7 @@ outer:
 // WebSockets get until the longest drain timeout, then a Close frame.
 func (s *Server) retire() {
 	s.gw.SetClosing(true)
+	defer s.followModes()() // a resume stored by the successor releases what this process holds
 	limit := s.cfg.Gateway.IdleTimeout.D() + s.longestDrain()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
