@@ -181,3 +181,52 @@ func TestReleasedLinePassesAStalledRequest(t *testing.T) {
 		t.Fatal("a stalled request held up the line behind it")
 	}
 }
+
+// TestLineAheadGoesFirst: a released line waits for the line ahead of it
+// (a predecessor process's, see SetLineAhead) to go on, for a second at most.
+func TestLineAheadGoesFirst(t *testing.T) {
+	b := backend(t, "v1")
+	g, url := newGateway(t, Pool{Release: "v1", Targets: []string{addr(b)}, Weight: 1})
+	for _, c := range []struct {
+		name     string
+		after    time.Duration // when the line ahead has gone on; 0: never
+		min, max time.Duration
+	}{
+		{"ahead goes on", 300 * time.Millisecond, 300 * time.Millisecond, lineAheadMax - 100*time.Millisecond},
+		{"ahead never goes on", 0, lineAheadMax, 3 * lineAheadMax},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g.SetLineAhead(func(app string) <-chan struct{} {
+				ch := make(chan struct{})
+				if c.after > 0 {
+					time.AfterFunc(c.after, func() { close(ch) })
+				}
+				return ch
+			})
+			if err := g.SetModes("web", Modes{Pause: &Pause{Since: time.Now(), Max: config.Duration(20 * time.Second)}}); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan int, 1)
+			go func() {
+				resp, err := http.Get(url + "/")
+				if err != nil {
+					done <- 0
+					return
+				}
+				resp.Body.Close()
+				done <- resp.StatusCode
+			}()
+			waitFor(t, func() bool { return g.Status()[0].Held == 1 })
+			resumed := time.Now()
+			if err := g.SetModes("web", Modes{}); err != nil {
+				t.Fatal(err)
+			}
+			if code := <-done; code != 200 {
+				t.Fatalf("status %d", code)
+			}
+			if d := time.Since(resumed); d < c.min || d > c.max {
+				t.Errorf("the line went on %s after the resume; want %s to %s", d.Round(time.Millisecond), c.min, c.max)
+			}
+		})
+	}
+}
