@@ -85,7 +85,15 @@ func hung(gw *gateway.Gateway, app *config.App, inst supervisor.Instance, now ti
 		return "", false
 	}
 	h, ok := gw.TargetHealth(inst.Addr())
-	if !ok || h.Healthy || h.Draining || h.FailingSince.IsZero() {
+	if !ok {
+		return "", false // no route lists it: not the gateway's to judge
+	}
+	return hungFor(h, app, inst, now)
+}
+
+// hungFor is hung's rule, given what the gateway knows of the instance.
+func hungFor(h gateway.TargetHealth, app *config.App, inst supervisor.Instance, now time.Time) (string, bool) {
+	if h.Healthy || h.Draining || h.FailingSince.IsZero() {
 		return "", false
 	}
 	failing := later(h.FailingSince, inst.Started)
