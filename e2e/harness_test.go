@@ -31,6 +31,7 @@ type node struct {
 	admin   string
 	cmd     *exec.Cmd
 	exited  chan struct{}
+	cwd     string // where serve runs, when its config is relative to it
 }
 
 // newNode writes a config whose apps section is apps (YAML, indented under
@@ -67,6 +68,7 @@ func (n *node) start() {
 	}
 	defer out.Close()
 	n.cmd = exec.Command(n.exe, "serve", "--config", n.config)
+	n.cmd.Dir = n.cwd
 	n.cmd.Stdout, n.cmd.Stderr = out, out
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)

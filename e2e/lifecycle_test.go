@@ -187,3 +187,93 @@ func TestFailedStartStopsNothing(t *testing.T) {
 		}
 	}
 }
+
+// newRelativeNode is an installation as the README writes one: paths
+// relative to the directory, and `cd dir && handoff serve`.
+func newRelativeNode(t *testing.T, apps string) *node {
+	t.Helper()
+	dir := t.TempDir()
+	n := &node{t: t, exe: bin, dir: dir, cwd: dir, config: "handoff.yaml", socket: filepath.Join(dir, "handoff.sock"),
+		gateway: freeAddr(t), admin: freeAddr(t)}
+	cfg := fmt.Sprintf("listen: [%q]\nsocket: ./handoff.sock\nstate: ./handoff.db\nlogs: ./logs\nadmin: { listen: %q }\naccess_log: false\napps:\n%s",
+		n.gateway, n.admin, apps)
+	if err := os.WriteFile(filepath.Join(dir, "handoff.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+// Two installations on one host, each with the same relative paths and the
+// same app: restarting, killing and upgrading one never touches the
+// other's instances, and the other serves on without a failed request.
+func TestTwoInstallationsSideBySide(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "releases")
+	makeRelease(t, root, "v1", "")
+	apps := fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n    health: { path: /healthz, interval: 200ms }\n    hold_max: 20s\n", root)
+	a := newRelativeNode(t, apps)
+	a.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	b := newRelativeNode(t, apps)
+	b.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	pids := func(n *node) map[string]int {
+		out := map[string]int{}
+		for _, inst := range n.instances("web") {
+			out[inst.ID] = inst.PID
+		}
+		return out
+	}
+	before := pids(a)
+	load, err := loadgen.Start(context.Background(), loadgen.Config{Addr: a.gateway, Fast: 16, Slow: 2, SlowDelay: 300 * time.Millisecond, Duration: 2 * time.Minute, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigterm(t, b)
+	b.start()
+	b.kill9()
+	b.start()
+	b.must("upgrade")
+	res := load.Stop()
+	if err := res.Err(); err != nil {
+		t.Errorf("the first installation failed requests while the second restarted: %v\n%s", err, res)
+	}
+	if after := pids(a); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the first installation's instances changed: %v, were %v\n%s", after, before, a.output())
+	}
+	for id, pid := range before {
+		if syscall.Kill(pid, 0) != nil {
+			t.Errorf("instance %s (pid %d) of the first installation is gone", id, pid)
+		}
+	}
+	if got := len(b.instances("web")); got != 2 {
+		t.Errorf("the second installation runs %d instances, want 2", got)
+	}
+}
+
+// A zero-length state file is not taken for a new store: serve refuses to
+// start, says why, and kills nothing.
+func TestEmptyStateFileRefused(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "releases")
+	makeRelease(t, root, "v1", "")
+	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n", root))
+	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	before := n.instances("web")
+	n.kill9()
+	state := filepath.Join(n.dir, "handoff.db")
+	for _, f := range []string{state, state + "-wal", state + "-shm"} {
+		os.Remove(f)
+	}
+	if err := os.WriteFile(state, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "serve", "--config", n.config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "empty") {
+		t.Fatalf("serve on an empty state file: %v\n%s", err, out)
+	}
+	for _, inst := range before {
+		if syscall.Kill(inst.PID, 0) != nil {
+			t.Errorf("instance %s (pid %d) was killed", inst.ID, inst.PID)
+		}
+		syscall.Kill(-inst.PID, syscall.SIGKILL) // the test's own cleanup: nothing else knows them now
+	}
+}

@@ -265,7 +265,13 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.resolvePaths(filepath.Dir(path))
+	// Absolute, so that two installations side by side never share a
+	// path (the node's identity, the socket) because both wrote "./".
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg.resolvePaths(dir)
 	return cfg, nil
 }
 

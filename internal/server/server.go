@@ -7,8 +7,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,15 +121,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 
 func (s *Server) supervisor() *supervisor.Supervisor { return s.sup.Load() }
 
-// openSupervisor adopts this node's instances. The node is named after the
-// state store and the host, so that handoff installations side by side, or
-// several hosts sharing a Postgres store, leave each other's processes alone.
+// openSupervisor adopts this node's instances: those whose environment
+// carries the installation's node ID (see nodeID), so that handoff
+// installations side by side, or several hosts sharing a Postgres store,
+// leave each other's processes alone.
 func openSupervisor(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger) (*supervisor.Supervisor, error) {
-	host, _ := os.Hostname()
-	sum := sha256.Sum256([]byte(host + "\x00" + cfg.State))
+	node, err := nodeID(ctx, cfg, st)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, supervisorLockWait)
 	defer cancel()
-	sup, err := supervisor.Open(ctx, st, supervisor.Options{LogDir: cfg.Logs, Node: hex.EncodeToString(sum[:6]), Logger: log})
+	sup, err := supervisor.Open(ctx, st, supervisor.Options{LogDir: cfg.Logs, Node: node, Logger: log})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("another handoff server supervises the instances of this state store (lock in %s): %w", cfg.Logs, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver keeps the binary static
@@ -20,6 +21,12 @@ type sqlStore struct {
 var _ Store = (*sqlStore)(nil)
 
 func openSQLite(ctx context.Context, path string) (Store, error) {
+	// A zero-length file is what a crash or a full disk can leave of a
+	// store: taken for a new one, it would know none of the instances that
+	// run, and a deploy would start a second set beside them. It is refused.
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		return nil, fmt.Errorf("open state %s: the file is empty (0 bytes), not a store: restore it from a backup, or remove it to start afresh (instances it knew of keep running, unknown to handoff)", path)
+	}
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"} {
 		q.Add("_pragma", p)

@@ -95,15 +95,19 @@ func (s *Supervisor) records(ctx context.Context) ([]Instance, error) {
 	return out, nil
 }
 
-// find picks an instance's live process: the recorded PID if it still runs
-// with the recorded start time, else a process group leader that carries
-// the instance's HANDOFF_INSTANCE (its PID was never written: handoff died
-// between the start and the write). strays are the instance's other
-// processes that must go: a second leader (an instance never runs twice),
-// or what a dead leader left behind.
+// find picks an instance's live process among cands, the processes whose
+// environment carries this node's ID and the instance's HANDOFF_INSTANCE:
+// the recorded PID with the recorded start time, else a process group
+// leader (its PID was never written: handoff died between the start and
+// the write). A process without both names in its environment is never
+// adopted nor killed, whatever its PID: it is not this installation's.
+// strays are the instance's other processes that must go: a second leader
+// (an instance never runs twice), or what a dead leader left behind.
 func (s *Supervisor) find(inst Instance, cands []nodeProc) (live *nodeProc, strays []nodeProc) {
-	if s.env.alive(inst.PID, inst.StartTime) {
-		live = &nodeProc{PID: inst.PID, PGID: inst.PID, Start: inst.StartTime, Instance: inst.ID, App: inst.App}
+	for i := range cands {
+		if p := cands[i]; inst.PID != 0 && p.PID == inst.PID && p.Start == inst.StartTime {
+			live = &nodeProc{PID: p.PID, PGID: p.PID, Start: p.Start, Instance: inst.ID, App: inst.App}
+		}
 	}
 	for _, p := range cands {
 		switch {
