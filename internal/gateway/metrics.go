@@ -35,6 +35,9 @@ func newMetrics(g *Gateway, reg prometheus.Registerer) *metrics {
 			Help: "Health checks (op=health_check) and connections to instances (op=dial) that failed because the gateway was out of file descriptors (EMFILE, ENFILE); no target is marked down for them.",
 		}, []string{"op"}),
 	}
+	for _, op := range []string{"health_check", "dial"} {
+		m.descriptors.WithLabelValues(op) // both series from the start, at 0
+	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
