@@ -277,3 +277,58 @@ func TestEmptyStateFileRefused(t *testing.T) {
 		syscall.Kill(-inst.PID, syscall.SIGKILL) // the test's own cleanup: nothing else knows them now
 	}
 }
+
+// An upgrade whose new process cannot start — its config now names a port
+// in use, or is invalid — changes nothing: the old process serves on with
+// its instances, no request fails, and the CLI prints the reason.
+func TestFailedUpgradeChangesNothing(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "releases")
+	makeRelease(t, root, "v1", "")
+	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n    health: { path: /healthz, interval: 200ms }\n", root))
+	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	before := n.instances("web")
+	good, err := os.ReadFile(n.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := freeAddr(t)
+	hold, err := net.Listen("tcp", taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	load, err := loadgen.Start(context.Background(), loadgen.Config{Addr: n.gateway, Fast: 16, Slow: 2, SlowDelay: 300 * time.Millisecond, Duration: 2 * time.Minute, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ name, config, reason string }{
+		{"admin port in use", strings.Replace(string(good), "admin: { listen: \""+n.admin+"\" }", "admin: { listen: \""+taken+"\" }", 1), taken},
+		{"invalid config", string(good) + "gatway: {}\n", "gatway"},
+	} {
+		if err := os.WriteFile(n.config, []byte(bad.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := n.cli("upgrade")
+		if r.code != 1 || !strings.Contains(r.stderr, bad.reason) || !strings.Contains(r.stderr, "old process goes on serving") {
+			t.Errorf("%s: upgrade exit %d, want 1 with the reason %q:\n%s%s", bad.name, r.code, bad.reason, r.stdout, r.stderr)
+		}
+	}
+	if err := os.WriteFile(n.config, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	res := load.Stop()
+	if err := res.Err(); err != nil {
+		t.Errorf("failed requests during the failed upgrades: %v\n%s", err, res)
+	}
+	after := n.instances("web")
+	if len(after) != len(before) {
+		t.Fatalf("instances after: %v, before: %v", after, before)
+	}
+	for i := range before {
+		if after[i].PID != before[i].PID || after[i].State != "running" {
+			t.Errorf("instance %s: %d %s after, %d before", after[i].ID, after[i].PID, after[i].State, before[i].PID)
+		}
+	}
+	n.must("upgrade") // and a good one still works
+}

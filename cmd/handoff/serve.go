@@ -27,13 +27,18 @@ is set, the token-guarded admin listener with the HTTP API and /metrics.
 
 State (routes, modes, deploys) is kept in the config's state: store, so a
 restarted server serves the same targets in the same modes and resumes any
-deploy it was in the middle of. SIGINT or SIGTERM stop it gracefully,
-supervised instances included (unless --keep-instances); SIGHUP upgrades
-it in place, as 'handoff upgrade' does.`,
+deploy it was in the middle of. SIGINT or SIGTERM stop it gracefully: it
+stops accepting at once, lets requests in flight finish, and stops the
+supervised instances, which the next 'handoff serve' starts again as they
+were (--keep-instances leaves them running for it to adopt instead).
+SIGHUP upgrades it in place, as 'handoff upgrade' does. A serve that
+cannot start (a port in use, a bad token file, an empty state file) stops
+no instance.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig(true)
 			if err != nil {
+				server.TellFailed(err) // an upgrade's new process: the old one prints why
 				return err
 			}
 			log, err := newLogger(level)
@@ -51,6 +56,7 @@ it in place, as 'handoff upgrade' does.`,
 			}
 			srv, err := server.New(ctx, cfg, server.Options{Logger: log, KeepInstances: keep, Args: os.Args[1:]})
 			if err != nil {
+				server.TellFailed(err)
 				return err
 			}
 			go upgradeOnHangup(ctx, srv, log)
@@ -58,7 +64,7 @@ it in place, as 'handoff upgrade' does.`,
 		},
 	}
 	c.Flags().StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
-	c.Flags().BoolVar(&keep, "keep-instances", false, "on stop, leave supervised instances running for the next 'handoff serve' to adopt")
+	c.Flags().BoolVar(&keep, "keep-instances", false, "on stop, leave supervised instances running for the next 'handoff serve' to adopt (by default they are stopped, and started again by it)")
 	return c
 }
 

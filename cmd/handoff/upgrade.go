@@ -22,8 +22,12 @@ listening sockets, adopts the running instances and workers and any deploy
 in progress, and serves; then the old one stops accepting and finishes its
 own connections — each keep-alive connection is closed only after a
 response that says Connection: close, or at its idle timeout — and exits.
-If the new binary fails to start, the old one goes on serving. SIGHUP to
-'handoff serve' does the same (systemd: ExecReload=/bin/kill -HUP $MAINPID).`,
+The new process reads the config file again, so an upgrade also applies a
+changed config. If the new binary or the config fails (an invalid config,
+a port in use, a bad token file), the new process adopts nothing and
+exits, this command prints its reason, and the old one goes on serving
+with its instances as before. SIGHUP to 'handoff serve' does the same
+(systemd: ExecReload=/bin/kill -HUP $MAINPID).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			var up *control.Upgrade

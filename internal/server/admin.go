@@ -50,12 +50,8 @@ var defaultAdminTimeouts = adminTimeouts{
 
 // adminServer is the admin listener's server, with the token from
 // admin.token_file.
-func (s *Server) adminServer() (*http.Server, error) {
-	token, err := loadToken(s.cfg.Admin.TokenFile)
-	if err != nil {
-		return nil, err
-	}
-	return newAdminServer(s, token, s.registry, s.log, defaultAdminTimeouts, dashboard.Options{Logger: s.log}), nil
+func (s *Server) adminServer() *http.Server {
+	return newAdminServer(s, s.token, s.registry, s.log, defaultAdminTimeouts, dashboard.Options{Logger: s.log})
 }
 
 // newAdminServer serves the control API under /api/ and /metrics, each

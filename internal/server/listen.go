@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/config"
 )
 
 // listeners are the server's open sockets.
@@ -36,7 +38,7 @@ func (ls *listeners) closeAll() {
 
 // listen opens every listener, or none, taking inherited ones (from the
 // handoff process this one takes over from, or systemd) where they match.
-func (s *Server) listen() (*listeners, error) {
+func listen(cfg *config.Config) (*listeners, error) {
 	in, err := inheritListeners()
 	if err != nil {
 		return nil, err
@@ -57,20 +59,20 @@ func (s *Server) listen() (*listeners, error) {
 		}
 		return l, nil
 	}
-	for _, addr := range s.cfg.Listen {
+	for _, addr := range cfg.Listen {
 		l, err := tcp(addr, "listen:")
 		if err != nil {
 			return fail(err)
 		}
 		ls.gateway = append(ls.gateway, l)
 	}
-	if ls.socket = in.takeUnix(s.cfg.Socket); ls.socket == nil {
-		if ls.socket, err = listenSocket(s.cfg.Socket); err != nil {
+	if ls.socket = in.takeUnix(cfg.Socket); ls.socket == nil {
+		if ls.socket, err = listenSocket(cfg.Socket); err != nil {
 			return fail(err)
 		}
 	}
-	if s.cfg.Admin.Listen != "" {
-		if ls.admin, err = tcp(s.cfg.Admin.Listen, "admin.listen"); err != nil {
+	if cfg.Admin.Listen != "" {
+		if ls.admin, err = tcp(cfg.Admin.Listen, "admin.listen"); err != nil {
 			return fail(err)
 		}
 	}

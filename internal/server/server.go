@@ -46,7 +46,8 @@ type Server struct {
 	modesCancel context.CancelFunc
 	ready       chan struct{}
 	addrs       Addrs
-	ls          *listeners
+	ls          *listeners // opened by New, before any instance is adopted
+	token       string     // the admin token, read by New
 	servers     []httpServer
 
 	migCache migrationsCache
@@ -88,12 +89,29 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Everything that can fail is tried before any instance is adopted: a
+	// serve (or the new process of an upgrade) that cannot listen, read its
+	// token or open its store leaves every instance as it was.
 	st, err := store.Open(ctx, cfg.State)
 	if err != nil {
 		return nil, err
 	}
+	ls, err := listen(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	var token string
+	if cfg.Admin.Listen != "" {
+		if token, err = loadToken(cfg.Admin.TokenFile); err != nil {
+			ls.closeAll()
+			st.Close()
+			return nil, err
+		}
+	}
 	sup, err := openSupervisor(ctx, cfg, st, log)
 	if err != nil {
+		ls.closeAll()
 		st.Close()
 		return nil, err
 	}
@@ -105,7 +123,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	})
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, opts: opts, log: log, store: st, gw: gw, registry: reg, ctx: sctx, cancel: cancel,
-		ready: make(chan struct{}), handedOver: make(chan struct{})}
+		ready: make(chan struct{}), handedOver: make(chan struct{}), ls: ls, token: token}
 	s.sup.Store(sup)
 	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg})
 	reg.MustRegister(&instanceCollector{sup: s.supervisor})
@@ -113,6 +131,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		cancel()
 		gw.Close()
 		sup.Detach(context.Background())
+		ls.closeAll()
 		st.Close()
 		return nil, err
 	}
@@ -174,12 +193,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.store.Close()
 	defer s.gw.Close()
 	defer s.cancel()
-	ls, err := s.listen()
-	if err != nil {
-		s.letGo() // it never stops instances it did not start in this run
-		return err
-	}
-	s.ls = ls
+	ls := s.ls
 	errc := make(chan error, len(ls.all()))
 	serve := func(srv httpServer, l net.Listener) {
 		s.servers = append(s.servers, srv)
@@ -196,13 +210,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serve(&http.Server{Handler: control.Handler(s, s.log), ReadHeaderTimeout: 10 * time.Second}, ls.socket)
 	s.addrs.Socket = s.cfg.Socket
 	if ls.admin != nil {
-		srv, err := s.adminServer()
-		if err != nil {
-			ls.closeAll()
-			s.letGo()
-			return err
-		}
-		serve(srv, ls.admin)
+		serve(s.adminServer(), ls.admin)
 		s.addrs.Admin = ls.admin.Addr().String()
 	}
 	s.startModes()
@@ -213,6 +221,7 @@ func (s *Server) Run(ctx context.Context) error {
 	close(s.ready)
 	tellReady()
 
+	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

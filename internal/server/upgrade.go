@@ -115,7 +115,10 @@ func (s *Server) startSuccessor(exe string, fds []uintptr, names []string) (int,
 			return pid, nil
 		}
 		<-exited
-		return 0, fmt.Errorf("the new handoff (pid %d) exited before it served; see its output above", pid)
+		if reason, ok := strings.CutPrefix(line, "failed: "); ok {
+			return 0, fmt.Errorf("the new handoff (pid %d) could not start: %s", pid, strings.TrimSpace(reason))
+		}
+		return 0, fmt.Errorf("the new handoff (pid %d) exited before it served; its output is in this server's log", pid)
 	case <-time.After(upgradeReadyTimeout):
 		proc.Kill()
 		<-exited
@@ -245,6 +248,18 @@ func alive(pid int) bool {
 		return stat[i+2] != 'Z'
 	}
 	return true
+}
+
+// TellFailed says why this process could not start to the handoff process
+// that started it (an upgrade), so that the operator's `handoff upgrade`
+// prints the reason; it does nothing for a serve not started that way.
+func TellFailed(err error) {
+	if fd, ferr := strconv.Atoi(os.Getenv(envReadyFD)); ferr == nil && fd > 2 {
+		os.Unsetenv(envReadyFD)
+		f := os.NewFile(uintptr(fd), "ready")
+		io.WriteString(f, "failed: "+strings.ReplaceAll(err.Error(), "\n", "; ")+"\n")
+		f.Close()
+	}
 }
 
 // tellReady says this process serves: to the handoff process that started
