@@ -18,8 +18,15 @@ import (
 // before the apps.
 func newNodeTop(t *testing.T, top, apps string) *node {
 	t.Helper()
+	return newNodeTopWith(t, bin, top, apps)
+}
+
+// newNodeTopWith is newNodeTop served by the handoff binary (or a wrapper
+// of it) at exe.
+func newNodeTopWith(t *testing.T, exe, top, apps string) *node {
+	t.Helper()
 	dir := t.TempDir()
-	n := &node{t: t, exe: bin, dir: dir, config: filepath.Join(dir, "handoff.yaml"), socket: filepath.Join(dir, "handoff.sock"),
+	n := &node{t: t, exe: exe, dir: dir, config: filepath.Join(dir, "handoff.yaml"), socket: filepath.Join(dir, "handoff.sock"),
 		gateway: freeAddr(t), admin: freeAddr(t)}
 	cfg := fmt.Sprintf("listen: [%q]\nsocket: %s\nstate: %s\nlogs: %s\nadmin: { listen: %q }\naccess_log: false\n%sapps:\n%s",
 		n.gateway, n.socket, filepath.Join(dir, "handoff.db"), filepath.Join(dir, "logs"), n.admin, top, apps)
