@@ -15,13 +15,15 @@ func init() { commands = append(commands, rollbackCmd) }
 
 func rollbackCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var strategy string
 	c := &cobra.Command{
 		Use:   "rollback APP",
 		Short: "Undo an open canary, or deploy the previous release again",
 		Long: `Undo the last deploy of an app. An open canary is closed: all traffic goes
 back to the old release and the canary's instances drain. Otherwise the
 previous release is deployed again, with the same health check and drain
-as any deploy.`,
+as any deploy, and the same strategy as the app's deploys (brick by brick
+when it has several bricks) unless --strategy says otherwise.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			cl, err := g.client()
@@ -32,7 +34,7 @@ as any deploy.`,
 			defer stop()
 			out, start := c.OutOrStdout(), time.Now()
 			pr := newPrinter(os.Stdout, false)
-			dep, err := cl.Rollback(ctx, control.RollbackRequest{App: a[0], Actor: actor()}, func(p deploy.Progress) {
+			dep, err := cl.Rollback(ctx, control.RollbackRequest{App: a[0], Actor: actor(), Strategy: deploy.Strategy(strategy)}, func(p deploy.Progress) {
 				if !asJSON {
 					printProgress(pr, p, start)
 				}
@@ -42,5 +44,6 @@ as any deploy.`,
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the finished rollback as JSON")
+	c.Flags().StringVar(&strategy, "strategy", "", "all (blue/green) or rolling (brick by brick); default: as the app deploys")
 	return c
 }

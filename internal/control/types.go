@@ -95,6 +95,9 @@ type ModeRequest struct {
 type RollbackRequest struct {
 	App   string `json:"app"`
 	Actor string `json:"actor,omitempty"`
+	// Strategy is how the previous release goes back: empty means as the
+	// app deploys (rolling when it has several bricks), like any deploy.
+	Strategy deploy.Strategy `json:"strategy,omitempty"`
 }
 
 // DeployRequest is the body of POST /api/deploy.

@@ -84,8 +84,21 @@ func releasePlan(dep *Deploy, app *config.App) []*Step {
 	}
 	to := dep.To.Label
 	if dep.From == nil { // the first release: nothing to replace
-		dep.Strategy = All
-		return []*Step{step(StepStart, to, nil), step(StepCheck, to, nil), step(StepSwitch, "", nil)}
+		if dep.Strategy != Rolling {
+			dep.Strategy = All // a canary of nothing is the whole release
+			return []*Step{step(StepStart, to, nil), step(StepCheck, to, nil), step(StepSwitch, "", nil)}
+		}
+		// Brick by brick all the same: an app whose instances warm up on
+		// the database should not start them all at once.
+		var steps []*Step
+		for b := range app.BrickCount() {
+			idx := app.IndexesOf(b)
+			for _, s := range []*Step{step(StepStart, to, idx), step(StepCheck, to, idx), step(StepShift, "", nil)} {
+				s.Brick = b + 1
+				steps = append(steps, s)
+			}
+		}
+		return steps
 	}
 	from := dep.From.Label
 	switch dep.Strategy {
@@ -135,7 +148,9 @@ func promoteSteps(dep *Deploy, app *config.App) []*Step {
 func rollbackSteps(dep *Deploy, app *config.App) []*Step {
 	if dep.From == nil {
 		if app.Supervised() {
-			return []*Step{step(StepStop, dep.To.Label, nil)}
+			// A first deploy brick by brick may have routed traffic to
+			// its first bricks: the route empties before they stop.
+			return []*Step{step(StepRevert, "", nil), step(StepDrain, "", nil), step(StepStop, dep.To.Label, nil)}
 		}
 		return nil
 	}

@@ -39,7 +39,13 @@ func TestPlans(t *testing.T) {
 		from     *Release
 		want     string
 	}{
-		{"first release", "    command: [bin/app]\n    instances: 2\n", "", nil,
+		{"first release, brick by brick", "    command: [bin/app]\n    instances: 2\n", "", nil,
+			"start v2 (brick 1) [0], check v2 (brick 1) [0], shift (brick 1), start v2 (brick 2) [1], check v2 (brick 2) [1], shift (brick 2)"},
+		{"first release, all at once", "    command: [bin/app]\n    instances: 2\n", All, nil,
+			"start v2, check v2, switch"},
+		{"first release of one brick", "    command: [bin/app]\n    instances: 2\n    bricks: 1\n", "", nil,
+			"start v2, check v2, switch"},
+		{"first release as a canary", "    command: [bin/app]\n    instances: 2\n", Canary, nil,
 			"start v2, check v2, switch"},
 		{"blue/green", "    command: [bin/app]\n    instances: 2\n", All, v1,
 			"start v2, check v2, switch, drain, stop v1"},
@@ -86,7 +92,7 @@ func TestRollbackAndPromoteSteps(t *testing.T) {
 		t.Errorf("rollback of external targets: %s", got)
 	}
 	first := &Deploy{To: Release{Label: "v1"}}
-	if got := names(rollbackSteps(first, web)); got != "stop v1" {
+	if got := names(rollbackSteps(first, web)); got != "revert, drain, stop v1" {
 		t.Errorf("rollback of a first release: %s", got)
 	}
 }

@@ -72,7 +72,9 @@ func (d *Deployer) openCanary(ctx context.Context, rec *Record, app string) (*De
 }
 
 // Rollback undoes an open canary, or deploys the previous release again.
-func (d *Deployer) Rollback(ctx context.Context, appName, actor string, progress func(Progress)) (*Deploy, error) {
+// The previous release goes back with the given strategy, or as the app
+// deploys (rolling when it has several bricks) when it is empty.
+func (d *Deployer) Rollback(ctx context.Context, appName, actor string, strategy Strategy, progress func(Progress)) (*Deploy, error) {
 	app := d.apps.Get(appName)
 	if app == nil {
 		return nil, &gateway.UnknownAppError{App: appName}
@@ -99,7 +101,11 @@ func (d *Deployer) Rollback(ctx context.Context, appName, actor string, progress
 		d.unclaim(appName)
 		return nil, err
 	}
-	dep := d.plan(rec, app, Request{App: appName, Strategy: All}, *rec.Previous)
+	if strategy != "" && strategy != All && strategy != Rolling {
+		d.unclaim(appName)
+		return nil, badRequest("a rollback's strategy is all or rolling, not %q", strategy)
+	}
+	dep := d.plan(rec, app, Request{App: appName, Strategy: strategy}, *rec.Previous)
 	dep.Rollback = true
 	d.event(appName, "rollback", actor, "rollback %s started: %s → %s", dep.ID, labelOf(dep.From), dep.To.Label)
 	return d.runClaimed(app, dep, rec, progress)

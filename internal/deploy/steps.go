@@ -43,8 +43,11 @@ func (d *Deployer) act(ctx context.Context, app *config.App, dep *Deploy, rec *R
 	case StepShift:
 		d.promote(rec, dep)
 		moved := func(i int) bool { return app.BrickOf(i) < s.Brick }
-		old := d.members(app, *dep.From, func(i int) bool { return !moved(i) })
 		next := d.members(app, dep.To, moved)
+		if dep.From == nil { // a first deploy, brick by brick: nothing to shift from
+			return d.apply(ctx, app.Name, rec, gateway.Route{Pools: nonEmpty(gateway.Pool{Release: dep.To.Label, Targets: next, Weight: len(next)})})
+		}
+		old := d.members(app, *dep.From, func(i int) bool { return !moved(i) })
 		return d.apply(ctx, app.Name, rec, gateway.Route{Pools: nonEmpty(
 			gateway.Pool{Release: dep.From.Label, Targets: old, Weight: len(old)},
 			gateway.Pool{Release: dep.To.Label, Targets: next, Weight: len(next)},
@@ -53,6 +56,9 @@ func (d *Deployer) act(ctx context.Context, app *config.App, dep *Deploy, rec *R
 		rec.Current, rec.Previous = dep.From, dep.Prior
 		if app.Kind == config.KindWorker {
 			return d.store.Put(ctx, kindApp, app.Name, rec)
+		}
+		if dep.From == nil { // a first deploy: back to no route at all
+			return d.apply(ctx, app.Name, rec, gateway.Route{})
 		}
 		return d.apply(ctx, app.Name, rec, gateway.Route{Pools: nonEmpty(gateway.Pool{Release: dep.From.Label, Targets: d.members(app, *dep.From, nil), Weight: 100})})
 	case StepDrain:
