@@ -52,6 +52,7 @@ type Deployer struct {
 	cancel   context.CancelFunc
 	halted   bool
 	active   map[string]bool // apps with a deploy step running now
+	stalled  map[string]string // deploys stopped by a failed store write: why
 	drains   map[string]*gateway.Drain
 	runs     sync.WaitGroup // one per claim
 	finished *prometheus.CounterVec
@@ -80,7 +81,7 @@ type Options struct {
 func New(ctx context.Context, o Options) *Deployer {
 	d := &Deployer{
 		store: o.Store, gw: o.Gateway, sup: o.Supervisor, apps: o.Apps, db: o.Database, log: o.Logger,
-		predecessor: o.Predecessor, active: map[string]bool{}, drains: map[string]*gateway.Drain{},
+		predecessor: o.Predecessor, active: map[string]bool{}, drains: map[string]*gateway.Drain{}, stalled: map[string]string{},
 	}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	d.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -232,7 +233,7 @@ func (d *Deployer) Get(ctx context.Context, id string) (*Deploy, error) {
 	if !ok {
 		return nil, Errorf(ErrNotFound, "no deploy %s", id)
 	}
-	return dep, nil
+	return d.overlay(dep), nil
 }
 
 // validate checks a request against the config before anything changes.

@@ -48,6 +48,18 @@ func (d *Deployer) Start(ctx context.Context, req Request, progress func(Progres
 				return nil, Errorf(ErrConflict, "a canary of %s (%s) is open; promote it with --promote or undo it with 'handoff rollback %s'", app.Name, open.To.Label, app.Name)
 			}
 		}
+		if open := d.unfinished(ctx, rec); open != nil {
+			// A deploy that stopped short (its store write failed): the
+			// same command takes it up where it stopped; another waits.
+			if label, ok := d.requestedLabel(req); !ok || label != open.To.Label {
+				return nil, Errorf(ErrConflict, "deploy %s of %s (to %s) stopped at step %s and is not finished: deploy %s again to go on, or roll back with 'handoff rollback %s'",
+					open.ID, app.Name, open.To.Label, labelOfStep(open.next()), open.To.Label, app.Name)
+			}
+			d.resumeStalled(open)
+			d.event(app.Name, "deploy", req.Actor, "deploy %s resumed at step %s", open.ID, labelOfStep(open.next()))
+			claimed = false
+			return d.runClaimed(app, open, rec, progress)
+		}
 		to, err := d.release(ctx, rec, app, req)
 		if err != nil {
 			return nil, err
@@ -142,14 +154,14 @@ func (d *Deployer) runClaimed(app *config.App, dep *Deploy, rec *Record, progres
 	}
 	rec.Deploy = dep.ID
 	if err := d.save(ctx, dep, rec); err != nil {
-		return nil, err
+		return nil, d.stall(dep, nil, err)
 	}
 	for s := dep.next(); s != nil; s = dep.next() {
 		waited := s.State == Waiting
 		s.State, s.Started = Running, now()
 		if !waited {
 			if err := d.save(ctx, dep, rec); err != nil {
-				return dep, err
+				return dep, d.stall(dep, s, err)
 			}
 			tell(s, "started")
 		}
@@ -185,7 +197,7 @@ func (d *Deployer) runClaimed(app *config.App, dep *Deploy, rec *Record, progres
 		}
 		s.State, s.Finished = Done, now()
 		if err := d.save(ctx, dep, rec); err != nil {
-			return dep, err
+			return dep, d.stall(dep, s, err)
 		}
 		tell(s, s.Detail)
 		if s.Name == StepCanary {
@@ -311,4 +323,11 @@ func labelOf(r *Release) string {
 		return "(nothing)"
 	}
 	return r.Label
+}
+
+func labelOfStep(s *Step) string {
+	if s == nil {
+		return "(none left)"
+	}
+	return s.String()
 }
