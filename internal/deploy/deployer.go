@@ -51,7 +51,7 @@ type Deployer struct {
 	ctx      context.Context // the server's lifetime: deploys outlive their callers
 	cancel   context.CancelFunc
 	halted   bool
-	active   map[string]bool // apps with a deploy step running now
+	active   map[string]bool   // apps with a deploy step running now
 	stalled  map[string]string // deploys stopped by a failed store write: why
 	drains   map[string]*gateway.Drain
 	runs     sync.WaitGroup // one per claim
