@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A first deploy and a rollback follow the app's strategy: brick by brick
@@ -33,4 +35,34 @@ func TestFirstDeployAndRollbackFollowTheStrategy(t *testing.T) {
 	if r := n.cli("rollback", "web", "--strategy", "canary"); r.code == 0 || !strings.Contains(r.stderr, "all or rolling") {
 		t.Errorf("a canary rollback: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// A `handoff upgrade` in the middle of a deploy: the new process finishes
+// the deploy, and the CLI that started it follows it there and reports it
+// done (it used to exit 1, "interrupted by shutdown").
+func TestDeployFollowedAcrossAnUpgrade(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "releases")
+	makeRelease(t, root, "v1", "")
+	makeRelease(t, root, "v2", "slow")
+	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n    health: { path: /healthz, interval: 200ms }\n    drain_timeout: 1s\n    start_timeout: 10s\n", root))
+	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	deploying := exec.Command(bin, "deploy", "web", "--release", filepath.Join(root, "v2"), "--socket", n.socket)
+	var out strings.Builder
+	deploying.Stdout, deploying.Stderr = &out, &out
+	if err := deploying.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the deploy's first new instance", func() bool {
+		for _, inst := range n.instances("web") {
+			if inst.Release == "v2" {
+				return true
+			}
+		}
+		return false
+	})
+	n.must("upgrade")
+	if err := deploying.Wait(); err != nil || !strings.Contains(out.String(), "following it on the new process") || !strings.Contains(out.String(), "done") {
+		t.Fatalf("the deploy's CLI across an upgrade: %v\n%s", err, out.String())
+	}
+	checkRelease(t, n, "v2", 2)
 }

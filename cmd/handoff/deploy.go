@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -69,6 +70,9 @@ The command returns when the old release has drained.`,
 			}
 			dep, err := cl.Deploy(ctx, req, progress)
 			pr.close()
+			if ie := (*control.InterruptedError)(nil); errors.As(err, &ie) {
+				dep, err = followHandedOver(ctx, g, out, ie)
+			}
 			return finishDeploy(out, dep, err, asJSON, start)
 		},
 	}

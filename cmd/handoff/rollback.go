@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"time"
@@ -40,6 +41,9 @@ when it has several bricks) unless --strategy says otherwise.`,
 				}
 			})
 			pr.close()
+			if ie := (*control.InterruptedError)(nil); errors.As(err, &ie) {
+				dep, err = followHandedOver(ctx, g, out, ie)
+			}
 			return finishDeploy(out, dep, err, asJSON, start)
 		},
 	}

@@ -187,6 +187,8 @@ func (c *Client) stream(ctx context.Context, path string, body any, progress fun
 			if progress != nil {
 				progress(*l.Progress)
 			}
+		case l.Interrupted && l.Deploy != nil:
+			return l.Deploy, &InterruptedError{Deploy: l.Deploy, Msg: l.Error}
 		case l.Error != "":
 			return l.Deploy, errors.New(l.Error)
 		default:

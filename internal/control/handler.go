@@ -163,7 +163,7 @@ func stream(w http.ResponseWriter, r *http.Request, log *slog.Logger, call func(
 	case refused:
 		reply(w, log, nil, err)
 	case err != nil:
-		send(Line{Deploy: dep, Error: err.Error()})
+		send(Line{Deploy: dep, Error: err.Error(), Interrupted: errors.Is(err, deploy.ErrInterrupted)})
 	default:
 		send(Line{Deploy: dep})
 	}
@@ -191,7 +191,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, deploy.ErrConflict):
 		return http.StatusConflict
-	case errors.Is(err, deploy.ErrUnavailable):
+	case errors.Is(err, deploy.ErrUnavailable), errors.Is(err, deploy.ErrInterrupted):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, deploy.ErrFailed):
 		return http.StatusUnprocessableEntity

@@ -119,7 +119,19 @@ type Line struct {
 	Progress *deploy.Progress `json:"progress,omitempty"`
 	Deploy   *deploy.Deploy   `json:"deploy,omitempty"`
 	Error    string           `json:"error,omitempty"`
+	// Interrupted: the server stopped or handed over mid-deploy; the next
+	// server process finishes the deploy (see InterruptedError).
+	Interrupted bool `json:"interrupted,omitempty"`
 }
+
+// InterruptedError is a deploy the answering process could not finish: it
+// stopped, or handed over to a new process that finishes it.
+type InterruptedError struct {
+	Deploy *deploy.Deploy
+	Msg    string
+}
+
+func (e *InterruptedError) Error() string { return e.Msg }
 
 // Upgrade is the answer to POST /api/upgrade.
 type Upgrade struct {

@@ -130,6 +130,9 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrFailed marks a deploy that ran and failed; the old release serves.
 	ErrFailed = errors.New("deploy failed")
+	// ErrInterrupted: this process stopped (or handed over to a new one in
+	// an upgrade) in the middle of the deploy; the next process finishes it.
+	ErrInterrupted = errors.New("interrupted")
 )
 
 // FailedError is a deploy that ran and failed, and what serves instead.

@@ -169,7 +169,7 @@ func (d *Deployer) runClaimed(app *config.App, dep *Deploy, rec *Record, progres
 		if err != nil && ctx.Err() != nil {
 			// The server is stopping: leave the step running in the store;
 			// the next server resumes it.
-			return dep, fmt.Errorf("deploy %s interrupted by shutdown at step %s: %w", dep.ID, s, err)
+			return dep, Errorf(ErrInterrupted, "deploy %s interrupted at step %s: this handoff process stopped or handed over (%v); the next one finishes it", dep.ID, s, err)
 		}
 		var wait *errWaiting
 		if errors.As(err, &wait) {
