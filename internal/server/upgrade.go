@@ -18,8 +18,12 @@ import (
 )
 
 // upgradeReadyTimeout bounds how long a new handoff process may take to
-// adopt everything and serve before the old one gives up on it.
-const upgradeReadyTimeout = 60 * time.Second
+// adopt everything and serve before the old one gives up on it. While it
+// waits, deploys, mode switches and restarts wait too (nothing may act in
+// two processes at once), so it is short: a new process that serves at all
+// serves within a second or two (its listeners are inherited and adopting
+// reads only the store and /proc).
+const upgradeReadyTimeout = 15 * time.Second
 
 // Upgrade replaces this process with the handoff binary now on disk at this
 // process's path, with no gap: the new process is started with this one's
