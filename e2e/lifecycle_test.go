@@ -250,31 +250,70 @@ func TestTwoInstallationsSideBySide(t *testing.T) {
 	}
 }
 
-// A zero-length state file is not taken for a new store: serve refuses to
-// start, says why, and kills nothing.
-func TestEmptyStateFileRefused(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "releases")
-	makeRelease(t, root, "v1", "")
-	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n", root))
-	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
-	before := n.instances("web")
-	n.kill9()
-	state := filepath.Join(n.dir, "handoff.db")
+// unusableStores spoil a node's state store while handoff serve is down,
+// as a crash, a disk or an operator can. Each row makes the store unusable
+// in its own way; serve must refuse to start, say why, and kill nothing.
+var unusableStores = []struct {
+	name  string
+	spoil func(t *testing.T, state string)
+	says  string
+}{
+	{"zero-length file", func(t *testing.T, state string) { writeState(t, state, nil) }, "empty"},
+	{"corrupt file", func(t *testing.T, state string) { writeState(t, state, []byte(strings.Repeat("not a database ", 300))) }, "not a database"},
+	{"read-only file system", func(t *testing.T, state string) {
+		out, err := exec.Command("mount", "-o", "remount,ro", filepath.Dir(state)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("remount read-only: %v %s", err, out)
+		}
+	}, "read"},
+}
+
+func writeState(t *testing.T, state string, data []byte) {
+	t.Helper()
 	for _, f := range []string{state, state + "-wal", state + "-shm"} {
 		os.Remove(f)
 	}
-	if err := os.WriteFile(state, nil, 0o600); err != nil {
+	if err := os.WriteFile(state, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "serve", "--config", n.config).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "empty") {
-		t.Fatalf("serve on an empty state file: %v\n%s", err, out)
-	}
-	for _, inst := range before {
-		if syscall.Kill(inst.PID, 0) != nil {
-			t.Errorf("instance %s (pid %d) was killed", inst.ID, inst.PID)
-		}
-		syscall.Kill(-inst.PID, syscall.SIGKILL) // the test's own cleanup: nothing else knows them now
+}
+
+func TestUnusableStateStore(t *testing.T) {
+	for _, tc := range unusableStores {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := filepath.Join(t.TempDir(), "state")
+			smallDisk(t, disk, 16<<20)
+			root := filepath.Join(t.TempDir(), "releases")
+			makeRelease(t, root, "v1", "")
+			n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n", root))
+			n.stop()
+			state := filepath.Join(disk, "handoff.db")
+			cfg, err := os.ReadFile(n.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg = []byte(strings.Replace(string(cfg), "state: "+filepath.Join(n.dir, "handoff.db"), "state: "+state, 1))
+			if err := os.WriteFile(n.config, cfg, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			n.start()
+			n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+			before := n.instances("web")
+			n.kill9()
+			tc.spoil(t, state)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, "serve", "--config", n.config).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.says) {
+				t.Errorf("serve on a %s: %v, want a refusal that says %q\n%s", tc.name, err, tc.says, out)
+			}
+			for _, inst := range before {
+				if syscall.Kill(inst.PID, 0) != nil {
+					t.Errorf("instance %s (pid %d) was killed", inst.ID, inst.PID)
+				}
+				syscall.Kill(-inst.PID, syscall.SIGKILL) // the test's own cleanup: nothing else knows them now
+			}
+		})
 	}
 }
 

@@ -45,6 +45,12 @@ func nodeID(ctx context.Context, cfg *config.Config, st store.Store) (string, er
 		return "", fmt.Errorf("read the node's identity: %w", err)
 	}
 	if ok && rec.ID != "" {
+		// Written again at every start: a store that cannot be written
+		// (a read-only file system) is refused now, before any instance
+		// is adopted, rather than at the first deploy step.
+		if err := st.Put(ctx, kindNode, key, rec); err != nil {
+			return "", fmt.Errorf("the state store %s cannot be written: %w", cfg.State, err)
+		}
 		return rec.ID, nil
 	}
 	sum := sha256.Sum256([]byte(host + "\x00" + cfg.State))
