@@ -371,3 +371,45 @@ func TestFailedUpgradeChangesNothing(t *testing.T) {
 	}
 	n.must("upgrade") // and a good one still works
 }
+
+// A new binary that starts but never serves: the old process gives up on
+// it after 15 s, kills it, takes its instances back and serves on; the CLI
+// says why; no request fails.
+func TestNeverReadyUpgrade(t *testing.T) {
+	exe := ownBinary(t)
+	good, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "releases")
+	makeRelease(t, root, "v1", "")
+	n := newNodeWith(t, exe, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n    health: { path: /healthz, interval: 200ms }\n", root))
+	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	before := n.instances("web")
+	load, err := loadgen.Start(context.Background(), loadgen.Config{Addr: n.gateway, Fast: 16, Slow: 2, SlowDelay: 300 * time.Millisecond, Duration: 2 * time.Minute, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceBinary(t, exe, []byte("#!/bin/sh\nexec sleep 120\n"))
+	start := time.Now()
+	r := n.cli("upgrade")
+	if r.code != 1 || !strings.Contains(r.stderr, "did not serve within") {
+		t.Errorf("upgrade to a binary that never serves: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if took := time.Since(start); took > 25*time.Second {
+		t.Errorf("the old process waited %v for it", took)
+	}
+	replaceBinary(t, exe, good)
+	res := load.Stop()
+	if err := res.Err(); err != nil {
+		t.Errorf("failed requests during the failed upgrade: %v\n%s", err, res)
+	}
+	for i, inst := range n.instances("web") {
+		if inst.PID != before[i].PID {
+			t.Errorf("instance %s: pid %d, was %d", inst.ID, inst.PID, before[i].PID)
+		}
+	}
+	n.must("readonly", "on") // modes work again
+	n.must("readonly", "off")
+	n.must("upgrade")
+}
