@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -412,4 +414,51 @@ func TestNeverReadyUpgrade(t *testing.T) {
 	n.must("readonly", "on") // modes work again
 	n.must("readonly", "off")
 	n.must("upgrade")
+}
+
+// A graceful stop stops accepting at once — a client's new connection is
+// refused, so that a load balancer sends it elsewhere — and lets the
+// requests in flight finish.
+func TestGracefulStopStopsAcceptingAtOnce(t *testing.T) {
+	b := startBackend(t, "v1")
+	n := newNode(t, fmt.Sprintf("  web:\n    targets: [%q]\n    drain_timeout: 10s\n", b.addr))
+	type result struct {
+		status int
+		err    error
+	}
+	inflight := make(chan result, 4)
+	for range 4 {
+		go func() {
+			resp, err := http.Get("http://" + n.gateway + "/slow?ms=2000")
+			if err != nil {
+				inflight <- result{err: err}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			inflight <- result{status: resp.StatusCode}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // the slow requests are in flight
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	refused := false
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", n.gateway, 100*time.Millisecond)
+		if err != nil {
+			refused = true
+			break
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !refused {
+		t.Error("the gateway still accepted new connections a second after SIGTERM")
+	}
+	for range 4 {
+		if r := <-inflight; r.err != nil || r.status != http.StatusOK {
+			t.Errorf("a request in flight at the stop: %d %v", r.status, r.err)
+		}
+	}
+	<-n.exited
 }
