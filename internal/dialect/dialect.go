@@ -50,14 +50,11 @@ type Dialect interface {
 	// not exist yet) are not its business and return nil.
 	CheckSyntax(ctx context.Context, stmt string) error
 
-	// KeyKind tells how the key column of table can be ranged over.
+	// KeyKind tells how the key column of table can be ranged over, and
+	// refuses (ErrUnsupportedKey, naming table and column) a column of any
+	// other type. The keys themselves are read and ordered by the
+	// functions of keys.go, in the column's own order.
 	KeyKind(ctx context.Context, table, column string) (KeyKind, error)
-	// KeyBounds returns the smallest and largest key of table, and false when
-	// the table is empty. Values are int64 for KeyInt and string for KeyText.
-	KeyBounds(ctx context.Context, table, column string, kind KeyKind) (lo, hi any, ok bool, err error)
-	// KeyAfter returns the key that lies offset rows after from in key
-	// order (from itself is row 0), and false when there is none.
-	KeyAfter(ctx context.Context, table, column string, from any, offset int) (any, bool, error)
 	// EstimateRows returns the table's row count, estimated when counting
 	// exactly would be slow.
 	EstimateRows(ctx context.Context, table string) (int64, error)
@@ -91,13 +88,15 @@ func (c Class) String() string { return classNames[c] }
 // Retryable reports whether trying the same work again may succeed.
 func (c Class) Retryable() bool { return c != Permanent }
 
-// KeyKind is how a key column is walked: by arithmetic ranges or by keyset.
+// KeyKind is how a key column is walked: integers by arithmetic ranges,
+// text and uuid by keyset, in the order the database gives them.
 type KeyKind string
 
 // The kinds of key.
 const (
 	KeyInt  KeyKind = "int"
-	KeyText KeyKind = "text"
+	KeyText KeyKind = "text" // text, varchar, char under any collation
+	KeyUUID KeyKind = "uuid"
 )
 
 // SyntaxError is a statement the database's parser rejects.
@@ -109,9 +108,9 @@ type SyntaxError struct {
 
 func (e *SyntaxError) Error() string { return e.Msg }
 
-// ErrUnsupportedKey is returned for a key column that is neither an
-// integer nor text.
-var ErrUnsupportedKey = errors.New("key column must be an integer or text")
+// ErrUnsupportedKey is returned for a key column that is not an integer,
+// text or uuid.
+var ErrUnsupportedKey = errors.New("key column must be an integer, text or uuid")
 
 // Open opens the database named by url: postgres:// or postgresql:// for
 // Postgres; sqlite://path, file:path or a plain path for SQLite.
@@ -146,48 +145,6 @@ func quoteIdent(ident string) string {
 		parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
 	}
 	return strings.Join(parts, ".")
-}
-
-// keyAfter is the portable keyset step both dialects share.
-func keyAfter(ctx context.Context, d Dialect, table, column string, from any, offset int) (any, bool, error) {
-	q := fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s >= %[3]s ORDER BY %[1]s LIMIT 1 OFFSET %[4]d`,
-		d.Quote(column), d.Quote(table), d.Param(1), offset)
-	var key any
-	err := d.DB().QueryRowContext(ctx, q, from).Scan(&key)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("find next key of %s: %w", table, err)
-	}
-	return normalizeKey(key), true, nil
-}
-
-// normalizeKey turns driver values into int64 or string.
-func normalizeKey(v any) any {
-	switch k := v.(type) {
-	case int32:
-		return int64(k)
-	case int16:
-		return int64(k)
-	case int:
-		return int64(k)
-	case []byte:
-		return string(k)
-	}
-	return v
-}
-
-func keyBounds(ctx context.Context, d Dialect, table, column string) (any, any, bool, error) {
-	q := fmt.Sprintf(`SELECT min(%[1]s), max(%[1]s) FROM %[2]s`, d.Quote(column), d.Quote(table))
-	var lo, hi any
-	if err := d.DB().QueryRowContext(ctx, q).Scan(&lo, &hi); err != nil {
-		return nil, nil, false, fmt.Errorf("read key bounds of %s: %w", table, err)
-	}
-	if lo == nil {
-		return nil, nil, false, nil
-	}
-	return normalizeKey(lo), normalizeKey(hi), true, nil
 }
 
 func countRows(ctx context.Context, d Dialect, table string) (int64, error) {

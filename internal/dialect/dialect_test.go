@@ -77,20 +77,40 @@ func checkKeys(ctx context.Context, t *testing.T, d Dialect) {
 	if _, err := d.KeyKind(ctx, "items", "nope"); err == nil {
 		t.Error("a missing key column is an error")
 	}
-	lo, hi, ok, err := d.KeyBounds(ctx, "items", "id", KeyInt)
-	if !ok || err != nil || lo != int64(3) || hi != int64(60) {
+	lo, hi, ok, err := IntKeyBounds(ctx, d, "items", "id")
+	if !ok || err != nil || lo != 3 || hi != 60 {
 		t.Errorf("bounds: %v %v %v %v", lo, hi, ok, err)
 	}
-	next, ok, err := d.KeyAfter(ctx, "items", "id", int64(4), 2)
-	if !ok || err != nil || next != int64(12) {
-		t.Errorf("two rows after 4: %v %v %v", next, ok, err)
+	first, last, ok, err := KeyEnds(ctx, d, "items", "code")
+	if !ok || err != nil || first != "b" || last != "u" {
+		t.Errorf("text ends: %q %q %v %v", first, last, ok, err)
 	}
-	if _, ok, _ := d.KeyAfter(ctx, "items", "id", int64(58), 1); ok {
-		t.Error("no key after the last")
-	}
-	next, ok, err = d.KeyAfter(ctx, "items", "code", "c", 1)
-	if !ok || err != nil || next != "d" {
+	next, ok, err := NextKey(ctx, d, "items", "code", "c", "z", 1)
+	if !ok || err != nil || next != "e" {
 		t.Errorf("text keyset: %v %v %v", next, ok, err)
+	}
+	if _, ok, _ := NextKey(ctx, d, "items", "code", "c", "e", 1); ok {
+		t.Error("a key at the range's exclusive end is outside it")
+	}
+	split, err := SplitKeys(ctx, d, "items", "code", "b", "z", []int{4, 9, 40})
+	if err != nil || fmt.Sprint(split) != "[g l]" {
+		t.Errorf("split: %q %v", split, err)
+	}
+	above, err := KeyAbove(ctx, d, "items", "code", KeyText, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountKeys(ctx, d, "items", "code", first, above); n != 20 || err != nil {
+		t.Errorf("rows in [first, above last): %d %v", n, err)
+	}
+	if n, err := CountKeys(ctx, d, "items", "id", int64(4), int64(12)); n != 2 || err != nil {
+		t.Errorf("rows in [4, 12): %d %v", n, err)
+	}
+	if n, err := NullKeys(ctx, d, "items", "title"); n != 0 || err != nil {
+		t.Errorf("NULL titles: %d %v", n, err)
+	}
+	if ok, err := HasRows(ctx, d, "items"); !ok || err != nil {
+		t.Errorf("has rows: %v %v", ok, err)
 	}
 	if n, err := d.EstimateRows(ctx, "items"); n != 20 || err != nil {
 		t.Errorf("rows: %d %v", n, err)
@@ -180,3 +200,39 @@ func TestEnsureTablesConcurrent(t *testing.T) {
 // d0Busy tolerates SQLite's busy answer, which callers retry; Postgres must
 // never fail here.
 func d0Busy(d Dialect, err error) bool { return d.Name() == "sqlite" && d.Classify(err) == Busy }
+
+// TestKeysInCollationOrder: an ICU collation orders "a" before "B", byte
+// order after it; the key functions follow the column, and a uuid's end
+// lies above its last key.
+func TestKeysInCollationOrder(t *testing.T) {
+	ctx := context.Background()
+	d := open(t, testdb.Postgres(t))
+	exec(t, d, `CREATE TABLE items (code text COLLATE "en-US-x-icu" PRIMARY KEY, u uuid)`)
+	exec(t, d, `INSERT INTO items (code, u) VALUES ('a', 'ffffffff-ffff-ffff-ffff-fffffffffffe'), ('B', NULL), ('c', '00000000-0000-0000-0000-0000000000ff')`)
+	if k, err := d.KeyKind(ctx, "items", "u"); k != KeyUUID || err != nil {
+		t.Errorf("uuid: %v %v", k, err)
+	}
+	first, last, ok, err := KeyEnds(ctx, d, "items", "code")
+	if first != "a" || last != "c" || !ok || err != nil {
+		t.Fatalf("ends: %q %q %v %v", first, last, ok, err)
+	}
+	if next, ok, err := NextKey(ctx, d, "items", "code", "a", "c", 0); next != "B" || !ok || err != nil {
+		t.Errorf("after a: %q %v %v", next, ok, err)
+	}
+	above, err := KeyAbove(ctx, d, "items", "code", KeyText, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountKeys(ctx, d, "items", "code", first, above); n != 3 || err != nil {
+		t.Errorf("rows in [a, above c): %d %v", n, err)
+	}
+	if above, err := KeyAbove(ctx, d, "items", "u", KeyUUID, "ffffffff-ffff-ffff-ffff-fffffffffffe"); above != "ffffffff-ffff-ffff-ffff-ffffffffffff" || err != nil {
+		t.Errorf("above the last uuid: %q %v", above, err)
+	}
+	if _, err := KeyAbove(ctx, d, "items", "u", KeyUUID, "ffffffff-ffff-ffff-ffff-ffffffffffff"); err == nil {
+		t.Error("no uuid lies above the largest")
+	}
+	if n, err := NullKeys(ctx, d, "items", "u"); n != 1 || err != nil {
+		t.Errorf("NULL uuids: %d %v", n, err)
+	}
+}

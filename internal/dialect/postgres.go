@@ -163,16 +163,10 @@ func (p *postgres) KeyKind(ctx context.Context, table, column string) (KeyKind, 
 		return KeyInt, nil
 	case "text", "character varying", "character":
 		return KeyText, nil
+	case "uuid":
+		return KeyUUID, nil
 	}
 	return "", fmt.Errorf("key %s.%s is %s: %w", table, column, typ, ErrUnsupportedKey)
-}
-
-func (p *postgres) KeyBounds(ctx context.Context, table, column string, _ KeyKind) (any, any, bool, error) {
-	return keyBounds(ctx, p, table, column)
-}
-
-func (p *postgres) KeyAfter(ctx context.Context, table, column string, from any, offset int) (any, bool, error) {
-	return keyAfter(ctx, p, table, column, from, offset)
 }
 
 // EstimateRows trusts the planner's statistics for big tables: counting

@@ -138,14 +138,6 @@ func (s *sqliteDB) KeyKind(ctx context.Context, table, column string) (KeyKind, 
 	return "", fmt.Errorf("key %s.%s is %q: %w", table, column, typ, ErrUnsupportedKey)
 }
 
-func (s *sqliteDB) KeyBounds(ctx context.Context, table, column string, _ KeyKind) (any, any, bool, error) {
-	return keyBounds(ctx, s, table, column)
-}
-
-func (s *sqliteDB) KeyAfter(ctx context.Context, table, column string, from any, offset int) (any, bool, error) {
-	return keyAfter(ctx, s, table, column, from, offset)
-}
-
 func (s *sqliteDB) EstimateRows(ctx context.Context, table string) (int64, error) {
 	return countRows(ctx, s, table)
 }

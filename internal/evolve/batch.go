@@ -40,7 +40,7 @@ func (r *runner) retryReason(err error) string {
 // batchWithRetry runs the batch [lo, hi) of part p until it commits,
 // retrying conflicts with backoff and a halved batch each time. It returns
 // the bounds actually done, which a retry may have narrowed.
-func (r *runner) batchWithRetry(ctx context.Context, p *part, hi any, size *int) (any, int64, time.Duration, error) {
+func (r *runner) batchWithRetry(ctx context.Context, p *part, hi key, size *int) (key, int64, time.Duration, error) {
 	lo := p.cursor
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -49,19 +49,19 @@ func (r *runner) batchWithRetry(ctx context.Context, p *part, hi any, size *int)
 			return hi, n, time.Since(start), nil
 		}
 		if ctx.Err() != nil {
-			return nil, 0, 0, ctx.Err()
+			return key{}, 0, 0, ctx.Err()
 		}
 		reason := r.retryReason(err)
 		if reason == "" || attempt > r.job.Settings.Retries {
-			return nil, 0, 0, &StoppedError{Name: r.job.Name, Lo: encodeKey(lo), Hi: encodeKey(hi), Attempts: attempt, Err: err}
+			return key{}, 0, 0, &StoppedError{Name: r.job.Name, Lo: lo.String(), Hi: hi.String(), Attempts: attempt, Err: err}
 		}
-		r.track.send(Event{Kind: EventRetry, Lo: encodeKey(lo), Hi: encodeKey(hi), Attempt: attempt, Reason: reason, Err: err})
+		r.track.send(Event{Kind: EventRetry, Lo: lo.String(), Hi: hi.String(), Attempt: attempt, Reason: reason, Err: err})
 		if err := dialect.Sleep(ctx, dialect.Backoff(attempt-1)); err != nil {
-			return nil, 0, 0, err
+			return key{}, 0, 0, err
 		}
 		*size = r.thr.shrink(*size)
 		if hi, err = r.nextHi(ctx, lo, p.hi, *size); err != nil {
-			return nil, 0, 0, err
+			return key{}, 0, 0, err
 		}
 	}
 }
@@ -69,24 +69,24 @@ func (r *runner) batchWithRetry(ctx context.Context, p *part, hi any, size *int)
 // batch does [lo, hi) once: the change and the checkpoint in one
 // transaction for SQL; for a command, the command and then the checkpoint
 // (a command killed between the two is run again: it must be idempotent).
-func (r *runner) batch(ctx context.Context, p *part, lo, hi any) (int64, error) {
+func (r *runner) batch(ctx context.Context, p *part, lo, hi key) (int64, error) {
 	if r.job.Command == "" {
 		return r.checkpointTx(ctx, p, lo, hi, func(tx *sql.Tx) (int64, error) { return r.statements(ctx, tx, lo, hi) })
 	}
 	if err := r.command(ctx, lo, hi); err != nil {
 		return 0, err
 	}
-	n := int64(1)
-	if l, ok := lo.(int64); ok {
-		n = hi.(int64) - l
+	n := int64(1) // a batch of text or uuid keys counts once
+	if lo.kind == dialect.KeyInt {
+		n = hi.n - lo.n
 	}
 	return r.checkpointTx(ctx, p, lo, hi, func(*sql.Tx) (int64, error) { return n, nil })
 }
 
-func (r *runner) statements(ctx context.Context, tx *sql.Tx, lo, hi any) (int64, error) {
+func (r *runner) statements(ctx context.Context, tx *sql.Tx, lo, hi key) (int64, error) {
 	var rows int64
 	for _, stmt := range r.job.Statements {
-		res, err := tx.ExecContext(ctx, stmt, lo, hi)
+		res, err := tx.ExecContext(ctx, stmt, lo.arg(), hi.arg())
 		if err != nil {
 			return 0, err
 		}
@@ -102,7 +102,7 @@ func (r *runner) statements(ctx context.Context, tx *sql.Tx, lo, hi any) (int64,
 // checkpointTx runs change and moves the part's cursor from lo to hi in
 // one transaction. The cursor only moves if it is still at lo, so a batch
 // can never be recorded twice.
-func (r *runner) checkpointTx(ctx context.Context, p *part, lo, hi any, change func(*sql.Tx) (int64, error)) (int64, error) {
+func (r *runner) checkpointTx(ctx context.Context, p *part, lo, hi key, change func(*sql.Tx) (int64, error)) (int64, error) {
 	s := r.job.Settings
 	tx, err := r.d.BeginWrite(ctx, s.Isolation, s.LockTimeout)
 	if err != nil {
@@ -114,7 +114,7 @@ func (r *runner) checkpointTx(ctx context.Context, p *part, lo, hi any, change f
 		return 0, err
 	}
 	res, err := tx.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve_parts SET cursor = ?, rows = rows + ? WHERE name = ? AND part = ? AND cursor = ?`),
-		encodeKey(hi), rows, r.job.Name, p.n, encodeKey(lo))
+		hi.String(), rows, r.job.Name, p.n, lo.String())
 	if err != nil {
 		return 0, err
 	}
@@ -129,11 +129,11 @@ func (r *runner) checkpointTx(ctx context.Context, p *part, lo, hi any, change f
 
 // command runs the backfill command for [lo, hi) in the release directory.
 // It runs in its own process group so that cancelling kills its children.
-func (r *runner) command(ctx context.Context, lo, hi any) error {
-	line := strings.NewReplacer("{lo}", shellQuote(encodeKey(lo)), "{hi}", shellQuote(encodeKey(hi))).Replace(r.job.Command)
+func (r *runner) command(ctx context.Context, lo, hi key) error {
+	line := strings.NewReplacer("{lo}", shellQuote(lo.String()), "{hi}", shellQuote(hi.String())).Replace(r.job.Command)
 	cmd := exec.CommandContext(ctx, "sh", "-c", line)
 	cmd.Dir = r.job.Dir
-	cmd.Env = append(os.Environ(), "HANDOFF_EVOLVE="+r.job.Name, "HANDOFF_LO="+encodeKey(lo), "HANDOFF_HI="+encodeKey(hi))
+	cmd.Env = append(os.Environ(), "HANDOFF_EVOLVE="+r.job.Name, "HANDOFF_LO="+lo.String(), "HANDOFF_HI="+hi.String())
 	out := &tail{max: 4096}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

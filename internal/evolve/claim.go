@@ -112,11 +112,15 @@ func (r *runner) claim(ctx context.Context) (upToDate bool, err error) {
 	if rec != nil && rec.alive() {
 		return false, &RunningError{Name: rec.Name, Owner: rec.Owner}
 	}
-	if rec != nil && rec.State != StateDone {
+	if rec != nil && rec.State != StateDone && !rec.forgotten() {
 		return false, r.resume(ctx, rec)
 	}
 	return r.start(ctx, rec)
 }
+
+// forgotten reports a run that dropped its range (a first pass that saw
+// no rows, see checkSawRows): the next run starts the pass over.
+func (r *record) forgotten() bool { return r.Run > 0 && r.Lo == "" && r.Hi == "" }
 
 func (r *runner) resume(ctx context.Context, rec *record) error {
 	err := r.write(ctx, func(tx *sql.Tx) (sql.Result, error) {
@@ -133,28 +137,28 @@ func (r *runner) resume(ctx context.Context, rec *record) error {
 }
 
 // start fixes the range of a new run. Integer keys continue above what
-// earlier runs covered; text keys cannot be assumed to grow, so a later
-// run walks them all again.
+// earlier runs covered; text and uuid keys cannot be assumed to grow, so a
+// later run walks them all again. The key column's type is checked here,
+// before anything is recorded or run.
 func (r *runner) start(ctx context.Context, prev *record) (bool, error) {
-	kind, whole, ok, err := r.bounds(ctx)
+	kind, sp, ok, err := r.bounds(ctx)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("backfill %s: %w", r.job.Name, err)
 	}
 	run, covered := 1, ""
 	if prev != nil {
 		run, covered = prev.Run+1, prev.Covered
 	}
-	sp := whole
 	if ok && kind == dialect.KeyInt && covered != "" {
-		c, err := decodeKey(kind, covered)
+		c, err := parseKey(kind, covered)
 		if err != nil {
 			return false, err
 		}
-		if keyLess(sp.lo, c) {
-			sp.lo = c
-		}
+		sp.lo.n = max(sp.lo.n, c.n)
 	}
-	if !ok || !keyLess(sp.lo, sp.hi) {
+	// Only integers can run out of keys above what was covered; a text or
+	// uuid span from bounds always holds the table's first key.
+	if !ok || kind == dialect.KeyInt && sp.lo.n >= sp.hi.n {
 		r.rec = prev
 		return true, r.markUpToDate(ctx, prev, kind)
 	}
@@ -162,40 +166,64 @@ func (r *runner) start(ctx context.Context, prev *record) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	rec := &record{Name: r.job.Name, State: StateRunning, Run: run, Kind: kind, Lo: encodeKey(sp.lo), Hi: encodeKey(sp.hi),
+	parts, err := r.parts(ctx, sp, total)
+	if err != nil {
+		return false, fmt.Errorf("backfill %s: %w", r.job.Name, err)
+	}
+	rec := &record{Name: r.job.Name, State: StateRunning, Run: run, Kind: kind, Lo: sp.lo.String(), Hi: sp.hi.String(),
 		Covered: covered, FinishedOnce: prev != nil && prev.FinishedOnce, RowsTotal: total, Batch: r.job.Settings.Batch}
-	if err := r.write(ctx, func(tx *sql.Tx) (sql.Result, error) { return r.insertRun(ctx, tx, prev, rec, sp) }); err != nil {
+	if err := r.write(ctx, func(tx *sql.Tx) (sql.Result, error) { return r.insertRun(ctx, tx, prev, rec, parts) }); err != nil {
 		return false, fmt.Errorf("start backfill %s: %w", r.job.Name, err)
 	}
 	r.rec = rec
 	return false, nil
 }
 
+// bounds reads the range a new run covers, [first key, a value above the
+// last), in the column's order, and false when no row has a key. Rows
+// whose key is NULL lie in no range: they are an error, not left out.
 func (r *runner) bounds(ctx context.Context) (dialect.KeyKind, span, bool, error) {
 	if rg := r.job.Range; rg != nil {
-		return dialect.KeyInt, span{rg.Lo, rg.Hi + 1}, rg.Lo <= rg.Hi, nil
+		end, err := intKeyEnd("range", rg.Hi)
+		return dialect.KeyInt, span{intKey(rg.Lo), end}, rg.Lo <= rg.Hi, err
 	}
-	kind, err := r.d.KeyKind(ctx, r.job.Table, r.job.Key)
+	table, column := r.job.Table, r.job.Key
+	kind, err := r.d.KeyKind(ctx, table, column)
 	if err != nil {
 		return "", span{}, false, err
 	}
-	lo, hi, ok, err := r.d.KeyBounds(ctx, r.job.Table, r.job.Key, kind)
+	if n, err := dialect.NullKeys(ctx, r.d, table, column); err != nil || n > 0 {
+		if err == nil {
+			err = fmt.Errorf("key %s.%s is NULL in %d rows: no key range reaches them (give them keys, or walk another column)", table, column, n)
+		}
+		return kind, span{}, false, err
+	}
+	if kind == dialect.KeyInt {
+		lo, hi, ok, err := dialect.IntKeyBounds(ctx, r.d, table, column)
+		if err != nil || !ok {
+			return kind, span{}, false, err
+		}
+		end, err := intKeyEnd("key "+table+"."+column, hi)
+		return kind, span{intKey(lo), end}, true, err
+	}
+	first, last, ok, err := dialect.KeyEnds(ctx, r.d, table, column)
 	if err != nil || !ok {
 		return kind, span{}, false, err
 	}
-	return kind, span{lo, successor(hi)}, true, nil
+	end, err := dialect.KeyAbove(ctx, r.d, table, column, kind, last)
+	return kind, span{textKey(kind, first), textKey(kind, end)}, true, err
 }
 
 func (r *runner) estimate(ctx context.Context, sp span) (int64, error) {
 	if r.job.Table == "" {
-		return sp.hi.(int64) - sp.lo.(int64), nil
+		return sp.hi.n - sp.lo.n, nil
 	}
 	return r.d.EstimateRows(ctx, r.job.Table)
 }
 
 // insertRun writes the new run's record and parts; the compare on run
 // makes two processes starting at once agree on one winner.
-func (r *runner) insertRun(ctx context.Context, tx *sql.Tx, prev, rec *record, sp span) (sql.Result, error) {
+func (r *runner) insertRun(ctx context.Context, tx *sql.Tx, prev, rec *record, parts []span) (sql.Result, error) {
 	var res sql.Result
 	var err error
 	if prev == nil {
@@ -214,9 +242,9 @@ func (r *runner) insertRun(ctx context.Context, tx *sql.Tx, prev, rec *record, s
 	if _, err := tx.ExecContext(ctx, q(r.d, `DELETE FROM handoff_evolve_parts WHERE name = ?`), rec.Name); err != nil {
 		return nil, err
 	}
-	for i, p := range sp.split(r.job.Settings.Workers) {
+	for i, p := range parts {
 		if _, err := tx.ExecContext(ctx, q(r.d, `INSERT INTO handoff_evolve_parts (name, part, lo, hi, cursor) VALUES (?, ?, ?, ?, ?)`),
-			rec.Name, i, encodeKey(p.lo), encodeKey(p.hi), encodeKey(p.lo)); err != nil {
+			rec.Name, i, p.lo.String(), p.hi.String(), p.lo.String()); err != nil {
 			return nil, err
 		}
 	}
@@ -228,7 +256,9 @@ func (r *runner) insertRun(ctx context.Context, tx *sql.Tx, prev, rec *record, s
 func (r *runner) markUpToDate(ctx context.Context, prev *record, kind dialect.KeyKind) error {
 	err := r.write(ctx, func(tx *sql.Tx) (sql.Result, error) {
 		if prev != nil {
-			return tx.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve SET finished_at = ? WHERE name = ? AND run = ?`), now(), prev.Name, prev.Run)
+			// A run that forgot its range finds the table emptied: finished.
+			return tx.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve SET state = ?, finished_once = 1, finished_at = ?, owner = '', error = ''
+				WHERE name = ? AND run = ?`), string(StateDone), now(), prev.Name, prev.Run)
 		}
 		if kind == "" {
 			kind = dialect.KeyInt

@@ -3,6 +3,8 @@ package evolve
 import (
 	"sync"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
 )
 
 // EventKind says what happened in a run.
@@ -45,11 +47,21 @@ type Event struct {
 	Err error `json:"-"`
 }
 
-// part is one worker's share of the range.
+// part is one worker's share of the range; cursor is the next key to do.
 type part struct {
 	n              int
-	lo, hi, cursor any
+	lo, hi, cursor key
 	rows           int64
+}
+
+// done reports whether the part's cursor has reached its end: integers by
+// comparison, text and uuid keys by being the very value recorded as the
+// end (the database, not Go, orders them; see keys.go).
+func (p *part) done() bool {
+	if p.hi.kind == dialect.KeyInt {
+		return p.cursor.n >= p.hi.n
+	}
+	return p.cursor.s == p.hi.s
 }
 
 // tracker turns batches into events. It serializes calls of the progress
@@ -83,7 +95,7 @@ func newTracker(emit func(Event), name string, run int, total int64, parts []*pa
 }
 
 // batch records a committed batch of part p.
-func (t *tracker) batch(p *part, lo, hi any, rows int64, size int) {
+func (t *tracker) batch(p *part, lo, hi key, rows int64, size int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p.cursor = hi
@@ -96,7 +108,7 @@ func (t *tracker) batch(p *part, lo, hi any, rows int64, size int) {
 		t.samples = t.samples[1:]
 	}
 	e := t.snapshot(EventBatch)
-	e.Lo, e.Hi = encodeKey(lo), encodeKey(hi)
+	e.Lo, e.Hi = lo.String(), hi.String()
 	t.emit(e)
 }
 
@@ -131,6 +143,9 @@ func (t *tracker) snapshot(kind EventKind) Event {
 // percent is the fraction of the range covered: by keys for integer
 // keys, by rows against the estimate for text keys.
 func (t *tracker) percent() float64 {
+	if len(t.parts) == 0 {
+		return 0 // a pass that forgot its range
+	}
 	var done, width float64
 	for _, p := range t.parts {
 		f, ok := fraction(p.lo, p.hi, p.cursor)
@@ -140,7 +155,7 @@ func (t *tracker) percent() float64 {
 			}
 			return min(float64(t.base.Rows)/float64(t.base.Total), 0.999)
 		}
-		w := float64(p.hi.(int64) - p.lo.(int64))
+		w := float64(p.hi.n - p.lo.n)
 		done += f * w
 		width += w
 	}

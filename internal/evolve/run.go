@@ -97,9 +97,9 @@ func (r *runner) loadParts(ctx context.Context) ([]*part, error) {
 		}
 		for _, k := range []struct {
 			s   string
-			dst *any
+			dst *key
 		}{{lo, &p.lo}, {hi, &p.hi}, {cur, &p.cursor}} {
-			if *k.dst, err = decodeKey(r.rec.Kind, k.s); err != nil {
+			if *k.dst, err = parseKey(r.rec.Kind, k.s); err != nil {
 				return nil, err
 			}
 		}
@@ -125,7 +125,7 @@ func (r *runner) walkAll(ctx context.Context, parts []*part) error {
 	defer func() { stop(); wg.Wait() }()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range parts {
-		if keyLess(p.cursor, p.hi) {
+		if !p.done() {
 			g.Go(func() error { return r.walk(gctx, p) })
 		}
 	}
@@ -135,7 +135,7 @@ func (r *runner) walkAll(ctx context.Context, parts []*part) error {
 // walk does one part batch by batch.
 func (r *runner) walk(ctx context.Context, p *part) error {
 	size, elapsed := r.job.Settings.Batch, time.Duration(0)
-	for keyLess(p.cursor, p.hi) {
+	for !p.done() {
 		if err := r.gate(ctx); err != nil {
 			return err
 		}
@@ -178,7 +178,10 @@ func (r *runner) gate(ctx context.Context) error {
 // that an interrupted run says so.
 func (r *runner) finish(ctx context.Context, runErr error) error {
 	ctx = context.WithoutCancel(ctx)
-	state, msg := StateDone, ""
+	if runErr == nil {
+		runErr = r.checkSawRows(ctx)
+	}
+	state, msg, forget := StateDone, "", errors.Is(runErr, ErrSawNoRows)
 	switch {
 	case runErr == nil:
 	case errors.Is(runErr, ErrCancelled):
@@ -192,6 +195,13 @@ func (r *runner) finish(ctx context.Context, runErr error) error {
 				finished_at = ?, owner = '', request = '', rate = ? WHERE name = ? AND owner = ?`),
 				string(state), now(), r.track.rate(), r.job.Name, r.owner)
 		}
+		if forget {
+			if _, err := tx.ExecContext(ctx, q(r.d, `DELETE FROM handoff_evolve_parts WHERE name = ?`), r.job.Name); err != nil {
+				return nil, err
+			}
+			return tx.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve SET state = ?, error = ?, owner = '', request = '', range_lo = '', range_hi = ''
+				WHERE name = ? AND owner = ?`), string(state), msg, r.job.Name, r.owner)
+		}
 		return tx.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve SET state = ?, error = ?, owner = '', request = '' WHERE name = ? AND owner = ?`),
 			string(state), msg, r.job.Name, r.owner)
 	})
@@ -204,4 +214,46 @@ func (r *runner) finish(ctx context.Context, runErr error) error {
 		r.track.send(Event{Kind: EventStopped, Reason: string(state), Err: runErr})
 	}
 	return runErr
+}
+
+// ErrSawNoRows is returned by the first pass of a backfill whose walk
+// covered none of the rows of a table that has some: the footprint of keys
+// walked in the wrong order. The pass is not marked done; it forgets its
+// range, and the next run starts the pass over on the keys it then finds.
+var ErrSawNoRows = errors.New("the first pass saw none of the table's rows")
+
+// checkSawRows applies the rule that a first pass (of a backfill not yet
+// finished) must see rows if the table has any. The pass's rows are
+// counted over all its sessions, so a pass resumed after its last batch
+// has seen what the sessions before it saw. Rows that the statements left
+// unchanged were still seen when they lie in the run's range: only then,
+// when no row changed, is the table asked.
+func (r *runner) checkSawRows(ctx context.Context) error {
+	if r.rec.FinishedOnce || r.job.Table == "" || r.track.base.Rows > 0 {
+		return nil
+	}
+	table, column := r.job.Table, r.job.Key
+	has, err := dialect.HasRows(ctx, r.d, table)
+	if err != nil || !has {
+		return err
+	}
+	lo, err := parseKey(r.rec.Kind, r.rec.Lo)
+	if err != nil {
+		return err
+	}
+	hi, err := parseKey(r.rec.Kind, r.rec.Hi)
+	if err != nil {
+		return err
+	}
+	var in int64
+	if lo.kind == dialect.KeyInt {
+		in, err = dialect.CountKeys(ctx, r.d, table, column, lo.n, hi.n)
+	} else {
+		in, err = dialect.CountKeys(ctx, r.d, table, column, lo.s, hi.s)
+	}
+	if err != nil || in > 0 {
+		return err
+	}
+	return fmt.Errorf("backfill %s: %w: %s has rows, but none with %s in the run's key range [%s, %s) as the database orders it; not marked done, the next run starts the pass over",
+		r.job.Name, ErrSawNoRows, table, column, lo, hi)
 }
