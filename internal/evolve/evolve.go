@@ -28,8 +28,10 @@ type Job struct {
 	// Name identifies the backfill (a migration's name) in the checkpoint
 	// table and to `handoff evolve`.
 	Name string
-	// Table and Key name the table whose key column is walked. The range is
-	// [min(key), max(key)] when the run starts.
+	// Table and Key name the table whose key column is walked: an integer,
+	// text (any collation) or uuid column, in the order the database gives
+	// it. The range is from the first key to a value above the last when
+	// the run starts.
 	Table, Key string
 	// Range, when set, is an explicit inclusive integer range used instead
 	// of the table's keys (a command backfill of an external store).
