@@ -76,35 +76,15 @@ func TestFullDiskMidDeploy(t *testing.T) {
 `, root))
 	// The node's store moves to the small disk.
 	n.stop()
-	cfg, err := os.ReadFile(n.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(disk, "handoff.db")
-	cfg = []byte(strings.Replace(string(cfg), "state: "+filepath.Join(n.dir, "handoff.db"), "state: "+state, 1))
-	if err := os.WriteFile(n.config, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	moveState(t, n, filepath.Join(disk, "handoff.db"))
 	n.start()
 	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
 	load, err := loadgen.Start(context.Background(), loadgen.Config{Addr: n.gateway, Fast: 16, Slow: 2, SlowDelay: 300 * time.Millisecond, Duration: 2 * time.Minute, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	deploying := exec.Command(bin, "deploy", "web", "--release", filepath.Join(root, "v2"), "--socket", n.socket)
-	var out strings.Builder
-	deploying.Stdout, deploying.Stderr = &out, &out
-	if err := deploying.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, 30*time.Second, "the deploy's first new instance", func() bool {
-		for _, inst := range n.instances("web") {
-			if inst.Release == "v2" {
-				return true
-			}
-		}
-		return false
-	})
+	deploying, out := deployInBackground(t, n, "web", filepath.Join(root, "v2"))
+	waitForInstanceOf(t, n, "web", "v2")
 	filler := fill(t, disk)
 	err = deploying.Wait()
 	if err == nil || !strings.Contains(out.String(), "stalled") {

@@ -81,20 +81,9 @@ func TestRestartIsResume(t *testing.T) {
 				ports[inst.Port] = true
 			}
 			if tc.midDeploy {
-				deploying := exec.Command(bin, "deploy", "web", "--release", filepath.Join(root, "v2"), "--socket", n.socket)
-				deploying.Dir = n.dir
-				if err := deploying.Start(); err != nil {
-					t.Fatal(err)
-				}
+				deploying, _ := deployInBackground(t, n, "web", filepath.Join(root, "v2"))
 				defer deploying.Wait()
-				waitUntil(t, 30*time.Second, "the deploy's first new instance", func() bool {
-					for _, inst := range n.instances("web") {
-						if inst.Release == "v2" {
-							return true
-						}
-					}
-					return false
-				})
+				waitForInstanceOf(t, n, "web", "v2")
 			}
 			tc.fault(t, n)
 			n.start()
@@ -154,21 +143,9 @@ func TestFailedStartStopsNothing(t *testing.T) {
 	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
 	before := n.instances("web")
 	n.kill9()
-	cfg, err := os.ReadFile(n.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	taken := freeAddr(t)
-	hold, err := net.Listen("tcp", taken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Close()
-	bad := strings.Replace(string(cfg), "admin: { listen: \""+n.admin+"\" }", "admin: { listen: \""+taken+"\" }", 1)
+	taken := takenAddr(t)
 	badPath := filepath.Join(n.dir, "bad.yaml")
-	if err := os.WriteFile(badPath, []byte(bad), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rewriteConfig(t, n, badPath, n.adminLine(n.admin), n.adminLine(taken))
 	out, err := exec.Command(bin, "serve", "--config", badPath).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), taken) {
 		t.Fatalf("serve with its admin port taken: %v\n%s", err, out)
@@ -290,14 +267,7 @@ func TestUnusableStateStore(t *testing.T) {
 			n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n", root))
 			n.stop()
 			state := filepath.Join(disk, "handoff.db")
-			cfg, err := os.ReadFile(n.config)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg = []byte(strings.Replace(string(cfg), "state: "+filepath.Join(n.dir, "handoff.db"), "state: "+state, 1))
-			if err := os.WriteFile(n.config, cfg, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			moveState(t, n, state)
 			n.start()
 			n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
 			before := n.instances("web")
@@ -332,18 +302,13 @@ func TestFailedUpgradeChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	taken := freeAddr(t)
-	hold, err := net.Listen("tcp", taken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Close()
+	taken := takenAddr(t)
 	load, err := loadgen.Start(context.Background(), loadgen.Config{Addr: n.gateway, Fast: 16, Slow: 2, SlowDelay: 300 * time.Millisecond, Duration: 2 * time.Minute, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []struct{ name, config, reason string }{
-		{"admin port in use", strings.Replace(string(good), "admin: { listen: \""+n.admin+"\" }", "admin: { listen: \""+taken+"\" }", 1), taken},
+		{"admin port in use", strings.Replace(string(good), n.adminLine(n.admin), n.adminLine(taken), 1), taken},
 		{"invalid config", string(good) + "gatway: {}\n", "gatway"},
 	} {
 		if err := os.WriteFile(n.config, []byte(bad.config), 0o644); err != nil {

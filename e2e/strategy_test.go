@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A first deploy and a rollback follow the app's strategy: brick by brick
@@ -46,20 +44,8 @@ func TestDeployFollowedAcrossAnUpgrade(t *testing.T) {
 	makeRelease(t, root, "v2", "slow")
 	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n    health: { path: /healthz, interval: 200ms }\n    drain_timeout: 1s\n    start_timeout: 10s\n", root))
 	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
-	deploying := exec.Command(bin, "deploy", "web", "--release", filepath.Join(root, "v2"), "--socket", n.socket)
-	var out strings.Builder
-	deploying.Stdout, deploying.Stderr = &out, &out
-	if err := deploying.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, 30*time.Second, "the deploy's first new instance", func() bool {
-		for _, inst := range n.instances("web") {
-			if inst.Release == "v2" {
-				return true
-			}
-		}
-		return false
-	})
+	deploying, out := deployInBackground(t, n, "web", filepath.Join(root, "v2"))
+	waitForInstanceOf(t, n, "web", "v2")
 	n.must("upgrade")
 	if err := deploying.Wait(); err != nil || !strings.Contains(out.String(), "following it on the new process") || !strings.Contains(out.String(), "done") {
 		t.Fatalf("the deploy's CLI across an upgrade: %v\n%s", err, out.String())
