@@ -68,7 +68,8 @@ func (m *Migrator) preflight(ctx context.Context) (map[string]map[Phase]*applied
 			}
 		}
 	}
-	for _, f := range Lint(pending, m.d.Name(), m.opts.Allow) {
+	ran := func(mig *Migration, p Phase) bool { return done(hist, mig, p) }
+	for _, f := range LintPending(pending, m.d.Name(), m.opts.Allow, ran) {
 		errs = append(errs, f)
 	}
 	return hist, errors.Join(errs...)

@@ -1,0 +1,6 @@
+-- want: none
+-- phase: expand
+-- ref: waived by the author
+
+-- handoff:allow create-index
+CREATE INDEX items_title ON items (title);

@@ -1,0 +1,5 @@
+-- want: drop-in-expand
+-- phase: expand
+-- ref: squawk ban-drop-table; strong_migrations dropping a table
+
+DROP TABLE legacy_items;

@@ -1,0 +1,5 @@
+-- want: none
+-- phase: expand
+-- ref: safe form
+
+REFRESH MATERIALIZED VIEW CONCURRENTLY item_counts;

@@ -1,0 +1,6 @@
+-- want: whole-table-update
+-- phase: expand
+-- ref: a whole-table UPDATE holds SQLite's write lock
+-- dialect: sqlite
+
+UPDATE items SET title_lower = lower(title);

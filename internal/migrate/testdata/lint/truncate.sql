@@ -1,0 +1,5 @@
+-- want: truncate
+-- phase: contract
+-- ref: Postgres: ACCESS EXCLUSIVE
+
+TRUNCATE sessions;

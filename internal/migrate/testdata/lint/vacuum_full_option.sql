@@ -1,0 +1,5 @@
+-- want: vacuum-full
+-- phase: expand
+-- ref: Postgres: VACUUM FULL rewrites under ACCESS EXCLUSIVE
+
+VACUUM (FULL, ANALYZE) items;
