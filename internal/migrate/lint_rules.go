@@ -248,6 +248,13 @@ func checkAddColumnReferences(n node, c *lintContext) (string, string) {
 		if fk := columnConstraint(col, "CONSTR_FOREIGN"); fk != nil {
 			name := str(col, "colname")
 			ref := relName(field(fk, "pktable"))
+			if cols := nodes(fk, "pk_attrs"); len(cols) > 0 {
+				var cs []string
+				for _, c := range cols {
+					cs = append(cs, str(c.o, "sval"))
+				}
+				ref += " (" + strings.Join(cs, ", ") + ")"
+			}
 			return "ADD COLUMN … REFERENCES validates the new foreign key at once, locking " + t + " and " + ref + " against writes",
 				fmt.Sprintf("ALTER TABLE %[1]s ADD COLUMN %[2]s <type>;\nALTER TABLE %[1]s ADD CONSTRAINT %[1]s_%[2]s_fkey FOREIGN KEY (%[2]s) REFERENCES %[3]s NOT VALID;\nALTER TABLE %[1]s VALIDATE CONSTRAINT %[1]s_%[2]s_fkey;  -- without blocking writes", t, name, ref)
 		}
@@ -303,7 +310,11 @@ func checkColumnType(n node, c *lintContext) (string, string) {
 		col := str(cmd, "name")
 		newType := base
 		if m := nodes(tn, "typmods"); len(m) > 0 {
-			newType += "(…)"
+			var mods []string
+			for _, v := range m {
+				mods = append(mods, fmt.Sprint(num(field(v.o, "ival"), "ival")))
+			}
+			newType += "(" + strings.Join(mods, ",") + ")"
 		}
 		return "changing the type of " + t + "." + col + " rewrites the table under an ACCESS EXCLUSIVE lock (only widening a varchar, varchar to text, or dropping numeric's precision are free)",
 			fmt.Sprintf("-- handoff:expand\nALTER TABLE %[1]s ADD COLUMN %[2]s_new %[3]s;\n-- handoff:backfill table=%[1]s key=id\nUPDATE %[1]s SET %[2]s_new = %[2]s::%[3]s WHERE id >= :lo AND id < :hi;\n-- handoff:contract\nALTER TABLE %[1]s DROP COLUMN %[2]s;  -- once the new release reads %[2]s_new", t, col, newType)
@@ -460,8 +471,19 @@ func checkWholeTableUpdate(n node, c *lintContext) (string, string) {
 	if t == "" {
 		return "", ""
 	}
+	batched := "DELETE FROM " + t + " WHERE id >= :lo AND id < :hi"
+	if verb == "UPDATE" {
+		batched = "UPDATE " + t + " SET … WHERE id >= :lo AND id < :hi"
+	}
+	if n.kind == "UpdateStmt" || n.kind == "DeleteStmt" {
+		if n.o["whereClause"] != nil {
+			batched = strings.TrimSpace(c.text) + " AND id >= :lo AND id < :hi"
+		} else {
+			batched = strings.TrimSpace(c.text) + " WHERE id >= :lo AND id < :hi"
+		}
+	}
 	return "an " + verb + " of every row of " + t + " (no WHERE, or one that is always true, or only inside a subquery) locks every row it changes until it commits, and live writers wait that long",
-		fmt.Sprintf("-- handoff:backfill table=%s key=id\n%s WHERE id >= :lo AND id < :hi;", t, strings.TrimSpace(c.text))
+		fmt.Sprintf("-- handoff:backfill table=%s key=id\n%s;", t, batched)
 }
 
 func checkTruncate(n node, c *lintContext) (string, string) {
