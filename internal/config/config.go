@@ -145,6 +145,12 @@ type App struct {
 	// Command starts one supervised instance in the release directory.
 	Command []string          `yaml:"command"`
 	Env     map[string]string `yaml:"env"`
+	// ReleaseCommand is the app's own one-off command for a release (its
+	// migrator): run once per release, in its directory with the app's
+	// environment, before any instance of it starts.
+	ReleaseCommand []string `yaml:"release_command"`
+	// ReleaseTimeout bounds the release command.
+	ReleaseTimeout Duration `yaml:"release_timeout"`
 	// Releases is the directory that holds one directory per release.
 	Releases     string `yaml:"releases"`
 	KeepReleases int    `yaml:"keep_releases"`
@@ -240,18 +246,19 @@ func Default() *Config {
 
 func defaultApp(name string) *App {
 	return &App{
-		Name:         name,
-		Kind:         KindHTTP,
-		Releases:     "./releases",
-		KeepReleases: 5,
-		Instances:    1,
-		Health:       Health{Path: "/", Interval: Duration(time.Second), Timeout: Duration(2 * time.Second), RestartAfter: Duration(30 * time.Second)},
-		StartTimeout: Duration(60 * time.Second),
-		DrainTimeout: Duration(30 * time.Second),
-		HoldMax:      Duration(30 * time.Second),
-		Stop:         Signal{Signal: "SIGTERM", Timeout: Duration(10 * time.Second)},
-		Drain:        Signal{Signal: "SIGTERM", Timeout: Duration(2 * time.Hour)},
-		UsesDatabase: true,
+		Name:           name,
+		Kind:           KindHTTP,
+		Releases:       "./releases",
+		KeepReleases:   5,
+		Instances:      1,
+		Health:         Health{Path: "/", Interval: Duration(time.Second), Timeout: Duration(2 * time.Second), RestartAfter: Duration(30 * time.Second)},
+		StartTimeout:   Duration(60 * time.Second),
+		ReleaseTimeout: Duration(10 * time.Minute),
+		DrainTimeout:   Duration(30 * time.Second),
+		HoldMax:        Duration(30 * time.Second),
+		Stop:           Signal{Signal: "SIGTERM", Timeout: Duration(10 * time.Second)},
+		Drain:          Signal{Signal: "SIGTERM", Timeout: Duration(2 * time.Hour)},
+		UsesDatabase:   true,
 	}
 }
 

@@ -85,6 +85,12 @@ func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 	if len(a.Command) == 1 && strings.ContainsAny(a.Command[0], " \t") {
 		bad(key+".command", "give the command as a list, one word per item: [bin/server, --port-env, PORT]")
 	}
+	if len(a.ReleaseCommand) > 0 && len(a.Command) == 0 {
+		bad(key+".release_command", "runs in a release directory: the app needs a command (handoff runs its releases)")
+	}
+	if len(a.ReleaseCommand) == 1 && strings.ContainsAny(a.ReleaseCommand[0], " \t") {
+		bad(key+".release_command", "give the command as a list, one word per item: [bin/rails, db:migrate]")
+	}
 	for i, t := range a.Targets {
 		checkAddr(bad, fmt.Sprintf("%s.targets[%d]", key, i), t)
 	}

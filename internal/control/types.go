@@ -98,6 +98,8 @@ type RollbackRequest struct {
 	// Strategy is how the previous release goes back: empty means as the
 	// app deploys (rolling when it has several bricks), like any deploy.
 	Strategy deploy.Strategy `json:"strategy,omitempty"`
+	// Force rolls back past a release whose release command ran.
+	Force bool `json:"force,omitempty"`
 }
 
 // DeployRequest is the body of POST /api/deploy.

@@ -34,6 +34,9 @@ func (d *Deployer) planPipeline(ctx context.Context, rec *Record, app *config.Ap
 		rec.Seq--
 		return nil, err
 	}
+	if d.releaseCommandDue(ctx, app, to) {
+		steps = append([]*Step{step(StepRelease, to.Label, nil)}, steps...)
+	}
 	dep.Steps = steps
 	return dep, nil
 }

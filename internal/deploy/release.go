@@ -27,6 +27,9 @@ type ReleaseRecord struct {
 	// Migrations names the migrations the release carries: a contract waits
 	// until every instance runs a release that includes it.
 	Migrations []string `json:"migrations,omitempty"`
+	// ReleaseCommandRan is when the app's release command succeeded for
+	// this release; it does not run again for it.
+	ReleaseCommandRan time.Time `json:"release_command_ran,omitzero"`
 }
 
 // release names and records the release a request deploys. A label already

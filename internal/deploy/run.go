@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
 	"github.com/handoff-dev/handoff/internal/gateway"
@@ -83,10 +84,20 @@ func (d *Deployer) openCanary(ctx context.Context, rec *Record, app string) (*De
 	return nil, Errorf(ErrConflict, "app %s has no canary to promote", app)
 }
 
+// RollbackOptions say how a rollback goes.
+type RollbackOptions struct {
+	Actor string
+	// Strategy is how the previous release goes back; empty means as the
+	// app deploys (rolling when it has several bricks).
+	Strategy Strategy
+	// Force rolls back past a release whose release command ran: the app's
+	// own migrations usually only go forward.
+	Force bool
+}
+
 // Rollback undoes an open canary, or deploys the previous release again.
-// The previous release goes back with the given strategy, or as the app
-// deploys (rolling when it has several bricks) when it is empty.
-func (d *Deployer) Rollback(ctx context.Context, appName, actor string, strategy Strategy, progress func(Progress)) (*Deploy, error) {
+func (d *Deployer) Rollback(ctx context.Context, appName string, o RollbackOptions, progress func(Progress)) (*Deploy, error) {
+	actor, strategy := o.Actor, o.Strategy
 	app := d.apps.Get(appName)
 	if app == nil {
 		return nil, &gateway.UnknownAppError{App: appName}
@@ -116,6 +127,11 @@ func (d *Deployer) Rollback(ctx context.Context, appName, actor string, strategy
 	if strategy != "" && strategy != All && strategy != Rolling {
 		d.unclaim(appName)
 		return nil, badRequest("a rollback's strategy is all or rolling, not %q", strategy)
+	}
+	if ran := d.releaseCommandRan(ctx, app, rec.Current); !ran.IsZero() && !o.Force {
+		d.unclaim(appName)
+		return nil, Errorf(ErrConflict, "the release command of %s ran at %s: the app's own migrations usually only go forward, so %s may not run on that schema; roll back with --force if it can",
+			labelOf(rec.Current), ran.Format(time.RFC3339), rec.Previous.Label)
 	}
 	dep := d.plan(rec, app, Request{App: appName, Strategy: strategy}, *rec.Previous)
 	dep.Rollback = true
@@ -182,7 +198,7 @@ func (d *Deployer) runClaimed(app *config.App, dep *Deploy, rec *Record, progres
 				return dep, d.finish(ctx, app, dep, rec, fmt.Errorf("rolling back failed too: %w", err))
 			}
 			dep.Error = err.Error()
-			if isMigration(s.Name) {
+			if isMigration(s.Name) || s.Name == StepRelease {
 				// The schema changes only add, or run once no old code is
 				// left: whatever serves now can go on serving. Fix the cause
 				// and run the same deploy again: it resumes.

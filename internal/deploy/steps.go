@@ -16,12 +16,14 @@ import (
 
 // act performs one step.
 func (d *Deployer) act(ctx context.Context, app *config.App, dep *Deploy, rec *Record, s *Step, report func(Progress)) error {
-	if !dep.RollingBack && app.Supervised() && s.Name != StepStart && !isMigration(s.Name) {
+	if !dep.RollingBack && app.Supervised() && s.Name != StepStart && s.Name != StepRelease && !isMigration(s.Name) {
 		if err := d.crashed(app, dep.To.Label, nil); err != nil {
 			return err // a new instance crashed since it started: roll back
 		}
 	}
 	switch s.Name {
+	case StepRelease:
+		return d.runReleaseCommand(ctx, app, dep, s, report)
 	case StepStart:
 		return d.startInstances(ctx, app, dep.release(s.Release), s)
 	case StepCheck:

@@ -71,7 +71,7 @@ func (s *Server) Rollback(ctx context.Context, req control.RollbackRequest, prog
 	if req.App == "" {
 		return nil, deploy.Errorf(deploy.ErrBadRequest, "name the app to roll back")
 	}
-	return s.deployer.Rollback(ctx, req.App, req.Actor, req.Strategy, progress)
+	return s.deployer.Rollback(ctx, req.App, deploy.RollbackOptions{Actor: req.Actor, Strategy: req.Strategy, Force: req.Force}, progress)
 }
 
 // Events returns the event log after an ID.

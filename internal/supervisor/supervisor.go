@@ -423,3 +423,9 @@ func (s *Supervisor) event(inst Instance, kind, format string, args ...any) {
 	}
 	s.log.Log(ctx, level, msg, "app", inst.App, "instance", inst.ID, "event", kind)
 }
+
+// LogFile is the path of a log of the app's that is not an instance's (a
+// release command's), beside its instances' logs: `handoff logs` shows it.
+func (s *Supervisor) LogFile(app, name string) string {
+	return filepath.Join(s.opts.LogDir, safeName(app), safeName(name)+".log")
+}
