@@ -124,7 +124,7 @@ func finishDeploy(w io.Writer, dep *deploy.Deploy, err error, asJSON bool, start
 	if !asJSON {
 		fmt.Fprintf(w, "deploy %s %s in %s: %s serves %s\n", dep.ID, dep.State, time.Since(start).Round(time.Millisecond), servingLabel(dep), dep.App)
 		if dep.State == deploy.Waiting {
-			fmt.Fprintln(w, "its contract phase runs by itself once they are gone; 'handoff status' shows it")
+			fmt.Fprintln(w, "its contract phase runs by itself once nothing it waits for is left; 'handoff status' shows what it waits for")
 		}
 	}
 	return nil

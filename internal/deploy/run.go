@@ -245,7 +245,7 @@ func (d *Deployer) wait(ctx context.Context, app *config.App, dep *Deploy, rec *
 		return err
 	}
 	if changed || !again {
-		d.event(app.Name, "deploy", "", "deploy %s: %s; it runs by itself when they are gone", dep.ID, why.Error())
+		d.event(app.Name, "deploy", "", "deploy %s: %s; the contract runs by itself once nothing it waits for is left", dep.ID, why.Error())
 		tell(s, why.Error())
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -409,5 +410,69 @@ func TestWaitsForAnInstanceToComeUp(t *testing.T) {
 	}
 	if took < 350*time.Millisecond || took > 1900*time.Millisecond {
 		t.Fatalf("answered after %v: want after the instance came up, within hold_max (2s)", took)
+	}
+}
+
+// A client that leaves while its response is being written is logged as
+// 499, not as the instance's 200 with the bytes it never got.
+func TestClientThatLeavesIsLogged499(t *testing.T) {
+	var logs syncLog
+	g := New(Options{RetryBuffer: 64 << 10, AccessLog: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	t.Cleanup(g.Close)
+	if err := g.Configure(config.Apps{testApp("web")}); err != nil {
+		t.Fatal(err)
+	}
+	b := newWireBackend(t, func(c net.Conn, r *http.Request, body []byte) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 50000000\r\n\r\n")
+		chunk := make([]byte, 64<<10)
+		for i := 0; i < 700; i++ {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	if _, err := g.SetRoute("web", Route{Pools: []Pool{{Release: "v1", Targets: []string{b.addr}, Weight: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &h1.Server{Handler: g}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+	buf := make([]byte, 1024)
+	c.Read(buf) // the head has come
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	waitUntilTrue(t, func() bool { return strings.Contains(logs.String(), "path=/big") })
+	if line := logs.String(); !strings.Contains(line, "status=499") {
+		t.Fatalf("the access log: %s", line)
+	}
+}
+
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+func (l *syncLog) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.String() }
+
+func waitUntilTrue(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
 	}
 }

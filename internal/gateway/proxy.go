@@ -61,6 +61,9 @@ type exchange struct {
 	resp    *response
 	wrote   chan error // the body writer's result, when it runs concurrently
 	stopCtx func() bool
+	// clientGone: writing the response to the client failed (it left), so
+	// the request is logged as 499, not as the instance's status.
+	clientGone bool
 }
 
 // roundTrip sends r on a connection to t and reads the response head into h.
@@ -270,6 +273,7 @@ func copyBody(w io.Writer, src io.Reader, x *exchange, flush func()) (int64, err
 		}
 		if n > 0 {
 			if _, werr := w.Write((*buf)[:n]); werr != nil {
+				x.clientGone = true
 				return total, werr
 			}
 			total += int64(n)

@@ -138,7 +138,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 		n, ok := g.deliver(w, x, banner, r.Method)
 		x.finish(ok)
 		t.inflight.Add(-1)
-		g.served(r, a, p, t, x.resp.status, n, attempt, start)
+		status := x.resp.status
+		if x.clientGone {
+			status = 499 // the client left before the response was written
+		}
+		g.served(r, a, p, t, status, n, attempt, start)
 		if !ok {
 			// The response was cut after it began: abort the client's
 			// connection so that it cannot mistake the part for the whole.

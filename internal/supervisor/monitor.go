@@ -264,6 +264,7 @@ func (m *monitor) exited(how string) (gone bool) {
 		m.s.log.Debug("killed what the instance's process left in its group", "instance", m.inst.ID, "pgid", pid)
 	}
 	m.stopTimers()
+	m.logLine("process %d ended: %s", pid, how)
 	m.inst.PID, m.inst.StartTime, m.inst.LastExit = 0, 0, how
 	if m.inst.State.ending() {
 		if m.inst.State == StateDraining {
@@ -489,4 +490,15 @@ func (m *monitor) suspended(format string, args ...any) {
 	final := m.inst
 	final.State = StateExited // to Stop and Wait, the process is gone
 	m.s.removeSlot(m.sl, final)
+}
+
+// logLine writes a line of handoff's own to the instance's log, beside
+// its output: how each process started and ended, in one place.
+func (m *monitor) logLine(format string, args ...any) {
+	f, err := os.OpenFile(m.inst.Log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return // no log (yet): the event log says it all the same
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "--- handoff: %s %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
 }

@@ -93,3 +93,21 @@ func TestSuspendInterrupted(t *testing.T) {
 		return err == nil && now.PID != 0 && now.PID != a.PID
 	})
 }
+
+// An instance's log says how each of its processes ended, beside how it
+// started.
+func TestLogSaysHowAProcessEnded(t *testing.T) {
+	h := newHarness(t)
+	sup := h.open(nil)
+	inst, err := sup.Start(context.Background(), h.spec("http", 0, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sup.Stop(context.Background(), inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	log := readLog(t, inst.Log)
+	if !strings.Contains(log, "--- handoff:") || !strings.Contains(log, "ended:") {
+		t.Fatalf("the log does not say how the process ended:\n%s", log)
+	}
+}
