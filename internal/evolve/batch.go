@@ -181,3 +181,29 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 func (t *tail) String() string { return string(t.buf) }
+
+// reloadPart reads the part's checkpoint again after its cursor was not
+// where this worker left it, and reports whether it had moved on. That is
+// a batch committed by a process that had already let go of it: a batch
+// whose COMMIT was in flight when its run was cancelled or killed reaches
+// the server after a run that resumes at once has read the checkpoint.
+// The batch and its cursor committed together, so going on from the
+// cursor applies nothing twice.
+func (r *runner) reloadPart(ctx context.Context, p *part) (bool, error) {
+	var cur string
+	var rows int64
+	err := r.d.DB().QueryRowContext(ctx, q(r.d, `SELECT cursor, rows FROM handoff_evolve_parts WHERE name = ? AND part = ?`),
+		r.job.Name, p.n).Scan(&cur, &rows)
+	if err != nil {
+		return false, fmt.Errorf("read checkpoint of %s: %w", r.job.Name, err)
+	}
+	if cur == p.cursor.String() {
+		return false, nil
+	}
+	k, err := parseKey(p.cursor.kind, cur)
+	if err != nil {
+		return false, err
+	}
+	r.track.moved(p, k, rows)
+	return true, nil
+}

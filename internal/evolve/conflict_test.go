@@ -207,3 +207,53 @@ func TestSQLiteBusyRetried(t *testing.T) {
 	}
 	checkOnce(t, d, 300)
 }
+
+// TestLateCommitFollowed: a batch of a session that had let go of the
+// backfill (its COMMIT was in flight when it was cancelled or killed)
+// reaches the server after a resumed run read the checkpoint. The run's
+// own batch over the same keys loses the race on the cursor and rolls
+// back; it then goes on from where the checkpoint is, and every row is
+// still changed exactly once.
+func TestLateCommitFollowed(t *testing.T) {
+	for name, url := range backends {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			d := open(t, url(t))
+			seed(t, d, 300)
+			var once sync.Once
+			late := func(e Event) {
+				if e.Kind != EventBatch {
+					return
+				}
+				once.Do(func() { // the cursor is at e.Hi; move it on as that session would have
+					tx, err := d.BeginWrite(ctx, 0, time.Second)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer tx.Rollback()
+					res, err := tx.Exec(`UPDATE items SET title_lower = lower(title), n = n + 1 WHERE id >= `+d.Param(1)+` AND id < `+d.Param(2), e.Hi, "101")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					n, _ := res.RowsAffected()
+					if _, err := tx.Exec(`UPDATE handoff_evolve_parts SET cursor = '101', rows = rows + `+d.Param(1)+` WHERE name = '0001_lower' AND cursor = `+d.Param(2), n, e.Hi); err != nil {
+						t.Error(err)
+						return
+					}
+					if err := tx.Commit(); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			if _, err := Run(ctx, d, sqlJob(d, fast()), late); err != nil {
+				t.Fatal(err)
+			}
+			checkOnce(t, d, 300)
+			if st, _ := Get(ctx, d, "0001_lower"); st.Rows != 200 || !st.Finished {
+				t.Fatalf("status %+v, want 200 rows, finished", st)
+			}
+		})
+	}
+}

@@ -112,6 +112,15 @@ func (t *tracker) batch(p *part, lo, hi key, rows int64, size int) {
 	t.emit(e)
 }
 
+// moved records that part p's checkpoint is at cursor with rows done,
+// committed by another session (see reloadPart).
+func (t *tracker) moved(p *part, cursor key, rows int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.base.Rows += rows - p.rows
+	p.cursor, p.rows = cursor, rows
+}
+
 // send reports an event that is not a batch.
 func (t *tracker) send(e Event) {
 	t.mu.Lock()

@@ -146,6 +146,15 @@ func (r *runner) walk(ctx context.Context, p *part) error {
 		}
 		lo := p.cursor
 		hi, rows, took, err := r.batchWithRetry(ctx, p, hi, &size)
+		if errors.Is(err, errLostRace) {
+			moved, rerr := r.reloadPart(ctx, p)
+			if rerr != nil {
+				return rerr
+			}
+			if moved {
+				continue // on from where the checkpoint is
+			}
+		}
 		if err != nil {
 			return err
 		}
