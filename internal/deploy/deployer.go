@@ -47,15 +47,17 @@ type Deployer struct {
 	// is closed once that process has exited.
 	predecessor <-chan struct{}
 
-	mu       sync.Mutex
-	ctx      context.Context // the server's lifetime: deploys outlive their callers
-	cancel   context.CancelFunc
-	halted   bool
-	active   map[string]bool   // apps with a deploy step running now
-	stalled  map[string]string // deploys stopped by a failed store write: why
-	drains   map[string]*gateway.Drain
-	runs     sync.WaitGroup // one per claim
-	finished *prometheus.CounterVec
+	mu          sync.Mutex
+	ctx         context.Context // the server's lifetime: deploys outlive their callers
+	cancel      context.CancelFunc
+	halted      bool
+	active      map[string]bool   // apps with a deploy step running now
+	stalled     map[string]string // deploys stopped by a failed store write: why
+	live        map[string]string // a running step's detail, by deploy (lock waits)
+	lockRetries *prometheus.CounterVec
+	drains      map[string]*gateway.Drain
+	runs        sync.WaitGroup // one per claim
+	finished    *prometheus.CounterVec
 	// migrating serializes migration steps: deploys of two apps that share
 	// the database must not run the same backfill or contract at once.
 	migrating sync.Mutex
@@ -81,15 +83,19 @@ type Options struct {
 func New(ctx context.Context, o Options) *Deployer {
 	d := &Deployer{
 		store: o.Store, gw: o.Gateway, sup: o.Supervisor, apps: o.Apps, db: o.Database, log: o.Logger,
-		predecessor: o.Predecessor, active: map[string]bool{}, drains: map[string]*gateway.Drain{}, stalled: map[string]string{},
+		predecessor: o.Predecessor, active: map[string]bool{}, drains: map[string]*gateway.Drain{}, stalled: map[string]string{}, live: map[string]string{},
 	}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	d.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "handoff_deploys_total",
 		Help: "Deploys that ended, by app and how: done, failed (rolled back or stopped), rolledback (a canary undone).",
 	}, []string{"app", "state"})
+	d.lockRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "handoff_migration_lock_retries_total",
+		Help: "DDL statements of a deploy's migrations that gave up waiting for their lock (lock_timeout) and were retried, by app.",
+	}, []string{"app"})
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(d.finished)
+		o.Registerer.MustRegister(d.finished, d.lockRetries)
 	}
 	return d
 }
@@ -236,6 +242,7 @@ func (d *Deployer) Get(ctx context.Context, id string) (*Deploy, error) {
 	if !ok {
 		return nil, Errorf(ErrNotFound, "no deploy %s", id)
 	}
+	d.liveDetail(dep)
 	return d.overlay(dep), nil
 }
 

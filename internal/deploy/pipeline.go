@@ -131,7 +131,19 @@ func (d *Deployer) runMigrations(ctx context.Context, dep *Deploy, s *Step, repo
 // migrateStep runs one migration step; d.migrating is held.
 func (d *Deployer) migrateStep(ctx context.Context, dep *Deploy, s *Step, report func(Progress)) error {
 	var last time.Time
+	var waits lockWait
+	defer d.setLive(dep.ID, "")
 	m, err := d.migrator(ctx, dep, func(e migrate.Event) {
+		if e.Kind == migrate.EventLockRetry {
+			d.lockRetries.WithLabelValues(dep.App).Inc()
+			if msg := waits.note(e); msg != "" {
+				d.setLive(dep.ID, msg)
+				if report != nil {
+					report(Progress{Time: now(), Deploy: dep.ID, Step: s.String(), State: Running, Message: msg})
+				}
+			}
+			return
+		}
 		if e.Kind != migrate.EventBackfill || e.Backfill == nil || report == nil {
 			return
 		}
@@ -156,6 +168,9 @@ func (d *Deployer) migrateStep(ctx context.Context, dep *Deploy, s *Step, report
 	}
 	after, _ := m.Status(ctx)
 	s.Detail = ranPhases(before, after)
+	if w := waits.summary(); w != "" {
+		s.Detail = strings.TrimPrefix(s.Detail+"; "+w, "; ")
+	}
 	if err == nil && s.Detail != "" {
 		d.event(dep.App, "migration", "", "deploy %s: %s", dep.ID, s.Detail)
 	}
