@@ -8,7 +8,7 @@ import (
 )
 
 // Finding is a statement that would take a blocking lock on a table for
-// long, with the safe way to write it.
+// long, or break the release still running, with the safe way to write it.
 type Finding struct {
 	File    string `json:"file"`
 	Line    int    `json:"line"`
