@@ -174,3 +174,28 @@ ALTER TABLE items ALTER COLUMN title SET NOT NULL;
 		t.Errorf("expand applied: got %q, want %q", got, want)
 	}
 }
+
+// TestLintRulesDocumented: every rule has a row in docs/migrations.md's
+// lint table and at least one corpus case that expects it.
+func TestLintRulesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/migrations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("testdata/lint/*.sql")
+	wanted := map[string]bool{}
+	for _, f := range files {
+		text, _ := os.ReadFile(f)
+		for _, r := range list(header(string(text))["want"]) {
+			wanted[r] = true
+		}
+	}
+	for _, id := range LintRules {
+		if !strings.Contains(string(doc), "| `"+id+"` |") {
+			t.Errorf("rule %s has no row in docs/migrations.md", id)
+		}
+		if !wanted[id] {
+			t.Errorf("rule %s: no case in testdata/lint expects it", id)
+		}
+	}
+}
