@@ -77,3 +77,24 @@ func TestReleaseCommand(t *testing.T) {
 		t.Errorf("handoff logs should show the release command's output:\n%s", logs)
 	}
 }
+
+// `handoff migrate status` with only the config finds the migrations that
+// live in the releases, as `handoff status` does.
+func TestMigrateStatusFindsTheReleasesMigrations(t *testing.T) {
+	dir := t.TempDir()
+	root, db := filepath.Join(dir, "releases"), "sqlite://"+filepath.Join(dir, "app.db")
+	rel := makeRelease(t, root, "v1", "")
+	if err := os.MkdirAll(filepath.Join(rel, "migrations"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rel, "migrations", "0001_notes.sql"), []byte("-- handoff:expand\nCREATE TABLE notes (id integer PRIMARY KEY);\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 1\n    health: { path: /healthz, interval: 200ms }\n", root))
+	appendConfig(t, n, fmt.Sprintf("database:\n  url: %q\n", db))
+	n.must("deploy", "web", "--release", rel)
+	r := n.cli("migrate", "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "0001_notes") {
+		t.Fatalf("migrate status from the config: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -135,7 +135,7 @@ func (f *migrateFlags) options(c *cobra.Command, g *globals) (string, migrate.Op
 	}
 	dirs := f.dirs
 	if len(dirs) == 0 {
-		dirs = []string{db.Migrations}
+		dirs = defaultMigrationDirs(g, db)
 	}
 	lt := f.lockTimeout
 	if lt == 0 {
@@ -244,7 +244,7 @@ func (f *migrateFlags) lint(c *cobra.Command, g *globals) error {
 		url = db.URL
 	}
 	if len(dirs) == 0 {
-		dirs = []string{db.Migrations}
+		dirs = defaultMigrationDirs(g, db)
 	}
 	ms, err := migrate.Load(dirs...)
 	if err != nil {
@@ -274,4 +274,26 @@ func (f *migrateFlags) lint(c *cobra.Command, g *globals) error {
 		fmt.Printf("lint: %d migration(s), nothing flagged\n", len(ms))
 	}
 	return nil
+}
+
+// defaultMigrationDirs are the migrations `handoff migrate` works on
+// without --dir: the config's database.migrations when it exists; else,
+// when migrations live in the releases (releases/v42/migrations), the ones
+// the running server names — those of the current releases — as `handoff
+// status` shows them.
+func defaultMigrationDirs(g *globals, db config.Database) []string {
+	if fi, err := os.Stat(db.Migrations); err == nil && fi.IsDir() {
+		return []string{db.Migrations}
+	}
+	cl, err := g.client()
+	if err != nil {
+		return []string{db.Migrations}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := cl.Status(ctx, "")
+	if err != nil || len(st.MigrationDirs) == 0 {
+		return []string{db.Migrations} // its error names the directory
+	}
+	return st.MigrationDirs
 }

@@ -20,7 +20,10 @@ type Status struct {
 	Apps []AppStatus `json:"apps"`
 	// Migrations are the database's migrations, when database: is configured.
 	Migrations []Migration `json:"migrations,omitempty"`
-	Warnings   []string    `json:"warnings,omitempty"`
+	// MigrationDirs are where those migrations are: the config's directory
+	// and the current releases' own (what `handoff migrate` uses by default).
+	MigrationDirs []string `json:"migration_dirs,omitempty"`
+	Warnings      []string `json:"warnings,omitempty"`
 }
 
 // AppStatus is one app: the gateway's view plus its releases, deploy and

@@ -47,6 +47,9 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 	}
 	out.Warnings = append(out.Warnings, s.descriptorWarnings()...)
 	out.Migrations = s.migrations(ctx)
+	if s.cfg.Database.URL != "" {
+		out.MigrationDirs = s.migrationDirs(ctx)
+	}
 	return out, nil
 }
 

@@ -46,6 +46,17 @@ func (s *Server) migrations(ctx context.Context) []control.Migration {
 }
 
 func (s *Server) readMigrations(ctx context.Context) ([]control.Migration, error) {
+	m, err := migrate.Open(ctx, s.cfg.Database.URL, migrate.Options{Dirs: s.migrationDirs(ctx), LockTimeout: s.cfg.Database.LockTimeout.D()})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return s.describeMigrations(ctx, m)
+}
+
+// migrationDirs are the migration directories that matter now: the
+// config's, each app's current release's, and those of deploys under way.
+func (s *Server) migrationDirs(ctx context.Context) []string {
 	var dirs []string
 	add := func(dir string) {
 		if fi, err := os.Stat(dir); err == nil && fi.IsDir() && !slices.Contains(dirs, dir) {
@@ -69,11 +80,10 @@ func (s *Server) readMigrations(ctx context.Context) ([]control.Migration, error
 			}
 		}
 	}
-	m, err := migrate.Open(ctx, s.cfg.Database.URL, migrate.Options{Dirs: dirs, LockTimeout: s.cfg.Database.LockTimeout.D()})
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
+	return dirs
+}
+
+func (s *Server) describeMigrations(ctx context.Context, m *migrate.Migrator) ([]control.Migration, error) {
 	st, err := m.Status(ctx)
 	if err != nil {
 		return nil, err
