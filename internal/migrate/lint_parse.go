@@ -10,10 +10,11 @@ package migrate
 //     binary) could not have it, so the lint would need a build tag and a
 //     second, weaker implementation for the release binary.
 //   - go-pgquery is the same C code and the same parse tree, builds with
-//     CGO_ENABLED=0, and adds about 3 MB to the binary.
+//     CGO_ENABLED=0, and adds 6.6 MB to the static binary (34.5 to 41.1 MB).
 //   - Its cost: the first parse in a process compiles the module, about
 //     1.5 s on the 2-core development machine (13 s under the race
-//     detector); every statement after that takes tens of microseconds.
+//     detector), with a transient heap of about 250 MB (30 MB resident
+//     after); every statement after that takes tens of microseconds.
 //     The lint runs in one-shot commands (migrate lint, expand, contract),
 //     so that is paid once per command, and only when there is SQL to lint.
 //
