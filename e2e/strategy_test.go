@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,4 +53,34 @@ func TestDeployFollowedAcrossAnUpgrade(t *testing.T) {
 		t.Fatalf("the deploy's CLI across an upgrade: %v\n%s", err, out.String())
 	}
 	checkRelease(t, n, "v2", 2)
+}
+
+// During a canary, status and /metrics show the two releases side by side
+// by their own numbers.
+func TestReleasesSideBySide(t *testing.T) {
+	b1, b2 := startBackend(t, "v1"), startBackend(t, "v2")
+	n := newNode(t, fmt.Sprintf("  web:\n    targets: [%q]\n    health: { path: /healthz, interval: 200ms }\n", b1.addr))
+	n.must("deploy", "web", "--target", b2.addr, "--label", "v2", "--strategy", "canary", "--percent", "50")
+	for range 100 {
+		resp, err := http.Get("http://" + n.gateway + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	st := n.appStatus("web")
+	got := map[string]int64{}
+	for _, r := range st.Releases {
+		got[r.Release] = r.Requests
+	}
+	if len(got) < 2 || got["v2"] == 0 || got["initial"]+got["v2"] < 100 {
+		t.Errorf("status's releases: %+v", st.Releases)
+	}
+	if out := n.must("status"); !strings.Contains(out, "REQUESTS") || !strings.Contains(out, "P99") {
+		t.Errorf("status shows no releases side by side:\n%s", out)
+	}
+	if m := adminGet(t, n, "/metrics"); !strings.Contains(m, `handoff_release_request_duration_seconds_count{app="web",release="v2"}`) {
+		t.Errorf("/metrics:\n%s", grepLines(m, "handoff_release"))
+	}
 }

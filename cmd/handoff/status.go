@@ -92,6 +92,7 @@ func printStatus(w io.Writer, st *control.Status) {
 		for _, t := range a.Draining {
 			fmt.Fprintf(tw, "  (draining)\t-\t%s\tfor %s\t%d\n", t.Addr, time.Since(t.Since).Round(time.Second), t.Inflight)
 		}
+		printReleaseHealth(tw, a.Releases)
 	}
 	tw.Flush()
 	printMigrations(w, st.Migrations)
@@ -151,5 +152,19 @@ func printMigrations(w io.Writer, ms []control.Migration) {
 		if len(m.WaitingFor) > 0 {
 			fmt.Fprintf(w, "    contract waits for %s\n", strings.Join(m.WaitingFor, ", "))
 		}
+	}
+}
+
+// printReleaseHealth shows the releases that served side by side, by their
+// own numbers (since this handoff process began to route to them).
+func printReleaseHealth(w io.Writer, rs []control.ReleaseHealth) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "  RELEASE\tREQUESTS\t2XX\t3XX\t4XX\t5XX\tFAILED\tP50\tP99")
+	pct := func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
+	for _, r := range rs {
+		fmt.Fprintf(w, "  %s\t%d\t%s\t%s\t%s\t%s\t%d\t%gms\t%gms\n", r.Release, r.Requests, pct(r.Share2xx), pct(r.Share3xx),
+			pct(r.Share4xx), pct(r.Share5xx), r.Failed, r.P50Ms, r.P99Ms)
 	}
 }

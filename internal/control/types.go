@@ -34,6 +34,32 @@ type AppStatus struct {
 	Previous  string                `json:"previous,omitempty"`
 	Deploy    *deploy.Deploy        `json:"deploy,omitempty"` // the deploy in progress, or the last one
 	Instances []supervisor.Instance `json:"instances,omitempty"`
+	// Releases are the releases that served through this handoff process,
+	// side by side, by their own numbers.
+	Releases []ReleaseHealth `json:"releases,omitempty"`
+}
+
+// ReleaseHealth is what the gateway saw of one release's answers since
+// this handoff process began to route to it.
+type ReleaseHealth struct {
+	Release  string  `json:"release"`
+	Requests int64   `json:"requests"`
+	Share2xx float64 `json:"share_2xx"`
+	Share3xx float64 `json:"share_3xx"` // redirects: a release that sends everyone to a login page shows here
+	Share4xx float64 `json:"share_4xx"`
+	Share5xx float64 `json:"share_5xx"`
+	// Failed counts requests its instances failed (the gateway answered
+	// 502/504), also in Share5xx.
+	Failed int64   `json:"failed"`
+	P50Ms  float64 `json:"p50_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+}
+
+// HealthOf summarizes a release's counters.
+func HealthOf(c gateway.ReleaseCounts) ReleaseHealth {
+	return ReleaseHealth{Release: c.Release, Requests: c.Requests(), Share2xx: c.Share(2), Share3xx: c.Share(3),
+		Share4xx: c.Share(4), Share5xx: c.Share(5), Failed: c.Failed,
+		P50Ms: float64(c.Quantile(0.5).Microseconds()) / 1000, P99Ms: float64(c.Quantile(0.99).Microseconds()) / 1000}
 }
 
 // Migration is one migration's state, for status and the dashboard.

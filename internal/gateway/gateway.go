@@ -68,6 +68,7 @@ type appState struct {
 	hold            *holdQueue
 	holdMax         time.Duration
 	maintenancePage []byte
+	stats           map[string]*releaseStats // by release, for as long as this process runs
 }
 
 // New returns a gateway with no apps.

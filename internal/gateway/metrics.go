@@ -61,6 +61,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- healthyDesc
 	ch <- heldDesc
 	ch <- modeDesc
+	ch <- releaseLatencyDesc
+	ch <- releaseFailedDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -84,5 +86,27 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(modeDesc, prometheus.GaugeValue, v, name, m)
 		}
+		for _, c := range c.g.ReleaseStats(name) {
+			ch <- releaseHistogram(name, c)
+			ch <- prometheus.MustNewConstMetric(releaseFailedDesc, prometheus.CounterValue, float64(c.Failed), name, c.Release)
+		}
 	}
+}
+
+var (
+	releaseLatencyDesc = prometheus.NewDesc("handoff_release_request_duration_seconds",
+		"Time from a request's arrival to the end of its response, by app and the release that answered: releases side by side.", []string{"app", "release"}, nil)
+	releaseFailedDesc = prometheus.NewDesc("handoff_release_failed_requests_total",
+		"Requests a release's instances failed (the gateway answered 502 or 504), by app and release.", []string{"app", "release"}, nil)
+)
+
+// releaseHistogram renders a release's latency buckets as a histogram.
+func releaseHistogram(app string, c ReleaseCounts) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(latencyBounds))
+	var cum uint64
+	for i, b := range latencyBounds {
+		cum += uint64(c.Buckets[i])
+		buckets[b.Seconds()] = cum
+	}
+	return prometheus.MustNewConstHistogram(releaseLatencyDesc, uint64(c.Requests()), c.Sum.Seconds(), buckets, app, c.Release)
 }

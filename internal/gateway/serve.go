@@ -116,6 +116,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 			lastErr = err
 			ae := err.(*attemptError)
 			if ae.status != 0 {
+				if ae.status == http.StatusGatewayTimeout { // the instance's fault, not the client's
+					p.stats.failed.Add(1)
+					p.stats.observe(ae.status, time.Since(start))
+				}
 				g.answerFailed(w, r, a, ae, start)
 				return
 			}
@@ -155,6 +159,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 		return
 	}
 	msg := "The app's instances did not answer."
+	p.stats.failed.Add(1)
+	p.stats.observe(http.StatusBadGateway, time.Since(start))
 	if lastErr != nil {
 		g.log.Warn("request failed on every instance tried", "app", a.name, "path", r.URL.Path, "attempts", len(tried)+1, "error", lastErr)
 	}
@@ -165,6 +171,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 func (g *Gateway) served(r *http.Request, a *appRoute, p *pool, t *Target, status int, n int64, attempts int, start time.Time) {
 	d := time.Since(start)
 	p.served[class(status)].Inc()
+	p.stats.observe(status, d)
 	a.latency.Observe(d.Seconds())
 	if !g.opts.AccessLog {
 		return

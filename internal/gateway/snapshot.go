@@ -37,6 +37,7 @@ type pool struct {
 	weight  int
 	targets []*Target
 	served  [6]prometheus.Counter // by status class: index status/100
+	stats   *releaseStats
 }
 
 // route finds the app for a Host header.
@@ -70,7 +71,7 @@ func (g *Gateway) build() *snapshot {
 			a.readOnly = newReadOnlyMode(st, modes.ReadOnly)
 		}
 		for _, p := range st.route.Pools {
-			ps := &pool{release: p.Release, weight: p.Weight}
+			ps := &pool{release: p.Release, weight: p.Weight, stats: st.statsOf(p.Release)}
 			for _, addr := range p.Targets {
 				ps.targets = append(ps.targets, g.targets[addr])
 			}

@@ -24,6 +24,9 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 			continue
 		}
 		as := control.AppStatus{AppStatus: gs, Instances: redacted(s.supervisor().List(gs.App))}
+		for _, c := range s.gw.ReleaseStats(gs.App) {
+			as.Releases = append(as.Releases, control.HealthOf(c))
+		}
 		rec, err := s.deployer.Record(ctx, gs.App)
 		if err != nil {
 			return nil, err
