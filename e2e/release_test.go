@@ -17,8 +17,9 @@ import (
 
 // makeRelease writes releases/<label>/bin/app: the sample app as a release
 // of the app under test. behaviour is "" (healthy), "unhealthy" (never
-// passes its health check), "slow" (listens after 2s) or "crash" (exits
-// at once).
+// passes its health check), "slow" (listens after 2s), "crash" (exits
+// at once), or "login"/"5xx" (healthy, but every other page redirects to
+// /login or answers 500).
 func makeRelease(t *testing.T, root, label, behaviour string) string {
 	t.Helper()
 	dir := filepath.Join(root, label)
@@ -33,6 +34,8 @@ func makeRelease(t *testing.T, root, label, behaviour string) string {
 		script = fmt.Sprintf("#!/bin/sh\nexec %s sampleapp --start-delay 2s \"$@\"\n", bin)
 	case "crash":
 		script = "#!/bin/sh\necho 'release crash: cannot open its database' >&2\nexit 3\n"
+	case "login", "5xx": // healthy, but bad under real traffic
+		script = fmt.Sprintf("#!/bin/sh\nexec %s sampleapp --bad %s \"$@\"\n", bin, behaviour)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bin", "app"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ type sampleappFlags struct {
 	jobLog     string
 	db         string
 	schema     int
+	bad        string
 }
 
 // newSampleappCommand is the backend the demo and the tests put behind the
@@ -48,6 +49,7 @@ func newSampleappCommand(*globals) *cobra.Command {
 	fl.BoolVar(&f.worker, "worker", false, "run jobs back to back instead of serving HTTP")
 	fl.DurationVar(&f.job, "job", 20*time.Second, "with --worker: how long each job takes")
 	fl.StringVar(&f.jobLog, "job-log", "", "with --worker: file to append job lines to (default stdout)")
+	fl.StringVar(&f.bad, "bad", "", "play a release broken only under traffic: login (redirect every other page to /login) or 5xx")
 	fl.StringVar(&f.db, "db", "", "keep /items in this database (postgres://… or a SQLite file) instead of in memory")
 	fl.IntVar(&f.schema, "schema", 1, "with --db: the release's view of the items table (1: title, legacy_title; 2: title_lower)")
 	return c
@@ -70,7 +72,7 @@ func runSampleapp(f *sampleappFlags) error {
 		listen = "127.0.0.1:" + port
 	}
 	return sampleapp.ListenAndServe(ctx, sampleapp.ServeOptions{
-		Options:    sampleapp.Options{Release: release, Unhealthy: f.unhealthy, DB: f.db, Schema: f.schema},
+		Options:    sampleapp.Options{Release: release, Unhealthy: f.unhealthy, DB: f.db, Schema: f.schema, Bad: f.bad},
 		Listen:     listen,
 		StartDelay: f.startDelay,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),

@@ -170,6 +170,33 @@ type App struct {
 	UsesDatabase bool        `yaml:"uses_database"`
 	ReadOnly     ReadOnly    `yaml:"readonly"`
 	Maintenance  Maintenance `yaml:"maintenance"`
+	// Canary, with steps, makes a canary deploy judge the new release by
+	// its own numbers against the old one's and promote or roll back by
+	// itself.
+	Canary Canary `yaml:"canary"`
+}
+
+// Canary is a canary deploy's analysis: the share of new clients at each
+// step, how long each step lasts, and how much worse than the old release
+// the new one may be.
+type Canary struct {
+	// Steps are the percents of new clients the new release gets, in
+	// order (10, 50); after the last, it is promoted. None: a canary waits
+	// for --promote or a rollback.
+	Steps []int `yaml:"steps"`
+	// Interval is the least a step lasts; MinRequests the least the new
+	// release must answer in it; MaxWait ends a step that cannot get that
+	// many (a failure: too little traffic to judge).
+	Interval    Duration `yaml:"interval"`
+	MinRequests int      `yaml:"min_requests"`
+	MaxWait     Duration `yaml:"max_wait"`
+	// Thresholds, relative to the old release over the same time: the new
+	// one fails when its 5xx share exceeds Max5xx × the old one's + 1
+	// point, its redirect share MaxRedirects × + 5 points, or its p99
+	// MaxP99 × + 50 ms.
+	Max5xx       float64 `yaml:"max_5xx"`
+	MaxRedirects float64 `yaml:"max_redirects"`
+	MaxP99       float64 `yaml:"max_p99"`
 }
 
 // Health is an app's active health check.
@@ -259,6 +286,8 @@ func defaultApp(name string) *App {
 		Stop:           Signal{Signal: "SIGTERM", Timeout: Duration(10 * time.Second)},
 		Drain:          Signal{Signal: "SIGTERM", Timeout: Duration(2 * time.Hour)},
 		UsesDatabase:   true,
+		Canary: Canary{Interval: Duration(30 * time.Second), MinRequests: 50, MaxWait: Duration(5 * time.Minute),
+			Max5xx: 2, MaxRedirects: 2, MaxP99: 2},
 	}
 }
 

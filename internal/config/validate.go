@@ -85,6 +85,14 @@ func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 	if len(a.Command) == 1 && strings.ContainsAny(a.Command[0], " \t") {
 		bad(key+".command", "give the command as a list, one word per item: [bin/server, --port-env, PORT]")
 	}
+	for i, pct := range a.Canary.Steps {
+		if pct < 1 || pct > 99 || i > 0 && pct <= a.Canary.Steps[i-1] {
+			bad(fmt.Sprintf("%s.canary.steps[%d]", key, i), "give rising percents from 1 to 99 (the release is promoted after the last), got %d", pct)
+		}
+	}
+	if a.Canary.Max5xx < 1 || a.Canary.MaxRedirects < 1 || a.Canary.MaxP99 < 1 {
+		bad(key+".canary", "max_5xx, max_redirects and max_p99 are ratios to the old release: at least 1")
+	}
 	if len(a.ReleaseCommand) > 0 && len(a.Command) == 0 {
 		bad(key+".release_command", "runs in a release directory: the app needs a command (handoff runs its releases)")
 	}

@@ -84,6 +84,9 @@ type Step struct {
 	Finished time.Time `json:"finished,omitzero"`
 	// Until is when a waiting step (a contract's soak time) may go on.
 	Until time.Time `json:"until,omitzero"`
+	// Percent is the share of new clients an analysis step gives the new
+	// release.
+	Percent int `json:"percent,omitempty"`
 }
 
 // StepName names what a step does.
@@ -117,6 +120,9 @@ func (s *Step) String() string {
 	}
 	if s.Brick > 0 {
 		name += fmt.Sprintf(" (brick %d)", s.Brick)
+	}
+	if s.Percent > 0 {
+		name += fmt.Sprintf(" %d%%", s.Percent)
 	}
 	return name
 }

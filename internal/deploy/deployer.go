@@ -279,8 +279,11 @@ func (d *Deployer) validate(req *Request) (*config.App, error) {
 	switch req.Strategy {
 	case "", All, Rolling:
 	case Canary:
-		if req.Percent < 1 || req.Percent > 99 {
-			return nil, badRequest("a canary needs --percent between 1 and 99, got %d", req.Percent)
+		switch {
+		case len(app.Canary.Steps) > 0 && req.Percent != 0:
+			return nil, badRequest("app %s's canary.steps give the shares of its canary (%v): --percent is not needed", app.Name, app.Canary.Steps)
+		case len(app.Canary.Steps) == 0 && (req.Percent < 1 || req.Percent > 99):
+			return nil, badRequest("a canary needs --percent between 1 and 99, got %d (or canary.steps in the config)", req.Percent)
 		}
 	default:
 		return nil, badRequest("unknown strategy %q (want all, rolling or canary)", req.Strategy)

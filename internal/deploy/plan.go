@@ -29,7 +29,9 @@ func (d *Deployer) planPipeline(ctx context.Context, rec *Record, app *config.Ap
 		return dep, nil
 	}
 	dep := d.plan(rec, app, req, to)
-	steps, err := d.withPipeline(ctx, dep, dep.Steps, dep.Strategy != Canary)
+	// A canary judged by its analysis promotes itself: the pipeline's
+	// catch-up and contract follow it, as after any rollout.
+	steps, err := d.withPipeline(ctx, dep, dep.Steps, dep.Strategy != Canary || len(app.Canary.Steps) > 0)
 	if err != nil {
 		rec.Seq--
 		return nil, err
@@ -50,7 +52,7 @@ func (d *Deployer) plan(rec *Record, app *config.App, req Request, to Release) *
 	}
 	switch {
 	case !app.Supervised():
-		dep.Steps = targetPlan(dep)
+		dep.Steps = targetPlan(dep, app)
 	case app.Kind == config.KindWorker:
 		dep.Strategy = All
 		dep.Steps = workerPlan(dep)
@@ -66,13 +68,13 @@ func step(name StepName, release string, indexes []int) *Step {
 
 // targetPlan: external instances have no bricks: check, then one switch
 // (or a canary), then drain.
-func targetPlan(dep *Deploy) []*Step {
+func targetPlan(dep *Deploy, app *config.App) []*Step {
 	if dep.Strategy == "" || dep.Strategy == Rolling {
 		dep.Strategy = All
 	}
 	steps := []*Step{step(StepCheck, dep.To.Label, nil)}
 	if dep.Strategy == Canary && dep.From != nil {
-		return append(steps, step(StepCanary, "", nil))
+		return append(steps, canarySteps(dep, app)...)
 	}
 	return append(steps, step(StepSwitch, "", nil), step(StepDrain, "", nil))
 }
@@ -106,7 +108,7 @@ func releasePlan(dep *Deploy, app *config.App) []*Step {
 	from := dep.From.Label
 	switch dep.Strategy {
 	case Canary:
-		return []*Step{step(StepStart, to, nil), step(StepCheck, to, nil), step(StepCanary, "", nil)}
+		return append([]*Step{step(StepStart, to, nil), step(StepCheck, to, nil)}, canarySteps(dep, app)...)
 	case Rolling:
 		var steps []*Step
 		bricks := app.BrickCount()
@@ -168,4 +170,20 @@ func rollbackSteps(dep *Deploy, app *config.App) []*Step {
 		step(StepStart, from, nil), step(StepCheck, from, nil),
 		step(StepRevert, "", nil), step(StepDrain, "", nil), step(StepStop, dep.To.Label, nil),
 	}
+}
+
+// canarySteps: an open canary that waits for --promote, or, when the app
+// has an analysis (canary.steps), one analysis step per share of new
+// clients and then the promotion, all by itself.
+func canarySteps(dep *Deploy, app *config.App) []*Step {
+	if len(app.Canary.Steps) == 0 {
+		return []*Step{step(StepCanary, "", nil)}
+	}
+	var steps []*Step
+	for _, pct := range app.Canary.Steps {
+		s := step(StepAnalysis, "", nil)
+		s.Percent = pct
+		steps = append(steps, s)
+	}
+	return append(steps, promoteSteps(dep, app)...)
 }

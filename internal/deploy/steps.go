@@ -31,6 +31,8 @@ func (d *Deployer) act(ctx context.Context, app *config.App, dep *Deploy, rec *R
 			return gateway.WaitHealthy(ctx, dep.To.Targets, app.Health, app.StartTimeout.D())
 		}
 		return d.checkInstances(ctx, app, s.Release, s.Indexes)
+	case StepAnalysis:
+		return d.analyze(ctx, app, dep, rec, s, report)
 	case StepCanary:
 		return d.apply(ctx, app.Name, rec, gateway.Route{Pools: nonEmpty(
 			gateway.Pool{Release: dep.From.Label, Targets: d.members(app, *dep.From, nil), Weight: 100 - dep.Percent},

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 )
 
 // Options describe one instance of the sample app.
@@ -28,6 +29,11 @@ type Options struct {
 	// file) instead of in memory; Schema is the release's view of it (1 or 2).
 	DB     string
 	Schema int
+	// Bad plays a release that is broken only under real traffic, while
+	// its health check passes: "login" redirects every other page to
+	// /login (a release that logged everyone out), "5xx" answers 500 on
+	// every other page.
+	Bad string
 }
 
 // Handler returns the sample app's handler. Its endpoints:
@@ -58,6 +64,7 @@ type app struct {
 	items     items
 	db        *store // nil: items live in memory
 
+	badTurn  atomic.Int64  // with Options.Bad: every other answer is the bad one
 	stop     chan struct{} // closed when the server shuts down
 	stopOnce sync.Once
 	sockets  sync.WaitGroup // open WebSocket handlers
@@ -99,6 +106,16 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h["X-Release"] = a.release
 	h["X-Instance"] = []string{a.instance(r)}
+	if a.opts.Bad != "" && r.URL.Path != "/healthz" && a.badTurn.Add(1)%2 == 0 {
+		switch a.opts.Bad {
+		case "login":
+			http.Redirect(w, r, "/login", http.StatusFound)
+			return
+		case "5xx":
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+	}
 	a.mux.ServeHTTP(w, r)
 }
 
