@@ -67,6 +67,10 @@ func TestPage(t *testing.T) {
 			Backfill: &control.Backfill{State: "running", Rows: 250_000, Total: 1_000_000, RowsPerSec: 12_500, ETASeconds: 60},
 		}}
 		st.Warnings = []string{"web has been read-only for a long time"}
+		web.Releases = []control.ReleaseHealth{
+			{Release: "v1", Requests: 900, Share2xx: 0.99, Share5xx: 0.01, P50Ms: 2.5, P99Ms: 25},
+			{Release: "v2", Requests: 100, Share2xx: 0.5, Share3xx: 0.5, P50Ms: 2.5, P99Ms: 10},
+		}
 	})
 	api.appendEvent("web", "deploy", "alice@host (cli)", "deploy web-7 started: v1 → v2 (rolling)")
 	api.appendEvent("web", "mode", "bob (dashboard)", "web: read-only on")
@@ -88,6 +92,9 @@ func TestPage(t *testing.T) {
 		"web has been read-only for a long time",                    // warnings
 		"deploy web-7 started", "bob (dashboard)", `data-after="2"`, // the event log
 		`<meta name="handoff-actor" content="bob (dashboard)">`,
+		`<tr data-release="v2"><th scope="row">v2</th><td>100</td>`,                 // releases side by side
+		`<rect class="c3xx" x="50" width="50" height="10"><title>3xx 50.0%</title>`, // a bar of its answers
+		"2xx 99.0% · 5xx 1.0%", "<td>25ms</td>",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %q", want)

@@ -34,6 +34,8 @@ type appView struct {
 	// Running counts the instances of each release, current first: more
 	// than one means a rollout has not finished (or a worker still drains).
 	Running []releaseCount
+	// Health is each release's answers and latency, side by side.
+	Health []healthView
 }
 
 // releaseCount is how many instances run a release.
@@ -115,7 +117,7 @@ func newStatusView(st *control.Status) statusView {
 
 func newAppView(a control.AppStatus, targets map[string]gateway.TargetStatus) appView {
 	v := appView{Name: a.App, Kind: a.Kind, Mode: a.Mode, Hosts: a.Hosts, Current: a.Current, Previous: a.Previous,
-		Modes: a.Modes, Held: a.Held}
+		Modes: a.Modes, Held: a.Held, Health: newHealthViews(a.Releases)}
 	if a.Deploy != nil {
 		v.Deploy = newDeployView(a.Deploy)
 	}
