@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/gateway"
 	"github.com/spf13/cobra"
 )
 
@@ -78,7 +79,7 @@ func printStatus(w io.Writer, st *control.Status) {
 		}
 		printInstances(tw, a)
 		if len(a.Pools) > 0 {
-			fmt.Fprintln(tw, "  RELEASE\tWEIGHT\tTARGET\tHEALTH\tIN FLIGHT")
+			fmt.Fprintln(tw, "  RELEASE\tSHARE\tTARGET\tHEALTH\tIN FLIGHT")
 		}
 		for _, p := range a.Pools {
 			for _, t := range p.Targets {
@@ -86,7 +87,7 @@ func printStatus(w io.Writer, st *control.Status) {
 				if !t.Healthy {
 					health = "DOWN"
 				}
-				fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\n", p.Release, p.Weight, t.Addr, health, t.Inflight)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\n", p.Release, share(a.Pools, p), t.Addr, health, t.Inflight)
 			}
 		}
 		for _, t := range a.Draining {
@@ -167,4 +168,18 @@ func printReleaseHealth(w io.Writer, rs []control.ReleaseHealth) {
 		fmt.Fprintf(w, "  %s\t%d\t%s\t%s\t%s\t%s\t%d\t%gms\t%gms\n", r.Release, r.Requests, pct(r.Share2xx), pct(r.Share3xx),
 			pct(r.Share4xx), pct(r.Share5xx), r.Failed, r.P50Ms, r.P99Ms)
 	}
+}
+
+// share is a pool's share of new clients, as a percent of the route's
+// weights (weights are relative: a blue/green route and a rolling one
+// weigh their pools differently, and the share is what they mean).
+func share(pools []gateway.PoolStatus, p gateway.PoolStatus) string {
+	total := 0
+	for _, q := range pools {
+		total += q.Weight
+	}
+	if total == 0 {
+		return "pinned only"
+	}
+	return fmt.Sprintf("%.0f%%", 100*float64(p.Weight)/float64(total))
 }
