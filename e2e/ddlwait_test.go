@@ -84,6 +84,9 @@ func TestDDLWaitsAreShown(t *testing.T) {
 		t.Error("the event log does not sum the lock wait")
 	}
 	t.Logf("status showed: %s", seen)
+	if !strings.Contains(out.String(), "the oldest open transaction") || !strings.Contains(out.String(), "LOCK TABLE items") {
+		t.Errorf("the progress should name what the DDL waits for (the holder's query):\n%s", out)
+	}
 }
 
 // adminGet reads a path of the admin listener with the node's token.

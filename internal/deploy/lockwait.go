@@ -1,8 +1,11 @@
 package deploy
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +23,9 @@ type lockWait struct {
 	first    time.Time
 	where    string // file:line of the statement
 	reported time.Time
+	// blocker names what the statement likely waits for, when the
+	// database can tell (Postgres: the oldest open transaction).
+	blocker func() string
 }
 
 // note counts a retry and returns the message to report, or "" when one
@@ -36,7 +42,13 @@ func (w *lockWait) note(e migrate.Event) string {
 		return ""
 	}
 	w.reported = time.Now()
-	return w.textLocked(e.Reason)
+	msg := w.textLocked(e.Reason)
+	if w.blocker != nil {
+		if b := w.blocker(); b != "" {
+			msg += "; " + b
+		}
+	}
+	return msg
 }
 
 func (w *lockWait) textLocked(reason string) string {
@@ -45,6 +57,33 @@ func (w *lockWait) textLocked(reason string) string {
 		msg += " (" + reason + ")"
 	}
 	return msg
+}
+
+// oldestTransaction names the oldest open transaction of another session
+// on a Postgres database — what a DDL statement most likely waits for — as
+// far as the role may see it (pg_stat_activity hides other roles' queries
+// from a role without pg_read_all_stats), or "".
+func oldestTransaction(db *sql.DB) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var pid int
+	var state, query string
+	var age time.Duration
+	var ageText string
+	err := db.QueryRowContext(ctx, `SELECT pid, coalesce(state, ''), coalesce(left(query, 120), ''), (extract(epoch FROM now() - xact_start) * 1000)::bigint::text
+		FROM pg_stat_activity
+		WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+		ORDER BY xact_start LIMIT 1`).Scan(&pid, &state, &query, &ageText)
+	if err != nil {
+		return ""
+	}
+	if ms, err := time.ParseDuration(ageText + "ms"); err == nil {
+		age = ms
+	}
+	if query == "" || strings.HasPrefix(query, "<insufficient privilege>") {
+		query = "(its query is not visible to this role)"
+	}
+	return fmt.Sprintf("the oldest open transaction: pid %d, %s for %s: %s", pid, state, age.Round(100*time.Millisecond), query)
 }
 
 // summary is what the step's detail keeps once it is over, or "".

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/dialect"
 	"github.com/handoff-dev/handoff/internal/evolve"
 	"github.com/handoff-dev/handoff/internal/migrate"
 	"github.com/handoff-dev/handoff/internal/supervisor"
@@ -157,6 +158,12 @@ func (d *Deployer) migrateStep(ctx context.Context, dep *Deploy, s *Step, report
 		return err
 	}
 	defer m.Close()
+	if dialect.IsPostgres(d.db.URL) {
+		db := m.Dialect().DB()
+		waits.mu.Lock()
+		waits.blocker = func() string { return oldestTransaction(db) }
+		waits.mu.Unlock()
+	}
 	before, _ := m.Status(ctx)
 	switch s.Name {
 	case StepExpand:
