@@ -16,9 +16,12 @@ func logsCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "logs APP",
 		Short: "Show (and follow) the output of an app's instances",
-		Long: `Print the last lines of each of the app's instance logs (stdout and stderr,
-one file per instance under logs:), each line prefixed with its instance,
-then with --follow keep printing what they write until Ctrl-C.`,
+		Long: `Print the last lines of each of the app's logs (stdout and stderr, one file
+per instance under logs:, and its release commands'), each line prefixed
+with its instance (or release command), the logs last written longest ago first — stopped releases
+before running ones, the newest lines at the bottom — then with --follow
+keep printing what they write until Ctrl-C. handoff's own lines in them
+("--- handoff: …") say when each process started and how it ended.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			cl, err := g.client()

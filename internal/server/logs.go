@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ func (s *Server) Logs(ctx context.Context, w io.Writer, app string, lines int, f
 	if err != nil {
 		return err
 	}
+	byLastWrite(files)
 	for _, f := range files {
 		end, err := tail(w, f, lines)
 		if err != nil {
@@ -107,4 +109,17 @@ func copyFrom(w io.Writer, path string, offset int64) (int64, error) {
 			return offset, err
 		}
 	}
+}
+
+// byLastWrite orders log files by when they were last written, oldest
+// first: the logs of stopped releases come before the running ones', and
+// the newest lines are at the bottom, where a terminal shows them.
+func byLastWrite(files []string) {
+	mod := map[string]time.Time{}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			mod[f] = fi.ModTime()
+		}
+	}
+	sort.SliceStable(files, func(i, j int) bool { return mod[files[i]].Before(mod[files[j]]) })
 }
