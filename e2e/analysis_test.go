@@ -28,7 +28,7 @@ func TestCanaryAnalysis(t *testing.T) {
     instances: 2
     health: { path: /healthz, interval: 200ms }
     drain_timeout: 1s
-    canary: { steps: [20, 50], interval: 1s, min_requests: 30, max_wait: 30s }
+    canary: { steps: [20, 50], bricks: true, interval: 1s, min_requests: 30, max_wait: 30s }
 `, root))
 	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
 	load, err := loadgen.Start(context.Background(), loadgen.Config{Addr: n.gateway, Fast: 24, Slow: 2, SlowDelay: 200 * time.Millisecond,
@@ -51,6 +51,12 @@ func TestCanaryAnalysis(t *testing.T) {
 			t.Errorf("the event log does not say which number of %s crossed its threshold", bad.label)
 		}
 	}
+	// A rolling deploy judges its first brick the same way before the next.
+	r := n.cli("deploy", "web", "--release", filepath.Join(root, "logout"))
+	if r.code != 1 || !strings.Contains(r.stderr, "analysis of brick 1") || !strings.Contains(r.stderr, "redirect share") {
+		t.Errorf("a rolling deploy of logout: exit %d, want 1 from the analysis of brick 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	checkRelease(t, n, "v1", 2)
 	out := n.must("deploy", "web", "--release", filepath.Join(root, "v2"), "--strategy", "canary")
 	if !strings.Contains(out, "analysis 20%") || !strings.Contains(out, "analysis 50%") || !strings.Contains(out, "done") {
 		t.Errorf("a good canary should pass both steps and be promoted:\n%s", out)

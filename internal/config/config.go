@@ -184,6 +184,10 @@ type Canary struct {
 	// order (10, 50); after the last, it is promoted. None: a canary waits
 	// for --promote or a rollback.
 	Steps []int `yaml:"steps"`
+	// Bricks judges each brick of a rolling deploy the same way, against
+	// the old release's instances over the same time, before the next
+	// brick goes.
+	Bricks bool `yaml:"bricks"`
 	// Interval is the least a step lasts; MinRequests the least the new
 	// release must answer in it; MaxWait ends a step that cannot get that
 	// many (a failure: too little traffic to judge).

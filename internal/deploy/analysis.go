@@ -21,12 +21,18 @@ const StepAnalysis StepName = "analysis"
 const analysisTick = 250 * time.Millisecond
 
 // analyze runs one analysis step.
+//
+// A step with a percent gives the new release that share first (a
+// canary); one without (a brick of a rolling deploy) judges the route as
+// the brick's shift left it.
 func (d *Deployer) analyze(ctx context.Context, app *config.App, dep *Deploy, rec *Record, s *Step, report func(Progress)) error {
-	if err := d.apply(ctx, app.Name, rec, gateway.Route{Pools: nonEmpty(
-		gateway.Pool{Release: dep.From.Label, Targets: d.members(app, *dep.From, nil), Weight: 100 - s.Percent},
-		gateway.Pool{Release: dep.To.Label, Targets: d.members(app, dep.To, nil), Weight: s.Percent},
-	)}); err != nil {
-		return err
+	if s.Percent > 0 {
+		if err := d.apply(ctx, app.Name, rec, gateway.Route{Pools: nonEmpty(
+			gateway.Pool{Release: dep.From.Label, Targets: d.members(app, *dep.From, nil), Weight: 100 - s.Percent},
+			gateway.Pool{Release: dep.To.Label, Targets: d.members(app, dep.To, nil), Weight: s.Percent},
+		)}); err != nil {
+			return err
+		}
 	}
 	c := app.Canary
 	defer d.setLive(dep.ID, "")
@@ -46,14 +52,14 @@ func (d *Deployer) analyze(ctx context.Context, app *config.App, dep *Deploy, re
 		elapsed := time.Since(start)
 		switch {
 		case breach && enough:
-			return fmt.Errorf("canary analysis at %d%%: %s", s.Percent, verdict)
+			return fmt.Errorf("%s: %s", analysisName(s), verdict)
 		case enough && elapsed >= c.Interval.D():
 			s.Detail = verdict
-			d.event(app.Name, "deploy", "", "deploy %s: analysis at %d%% passed: %s", dep.ID, s.Percent, verdict)
+			d.event(app.Name, "deploy", "", "deploy %s: %s passed: %s", dep.ID, analysisName(s), verdict)
 			return nil
 		case elapsed >= c.MaxWait.D():
-			return fmt.Errorf("canary analysis at %d%%: %d requests to %s in %s, fewer than canary.min_requests %d: too little traffic to judge it",
-				s.Percent, cur.Requests(), dep.To.Label, elapsed.Round(time.Second), c.MinRequests)
+			return fmt.Errorf("%s: %d requests to %s in %s, fewer than canary.min_requests %d: too little traffic to judge it",
+				analysisName(s), cur.Requests(), dep.To.Label, elapsed.Round(time.Second), c.MinRequests)
 		}
 		if report != nil && time.Since(last) >= time.Second {
 			last = time.Now()
@@ -101,4 +107,11 @@ func judge(c config.Canary, oldLabel string, old gateway.ReleaseCounts, newLabel
 		verdict += fmt.Sprintf(", %s %.1f%s (%s %.1f%s)", ch.what, ch.got, ch.unit, oldLabel, ch.base, ch.unit)
 	}
 	return verdict, false
+}
+
+func analysisName(s *Step) string {
+	if s.Percent > 0 {
+		return fmt.Sprintf("canary analysis at %d%%", s.Percent)
+	}
+	return fmt.Sprintf("analysis of brick %d", s.Brick)
 }

@@ -53,3 +53,13 @@ func TestCanaryPlanWithAnalysis(t *testing.T) {
 		t.Errorf("plan: %s", got)
 	}
 }
+
+func TestRollingPlanWithBrickAnalysis(t *testing.T) {
+	web := app(t, "    command: [bin/app]\n    instances: 2\n    canary: { bricks: true }\n")
+	dep := &Deploy{From: &Release{Label: "v1"}, To: Release{Label: "v2"}, Strategy: Rolling}
+	want := "start v2 (brick 1) [0], check v2 (brick 1) [0], shift (brick 1), analysis (brick 1), drain (brick 1), stop v1 (brick 1) [0], " +
+		"start v2 (brick 2) [1], check v2 (brick 2) [1], shift (brick 2), drain (brick 2), stop v1 (brick 2)"
+	if got := names(releasePlan(dep, web)); got != want {
+		t.Errorf("plan: %s", got)
+	}
+}

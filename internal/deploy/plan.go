@@ -117,7 +117,14 @@ func releasePlan(dep *Deploy, app *config.App) []*Step {
 			if b == bricks-1 {
 				stopIdx = nil // the last brick also takes any old instance beyond today's count
 			}
-			for _, s := range []*Step{step(StepStart, to, idx), step(StepCheck, to, idx), step(StepShift, "", nil), step(StepDrain, "", nil), step(StepStop, from, stopIdx)} {
+			brick := []*Step{step(StepStart, to, idx), step(StepCheck, to, idx), step(StepShift, "", nil)}
+			if app.Canary.Bricks && b < bricks-1 {
+				// Judged while the old release still serves beside it,
+				// before the old brick goes.
+				brick = append(brick, step(StepAnalysis, "", nil))
+			}
+			brick = append(brick, step(StepDrain, "", nil), step(StepStop, from, stopIdx))
+			for _, s := range brick {
 				s.Brick = b + 1
 				steps = append(steps, s)
 			}
