@@ -129,7 +129,7 @@ func printInstances(w io.Writer, a control.AppStatus) {
 		if !inst.DrainingSince.IsZero() {
 			state = fmt.Sprintf("%s for %s", inst.State, time.Since(inst.DrainingSince).Round(time.Second))
 		}
-		fmt.Fprintf(w, "  %s\t%s\t%d\t%d\t%s\t%d\n", inst.ID, inst.Release, inst.Brick+1, inst.PID, state, inst.Restarts)
+		fmt.Fprintf(w, "  %s\t%s\t%d\t%d\t%s\t%d\n", inst.ID, inst.Release, inst.Brick, inst.PID, state, inst.Restarts)
 	}
 }
 

@@ -33,7 +33,7 @@ func newFakeAPI() *fakeAPI {
 			AppStatus: gateway.AppStatus{App: "web", Kind: "http", Mode: "normal", Pools: []gateway.PoolStatus{{Release: "v2", Weight: 100,
 				Targets: []gateway.TargetStatus{{Addr: "127.0.0.1:41000", Release: "v2", Healthy: true, Inflight: 3}}}}},
 			Current: "v2", Previous: "v1",
-			Instances: []supervisor.Instance{{Spec: supervisor.Spec{App: "web", Release: "v2", Index: 0, Brick: 0}, ID: "web-v2-0", Port: 41000, PID: 5150, State: supervisor.StateRunning, Since: since}},
+			Instances: []supervisor.Instance{{Spec: supervisor.Spec{App: "web", Release: "v2", Index: 0, Brick: 1}, ID: "web-v2-0", Port: 41000, PID: 5150, State: supervisor.StateRunning, Since: since}},
 			Deploy: &deploy.Deploy{ID: "web-7", App: "web", Strategy: "rolling", From: &deploy.Release{Label: "v1"}, To: deploy.Release{Label: "v2"},
 				State: deploy.Running, Started: since, Steps: []*deploy.Step{
 					{Name: deploy.StepStart, Brick: 1, Release: "v2", State: deploy.Done, Started: since, Finished: since.Add(time.Second)},

@@ -175,7 +175,7 @@ func appTargets(a control.AppStatus) []gateway.TargetStatus {
 }
 
 func newInstanceView(inst supervisor.Instance) instanceView {
-	return instanceView{Name: inst.ID, Addr: inst.Addr(), Release: inst.Release, Brick: inst.Brick + 1,
+	return instanceView{Name: inst.ID, Addr: inst.Addr(), Release: inst.Release, Brick: inst.Brick,
 		State: string(inst.State), DrainingSince: inst.DrainingSince, Restarts: inst.Restarts, PID: inst.PID, LastExit: inst.LastExit}
 }
 

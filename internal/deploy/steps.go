@@ -167,7 +167,7 @@ func (d *Deployer) startInstances(ctx context.Context, app *config.App, rel Rele
 	for _, i := range slots(app, s.Indexes) {
 		inst, err := d.sup.Start(ctx, supervisor.Spec{
 			App: app.Name, Release: rel.Label, Dir: rel.Dir, Command: app.Command, Env: app.Env, Kind: app.Kind,
-			Index: i, Brick: app.BrickOf(i), Stop: app.Stop, Drain: app.Drain,
+			Index: i, Brick: app.BrickOf(i) + 1, Stop: app.Stop, Drain: app.Drain,
 		})
 		if err != nil {
 			return fmt.Errorf("start instance %d of %s: %w", i, rel.Label, err)

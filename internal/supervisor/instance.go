@@ -29,7 +29,9 @@ type Spec struct {
 	Command []string          `json:"command"`
 	Env     map[string]string `json:"env,omitempty"`
 	Kind    config.Kind       `json:"kind"`
-	// Index is the instance's slot, 0..instances-1; Brick is its group.
+	// Index is the instance's slot, 0..instances-1. Brick is its group,
+	// counted from 1 as a deploy's steps and every display count them (0:
+	// none given).
 	Index int `json:"index"`
 	Brick int `json:"brick"`
 	// Stop is the signal that stops the process and how long to wait
@@ -231,7 +233,7 @@ func (i Instance) Redacted() Instance {
 func sameSpec(a, b Spec) bool {
 	return a.App == b.App && a.Release == b.Release && a.Dir == b.Dir &&
 		slices.Equal(a.Command, b.Command) && maps.Equal(a.Env, b.Env) &&
-		a.Kind == b.Kind && a.Index == b.Index && a.Brick == b.Brick &&
+		a.Kind == b.Kind && a.Index == b.Index && // Brick only names the group (older records count it from 0)
 		a.Stop == b.Stop && a.Drain == b.Drain
 }
 
