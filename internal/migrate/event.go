@@ -65,6 +65,7 @@ func (m *Migrator) preflight(ctx context.Context) (map[string]map[Phase]*applied
 		for _, p := range Phases {
 			if s := mig.Sections[p]; s != nil && !done(hist, mig, p) {
 				errs = append(errs, m.checkSyntax(ctx, mig, s)...)
+				errs = append(errs, m.checkKey(ctx, mig, s)...)
 			}
 		}
 	}
@@ -96,4 +97,20 @@ func (m *Migrator) checkSyntax(ctx context.Context, mig *Migration, s *Section) 
 		}
 	}
 	return errs
+}
+
+// checkKey refuses, before anything runs, a backfill whose key column
+// exists with a type no backfill can range over: finding it only at the
+// backfill, after the expand ran, would leave a half-done release. A table
+// or column that is not there yet may be made by the expand: it is
+// checked again when the backfill starts.
+func (m *Migrator) checkKey(ctx context.Context, mig *Migration, s *Section) []error {
+	b := s.Backfill
+	if b == nil || b.Table == "" || b.Key == "" {
+		return nil
+	}
+	if _, err := m.d.KeyKind(ctx, b.Table, b.Key); errors.Is(err, dialect.ErrUnsupportedKey) {
+		return []error{&FileError{File: mig.Path, Line: s.Line, Msg: "backfill " + err.Error()}}
+	}
+	return nil
 }
