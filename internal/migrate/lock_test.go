@@ -147,7 +147,11 @@ func TestDDLBehindLongLockDoesNotStallLiveTraffic(t *testing.T) {
 	if took < 2500*time.Millisecond || ev.count(EventLockRetry) < 3 {
 		t.Fatalf("the ALTER did not wait for the long transaction by retrying: %v, %d retries", took, ev.count(EventLockRetry))
 	}
-	if limit := 100*time.Millisecond + 250*time.Millisecond + control; w > limit {
+	// Without the retries a live query would wait the long transaction's
+	// 3 s; the bound is far below that, with room for a CI host whose other
+	// test packages starve this one of CPU (the live workload measured
+	// alone, `control`, catches only part of that).
+	if limit := 100*time.Millisecond + time.Second + control; w > limit {
 		t.Fatalf("a live query waited %v, more than the lock timeout plus margin (%v)", w, limit)
 	}
 	if got := columns(t, m.Dialect(), "items"); got != "id,title,title_lower" {
