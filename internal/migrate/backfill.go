@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"regexp"
@@ -20,6 +21,10 @@ import (
 //	-- handoff:backfill command="./evolve.py --from {lo} --to {hi}" range=1..250000
 type BackfillSpec struct {
 	Table, Key string
+	// Verify is what "not done" means (verify="title_lower IS NULL"): a
+	// condition no row may match once the backfill has run; the contract
+	// is refused while rows do.
+	Verify string
 	// Command is set for a command backfill; the SQL form has statements.
 	Command string
 	// Range is an explicit inclusive key range (range=1..250000).
@@ -38,7 +43,7 @@ func (b *BackfillSpec) Settings(base evolve.Settings) evolve.Settings {
 
 // BackfillOptions lists the options a backfill marker takes.
 var BackfillOptions = []string{"batch", "batch_time", "command", "duty", "isolation", "key", "lock_timeout",
-	"max_lag", "range", "rate", "retries", "table", "throttle", "workers"}
+	"max_lag", "range", "rate", "retries", "table", "throttle", "verify", "workers"}
 
 var (
 	optionRE = regexp.MustCompile(`^\s*([A-Za-z_]+)=("(?:[^"\\]|\\.)*"|\S*)`)
@@ -110,6 +115,11 @@ func (b *BackfillSpec) option(k, v string) error {
 			return fmt.Errorf("must not be empty")
 		}
 		b.Command = v
+	case "verify":
+		if strings.TrimSpace(v) == "" || strings.Contains(v, ";") {
+			return fmt.Errorf("want a condition such as verify=\"title_lower IS NULL\", got %q", v)
+		}
+		b.Verify = v
 	case "range":
 		m := rangeRE.FindStringSubmatch(v)
 		if m == nil {
@@ -217,4 +227,24 @@ func BackfillSettings(b config.Backfill, lockTimeout time.Duration) evolve.Setti
 	s.Batch, s.BatchTime, s.Duty, s.Rate = b.Batch, b.BatchTime.D(), b.Duty, float64(b.Rate)
 	s.MaxLag, s.Workers, s.Retries, s.LockTimeout = b.MaxLag.D(), b.Workers, b.Retries, lockTimeout
 	return s
+}
+
+// verify counts the rows that still match the backfill's verify
+// condition, and refuses the contract while any does: a contract never
+// runs on data its backfill did not finish, whatever the checkpoint says.
+func (m *Migrator) verify(ctx context.Context, mig *Migration) error {
+	s := mig.Sections[Backfill]
+	if s == nil || s.Backfill == nil || s.Backfill.Verify == "" {
+		return nil
+	}
+	b := s.Backfill
+	var n int64
+	q := "SELECT count(*) FROM " + m.d.Quote(b.Table) + " WHERE " + b.Verify
+	if err := m.d.DB().QueryRowContext(ctx, q).Scan(&n); err != nil {
+		return &FileError{File: mig.Path, Line: s.Line, Msg: fmt.Sprintf("verify=%q: %v", b.Verify, err)}
+	}
+	if n > 0 {
+		return &FileError{File: mig.Path, Line: s.Line, Msg: fmt.Sprintf("contract refused: %d rows of %s still match verify=%q; the backfill has not done them (run 'handoff migrate backfill', or fix the rows)", n, b.Table, b.Verify)}
+	}
+	return nil
 }

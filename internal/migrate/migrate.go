@@ -172,6 +172,9 @@ func (m *Migrator) Contract(ctx context.Context) error {
 			if err := m.backfill(ctx, mig); err != nil {
 				return err
 			}
+			if err := m.verify(ctx, mig); err != nil {
+				return err
+			}
 		}
 		if err := m.phase(ctx, mig, Contract, hist); err != nil {
 			return err
