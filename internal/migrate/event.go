@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/handoff-dev/handoff/internal/dialect"
 	"github.com/handoff-dev/handoff/internal/evolve"
@@ -112,5 +113,33 @@ func (m *Migrator) checkKey(ctx context.Context, mig *Migration, s *Section) []e
 	if _, err := m.d.KeyKind(ctx, b.Table, b.Key); errors.Is(err, dialect.ErrUnsupportedKey) {
 		return []error{&FileError{File: mig.Path, Line: s.Line, Msg: "backfill " + err.Error()}}
 	}
+	if ok, err := m.tableExists(ctx, b.Table); err == nil && !ok && !mentions(mig.Sections[Expand], b.Table) {
+		return []error{&FileError{File: mig.Path, Line: s.Line, Msg: fmt.Sprintf("backfill table=%s: no such table, and the migration's expand does not create it", b.Table)}}
+	}
 	return nil
+}
+
+// tableExists reports whether the database has the table.
+func (m *Migrator) tableExists(ctx context.Context, table string) (bool, error) {
+	q := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1`
+	if m.d.Name() == "postgres" {
+		q = `SELECT count(*) FROM pg_class WHERE oid = to_regclass($1)`
+	}
+	var n int
+	err := m.d.DB().QueryRowContext(ctx, q, table).Scan(&n)
+	return n > 0, err
+}
+
+// mentions reports whether a section's statements name the table (an
+// expand that creates or renames it into place).
+func mentions(s *Section, table string) bool {
+	if s == nil {
+		return false
+	}
+	for _, st := range s.Statements {
+		if strings.Contains(strings.ToLower(st.SQL), strings.ToLower(table)) {
+			return true
+		}
+	}
+	return false
 }

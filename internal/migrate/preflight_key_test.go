@@ -30,3 +30,20 @@ func TestPreflightRefusesAnUnsupportedKey(t *testing.T) {
 		t.Errorf("%d history rows left behind", n)
 	}
 }
+
+// A backfill of a table that does not exist, and that its expand does not
+// create, is refused before anything runs: no history row is left running.
+func TestPreflightRefusesAMissingTable(t *testing.T) {
+	url := "sqlite://" + filepath.Join(t.TempDir(), "app.db")
+	dir := writeDir(t, map[string]string{"0001_norm.sql": "-- handoff:expand\nCREATE TABLE other (id integer);\n\n" +
+		"-- handoff:backfill table=itemz key=id\nUPDATE itemz SET x = 1 WHERE id >= :lo AND id < :hi;\n"})
+	m := openM(t, url, dir)
+	err := m.Up(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "0001_norm.sql:4") || !strings.Contains(err.Error(), "no such table") {
+		t.Fatalf("up with a backfill of a missing table: %v", err)
+	}
+	var n int
+	if err := m.Dialect().DB().QueryRow(`SELECT count(*) FROM handoff_migrations`).Scan(&n); err == nil && n != 0 {
+		t.Errorf("%d history rows left behind", n)
+	}
+}
