@@ -46,6 +46,9 @@ func TestReleaseCommand(t *testing.T) {
 		switch {
 		case ranAt == 0 && strings.Contains(e.Message, "release command of v2 ran"):
 			ranAt = e.ID
+			if !strings.Contains(e.Message, "done migrating") {
+				t.Errorf("the event should carry the command's last lines: %s", e.Message)
+			}
 		case startedAt == 0 && strings.Contains(e.Message, "web-v2-") && strings.Contains(e.Message, "started"):
 			startedAt = e.ID
 		}

@@ -74,7 +74,9 @@ func (d *Deployer) runReleaseCommand(ctx context.Context, app *config.App, dep *
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("release command %s: %w", strings.Join(app.ReleaseCommand, " "), err)
 	}
+	defer d.setLive(dep.ID, "")
 	tail := streamLines(out, logf, func(line string) {
+		d.setLive(dep.ID, line) // status and the dashboard show its latest line as the step's detail
 		if report != nil {
 			report(Progress{Time: now(), Deploy: dep.ID, Step: s.String(), State: Running, Message: line})
 		}
@@ -92,7 +94,7 @@ func (d *Deployer) runReleaseCommand(ctx context.Context, app *config.App, dep *
 		return err
 	}
 	s.Detail = fmt.Sprintf("%s ran in %s (its output: handoff logs %s)", strings.Join(app.ReleaseCommand, " "), took, app.Name)
-	d.event(app.Name, "release", "", "release command of %s ran in %s", rel.Label, took)
+	d.event(app.Name, "release", "", "release command of %s ran in %s; its last lines: %s", rel.Label, took, tail)
 	return nil
 }
 
