@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -131,10 +132,14 @@ func decodeUnreserved(s string) (string, error) {
 			b.WriteByte(s[i])
 			continue
 		}
-		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+		if i+2 >= len(s) {
 			return "", errBadEscape
 		}
-		c := unhex(s[i+1])<<4 | unhex(s[i+2])
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", errBadEscape
+		}
+		c := byte(v)
 		switch {
 		case c == 0:
 			return "", errEncodedNull
@@ -147,20 +152,6 @@ func decodeUnreserved(s string) (string, error) {
 		i += 2
 	}
 	return b.String(), nil
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }
 
 func isUnreserved(c byte) bool {

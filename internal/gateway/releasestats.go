@@ -30,6 +30,13 @@ type releaseStats struct {
 	sumNs   atomic.Int64
 }
 
+// fail counts a request the release's instances failed (the gateway
+// answered status itself).
+func (s *releaseStats) fail(status int, d time.Duration) {
+	s.failed.Add(1)
+	s.observe(status, d)
+}
+
 func (s *releaseStats) observe(status int, d time.Duration) {
 	s.classes[class(status)].Add(1)
 	s.sumNs.Add(int64(d))

@@ -11,6 +11,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+
+	"github.com/handoff-dev/handoff/internal/h1"
 )
 
 // response is an instance's response head, read straight into the
@@ -134,22 +136,14 @@ func splitField(line []byte) (string, string, error) {
 	if colon <= 0 {
 		return "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
 	}
-	for _, c := range line[:colon] {
-		if !tokenByte(c) {
-			return "", "", fmt.Errorf("%w: header name %q", errMalformed, line[:colon])
-		}
+	if !h1.ValidFieldName(line[:colon]) {
+		return "", "", fmt.Errorf("%w: header name %q", errMalformed, line[:colon])
 	}
 	value := bytes.Trim(line[colon+1:], " \t")
-	for _, c := range value {
-		if c < 0x20 && c != '\t' || c == 0x7f {
-			return "", "", fmt.Errorf("%w: a control byte in header %q", errMalformed, line[:colon])
-		}
+	if !h1.ValidFieldValue(value) {
+		return "", "", fmt.Errorf("%w: a control byte in header %q", errMalformed, line[:colon])
 	}
 	return canonicalKey(line[:colon]), string(value), nil
-}
-
-func tokenByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // transferCoding applies a response's Transfer-Encoding, which overrides
@@ -198,7 +192,7 @@ func (resp *response) frame(br *bufio.Reader, h http.Header, method string) {
 			return
 		}
 		resp.body = &chunkedBody{r: httputil.NewChunkedReader(br), br: br, resp: resp}
-	case resp.length >= 0 && !resp.untilClose:
+	case resp.length >= 0:
 		resp.body = &lengthBody{r: br, n: resp.length}
 	default:
 		resp.close = true

@@ -117,8 +117,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 			ae := err.(*attemptError)
 			if ae.status != 0 {
 				if ae.status == http.StatusGatewayTimeout { // the instance's fault, not the client's
-					p.stats.failed.Add(1)
-					p.stats.observe(ae.status, time.Since(start))
+					p.stats.fail(ae.status, time.Since(start))
 				}
 				g.answerFailed(w, r, a, ae, start)
 				return
@@ -159,8 +158,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 		return
 	}
 	msg := "The app's instances did not answer."
-	p.stats.failed.Add(1)
-	p.stats.observe(http.StatusBadGateway, time.Since(start))
+	p.stats.fail(http.StatusBadGateway, time.Since(start))
 	if lastErr != nil {
 		g.log.Warn("request failed on every instance tried", "app", a.name, "path", r.URL.Path, "attempts", len(tried)+1, "error", lastErr)
 	}

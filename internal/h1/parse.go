@@ -206,10 +206,8 @@ func scanField(line []byte, base int32) (field, error) {
 		// on it: a framing field must read the same to every hop.
 		return field{}, errHeaderValue
 	}
-	for _, c := range line[v0:v1] {
-		if !validValueByte(c) {
-			return field{}, errHeaderValue
-		}
+	if !ValidFieldValue(line[v0:v1]) {
+		return field{}, errHeaderValue
 	}
 	return field{base, base + int32(colon), base + int32(v0), base + int32(v1)}, nil
 }

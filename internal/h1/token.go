@@ -39,6 +39,32 @@ func validValueByte(c byte) bool {
 	return c >= 0x20 && c != 0x7f || c == '\t'
 }
 
+// ValidFieldName reports whether name is a header field name: a token of
+// RFC 9110 §5.6.2. The gateway holds an instance's response to the same
+// rules as a client's request.
+func ValidFieldName(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if !tokenByte[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidFieldValue reports whether v may be a header field value: no
+// control byte but HTAB, so no NUL, CR or LF (RFC 9110 §5.5).
+func ValidFieldValue(v []byte) bool {
+	for _, c := range v {
+		if !validValueByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
 func isToken(s string) bool {
 	if s == "" {
 		return false
