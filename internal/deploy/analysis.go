@@ -27,17 +27,14 @@ const analysisTick = 250 * time.Millisecond
 // the brick's shift left it.
 func (d *Deployer) analyze(ctx context.Context, app *config.App, dep *Deploy, rec *Record, s *Step, report func(Progress)) error {
 	if s.Percent > 0 {
-		if err := d.apply(ctx, app.Name, rec, gateway.Route{Pools: nonEmpty(
-			gateway.Pool{Release: dep.From.Label, Targets: d.members(app, *dep.From, nil), Weight: 100 - s.Percent},
-			gateway.Pool{Release: dep.To.Label, Targets: d.members(app, dep.To, nil), Weight: s.Percent},
-		)}); err != nil {
+		if err := d.apply(ctx, app.Name, rec, d.canaryRoute(app, dep, s.Percent)); err != nil {
 			return err
 		}
 	}
 	c := app.Canary
 	defer d.setLive(dep.ID, "")
 	start := time.Now()
-	base, canary := d.counts(app.Name, dep.From.Label), d.counts(app.Name, dep.To.Label)
+	base, canary := d.counts(app.Name, dep.From.Label, dep.To.Label)
 	var last time.Time
 	for {
 		select {
@@ -45,8 +42,8 @@ func (d *Deployer) analyze(ctx context.Context, app *config.App, dep *Deploy, re
 			return ctx.Err()
 		case <-time.After(analysisTick):
 		}
-		old := d.counts(app.Name, dep.From.Label).Minus(base)
-		cur := d.counts(app.Name, dep.To.Label).Minus(canary)
+		old, cur := d.counts(app.Name, dep.From.Label, dep.To.Label)
+		old, cur = old.Minus(base), cur.Minus(canary)
 		verdict, breach := judge(c, dep.From.Label, old, dep.To.Label, cur)
 		enough := cur.Requests() >= int64(c.MinRequests)
 		elapsed := time.Since(start)
@@ -69,14 +66,28 @@ func (d *Deployer) analyze(ctx context.Context, app *config.App, dep *Deploy, re
 	}
 }
 
-// counts reads one release's counters (zero if it has served nothing yet).
-func (d *Deployer) counts(app, release string) gateway.ReleaseCounts {
+// counts reads the counters of the old and the new release at one moment
+// (zero for one that has served nothing yet).
+func (d *Deployer) counts(app, from, to string) (gateway.ReleaseCounts, gateway.ReleaseCounts) {
+	old, cur := gateway.ReleaseCounts{Release: from}, gateway.ReleaseCounts{Release: to}
 	for _, c := range d.gw.ReleaseStats(app) {
-		if c.Release == release {
-			return c
+		switch c.Release {
+		case from:
+			old = c
+		case to:
+			cur = c
 		}
 	}
-	return gateway.ReleaseCounts{Release: release}
+	return old, cur
+}
+
+// canaryRoute gives the new release percent of new clients and the old
+// one the rest.
+func (d *Deployer) canaryRoute(app *config.App, dep *Deploy, percent int) gateway.Route {
+	return gateway.Route{Pools: nonEmpty(
+		gateway.Pool{Release: dep.From.Label, Targets: d.members(app, *dep.From, nil), Weight: 100 - percent},
+		gateway.Pool{Release: dep.To.Label, Targets: d.members(app, dep.To, nil), Weight: percent},
+	)}
 }
 
 // judge compares the new release's window with the old one's and says

@@ -35,7 +35,7 @@ type ReleaseRecord struct {
 // release names and records the release a request deploys. A label already
 // recorded must name the same directory: releases are immutable.
 func (d *Deployer) release(ctx context.Context, rec *Record, app *config.App, req Request) (Release, error) {
-	label := req.Label
+	label, _ := labelOfRequest(req)
 	var rel Release
 	if req.Release != "" {
 		if !app.Supervised() {
@@ -47,9 +47,6 @@ func (d *Deployer) release(ctx context.Context, rec *Record, app *config.App, re
 		}
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 			return Release{}, badRequest("release directory %s does not exist or is not a directory", dir)
-		}
-		if label == "" {
-			label = filepath.Base(dir)
 		}
 		rel = Release{Label: label, Dir: dir}
 	} else {
@@ -157,4 +154,19 @@ func (d *Deployer) waitPredecessor(ctx context.Context, limit time.Duration) err
 		return ctx.Err()
 	}
 	return nil
+}
+
+// labelOfRequest is the label a deploy request gives its release: --label,
+// else the release directory's name. ok is false for targets without
+// --label, which get the next r<N>.
+func labelOfRequest(req Request) (string, bool) {
+	switch {
+	case req.Label != "":
+		return req.Label, true
+	case req.Release != "":
+		if dir, err := filepath.Abs(req.Release); err == nil {
+			return filepath.Base(dir), true
+		}
+	}
+	return "", false
 }

@@ -52,7 +52,7 @@ func (d *Deployer) Start(ctx context.Context, req Request, progress func(Progres
 		if open := d.unfinished(ctx, rec); open != nil {
 			// A deploy that stopped short (its store write failed): the
 			// same command takes it up where it stopped; another waits.
-			if label, ok := d.requestedLabel(req); !ok || label != open.To.Label {
+			if label, ok := labelOfRequest(req); !ok || label != open.To.Label {
 				return nil, Errorf(ErrConflict, "deploy %s of %s (to %s) stopped at step %s and is not finished: deploy %s again to go on, or roll back with 'handoff rollback %s'",
 					open.ID, app.Name, open.To.Label, labelOfStep(open.next()), open.To.Label, app.Name)
 			}

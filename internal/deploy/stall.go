@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 )
 
 // Stalled is the state of a deploy that stopped because the state store
@@ -59,16 +58,4 @@ func (d *Deployer) resumeStalled(dep *Deploy) {
 	delete(d.stalled, dep.ID)
 	d.mu.Unlock()
 	dep.State, dep.Error = Running, ""
-}
-
-// requestedLabel is the label a deploy request names, as release() would
-// give it, when the request names one.
-func (d *Deployer) requestedLabel(req Request) (string, bool) {
-	switch {
-	case req.Label != "":
-		return req.Label, true
-	case req.Release != "":
-		return filepath.Base(filepath.Clean(req.Release)), true
-	}
-	return "", false
 }

@@ -34,10 +34,7 @@ func (d *Deployer) act(ctx context.Context, app *config.App, dep *Deploy, rec *R
 	case StepAnalysis:
 		return d.analyze(ctx, app, dep, rec, s, report)
 	case StepCanary:
-		return d.apply(ctx, app.Name, rec, gateway.Route{Pools: nonEmpty(
-			gateway.Pool{Release: dep.From.Label, Targets: d.members(app, *dep.From, nil), Weight: 100 - dep.Percent},
-			gateway.Pool{Release: dep.To.Label, Targets: d.members(app, dep.To, nil), Weight: dep.Percent},
-		)})
+		return d.apply(ctx, app.Name, rec, d.canaryRoute(app, dep, dep.Percent))
 	case StepSwitch:
 		d.promote(rec, dep)
 		if app.Kind == config.KindWorker {
