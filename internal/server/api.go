@@ -49,10 +49,7 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 		out.Warnings = append(out.Warnings, s.warnings(as)...)
 	}
 	out.Warnings = append(out.Warnings, s.descriptorWarnings()...)
-	out.Migrations = s.migrations(ctx)
-	if s.cfg.Database.URL != "" {
-		out.MigrationDirs = s.migrationDirs(ctx)
-	}
+	out.Migrations, out.MigrationDirs = s.migrations(ctx)
 	return out, nil
 }
 

@@ -21,32 +21,35 @@ type migrationsCache struct {
 	mu   sync.Mutex
 	at   time.Time
 	list []control.Migration
+	dirs []string
 }
 
 // migrations reads the application database's migrations — those of the
 // config's directory and of each app's current release — with their phases,
-// backfill progress, and what a pending contract waits for.
-func (s *Server) migrations(ctx context.Context) []control.Migration {
+// backfill progress, and what a pending contract waits for; and the
+// directories they are in.
+func (s *Server) migrations(ctx context.Context) ([]control.Migration, []string) {
 	if s.cfg.Database.URL == "" {
-		return nil
+		return nil, nil
 	}
 	c := &s.migCache
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Since(c.at) < migrationsCacheFor {
-		return c.list
+		return c.list, c.dirs
 	}
-	list, err := s.readMigrations(ctx)
+	dirs := s.migrationDirs(ctx)
+	list, err := s.readMigrations(ctx, dirs)
 	if err != nil {
 		s.log.Warn("read migrations for status", "error", err)
-		return c.list
+		return c.list, dirs
 	}
-	c.at, c.list = time.Now(), list
-	return list
+	c.at, c.list, c.dirs = time.Now(), list, dirs
+	return list, dirs
 }
 
-func (s *Server) readMigrations(ctx context.Context) ([]control.Migration, error) {
-	m, err := migrate.Open(ctx, s.cfg.Database.URL, migrate.Options{Dirs: s.migrationDirs(ctx), LockTimeout: s.cfg.Database.LockTimeout.D()})
+func (s *Server) readMigrations(ctx context.Context, dirs []string) ([]control.Migration, error) {
+	m, err := migrate.Open(ctx, s.cfg.Database.URL, migrate.Options{Dirs: dirs, LockTimeout: s.cfg.Database.LockTimeout.D()})
 	if err != nil {
 		return nil, err
 	}
