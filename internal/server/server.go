@@ -316,12 +316,6 @@ func (s *Server) stopInstances() {
 		}
 		cancel()
 	}
-	s.letGo()
-}
-
-// letGo detaches from the instances, leaving each as it is, for the next
-// handoff serve (or the process that failed to take over) to adopt.
-func (s *Server) letGo() {
 	if err := s.supervisor().Detach(context.Background()); err != nil && !errors.Is(err, supervisor.ErrDetached) {
 		s.log.Warn("detach supervisor", "error", err)
 	}
