@@ -34,6 +34,12 @@ type Config struct {
 	Hold Hold `yaml:"hold"`
 	// Apps are the applications handoff manages, in file order.
 	Apps Apps `yaml:"apps"`
+	// Databases are the database endpoints handoff fronts (databases.go).
+	Databases Databases `yaml:"databases"`
+	// Node names this handoff among the nodes sharing a Postgres state
+	// (fleet.go); Fleet says how they roll a deploy and tell the load balancer.
+	Node  string `yaml:"node"`
+	Fleet Fleet  `yaml:"fleet"`
 
 	// Path is the file the config was read from ("" for defaults).
 	Path string `yaml:"-"`
@@ -132,12 +138,15 @@ type Kind string
 const (
 	KindHTTP   Kind = "http"
 	KindWorker Kind = "worker"
+	KindTCP    Kind = "tcp"
 )
 
 // App is one application.
 type App struct {
 	Name string `yaml:"-"`
 	Kind Kind   `yaml:"kind"`
+	// Listen are a tcp app's own listening addresses (tcp.go).
+	Listen []string `yaml:"listen"`
 	// Hosts route requests by Host header; an http app without hosts is the default.
 	Hosts []string `yaml:"hosts"`
 	// Targets are external instances (host:port) served until a deploy says otherwise.

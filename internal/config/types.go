@@ -77,9 +77,9 @@ func (b *ByteSize) parse(s string) error {
 
 func (k *Kind) parse(s string) error {
 	switch Kind(s) {
-	case KindHTTP, KindWorker:
+	case KindHTTP, KindWorker, KindTCP:
 		*k = Kind(s)
 		return nil
 	}
-	return fmt.Errorf("want http or worker, got %q", s)
+	return fmt.Errorf("want http, worker or tcp, got %q", s)
 }

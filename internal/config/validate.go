@@ -45,6 +45,8 @@ func (c *Config) validate(d *decoder) {
 	if c.Hold.MaxRequests < 1 {
 		bad("hold.max_requests", "must be at least 1")
 	}
+	c.validateDatabases(bad)
+	c.validateFleet(bad)
 	hosts := map[string]string{}
 	defaultApp := ""
 	for _, app := range c.Apps {
@@ -74,6 +76,7 @@ func (c *Config) validate(d *decoder) {
 }
 
 func (a *App) validate(key string, bad func(key, format string, args ...any)) {
+	a.validateTCP(key, bad)
 	if a.Kind == KindWorker {
 		if len(a.Command) == 0 {
 			bad(key+".command", "a worker needs a command")
