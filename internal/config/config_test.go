@@ -59,7 +59,7 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"bad duration", "apps:\n  web:\n    drain_timeout: soon\n", `h.yaml:3: apps.web.drain_timeout: want a duration`},
 		{"bad int", "apps:\n  web:\n    instances: many\n", `h.yaml:3: apps.web.instances: want a whole number`},
 		{"bad value", "apps:\n  web:\n    instances: 0\n", `h.yaml:3: apps.web.instances: must be at least 1`},
-		{"bad kind", "apps:\n  web:\n    kind: cron\n", `h.yaml:3: apps.web.kind: want http or worker`},
+		{"bad kind", "apps:\n  web:\n    kind: cron\n", `h.yaml:3: apps.web.kind: want http, worker or tcp`},
 		{"two defaults", "apps:\n  a: {}\n  b: {}\n", `h.yaml:3: apps.b.hosts: apps a and b both have no hosts`},
 		{"bad addr", "listen: [8080]\n", `h.yaml:1: listen[0]: want host:port`},
 		{"top unknown", "\nlisten: [\"127.0.0.1:1\"]\nsockett: x\n", `h.yaml:3: sockett: unknown key (did you mean "socket"?)`},
