@@ -1,0 +1,477 @@
+package dbproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Kind is the wire protocol an endpoint speaks.
+type Kind string
+
+// The kinds of database endpoint.
+const (
+	Postgres Kind = "postgres"
+	MySQL    Kind = "mysql"
+)
+
+// Defaults of the Options left zero.
+const (
+	DefaultMaxConnections = 1000
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultStartupTimeout = 30 * time.Second
+	DefaultHoldMax        = 30 * time.Second
+	DefaultIdleTimeout    = time.Hour
+)
+
+// Options configure an Endpoint.
+type Options struct {
+	// Name is the endpoint's name in logs, status and metrics.
+	Name string
+	Kind Kind
+	// Primary is the server (host:port) sessions go to until Repoint.
+	Primary string
+	// Password returns the password the endpoint logs in with as user when
+	// it opens a session on its own (a session moved to a new server). The
+	// client's own login, at connect, is relayed to the server untouched.
+	// Nil: no password (trust).
+	Password func(user string) (string, error)
+	// TLS, when set, is used for every connection to a Postgres server
+	// (the server must accept it); nil is plaintext. Clients always talk
+	// plaintext to the endpoint (it listens on loopback).
+	TLS *tls.Config
+	// MaxConnections caps client connections; one over it gets the
+	// protocol's "too many connections" error. Default 1000.
+	MaxConnections int
+	// ConnectTimeout bounds dialling and logging in to a server.
+	ConnectTimeout time.Duration
+	// StartupTimeout bounds a client's connect: its startup message and
+	// its login relayed to the server.
+	StartupTimeout time.Duration
+	// HoldMax is the longest the endpoint stays paused: past it, it
+	// resumes by itself (a switchover that died must not hold the app's
+	// database forever). Default 30s.
+	HoldMax time.Duration
+	// IdleTimeout closes a client connection idle between transactions
+	// for this long (pools reconnect); in a transaction it is the
+	// server's idle_in_transaction_session_timeout that decides.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Endpoint is one database endpoint: a listener's client connections and
+// the server they go to.
+type Endpoint struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	addr    string // the current server
+	gen     uint64 // bumped by each Repoint; a session on an older one moves
+	paused  bool
+	since   time.Time     // when the pause began
+	resumed chan struct{} // closed by Resume
+	drained chan struct{} // closed when no transaction is open while paused
+	autoRes *time.Timer   // HoldMax
+	open    int           // sessions in a transaction or with a request in flight
+	held     int
+	starting int
+	conns    int
+	moved   uint64 // sessions moved to another server
+	failed  uint64 // sessions closed because a move failed
+	keys    map[uint64]*pgSession
+	lns     []net.Listener
+	active  map[net.Conn]struct{}
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// New returns an endpoint for opts; it listens once Serve is called.
+func New(opts Options) (*Endpoint, error) {
+	if opts.Kind != Postgres {
+		return nil, fmt.Errorf("database endpoint %s: unknown kind %q (want postgres or mysql)", opts.Name, opts.Kind)
+	}
+	if err := checkAddr(opts.Primary); err != nil {
+		return nil, fmt.Errorf("database endpoint %s: primary: %w", opts.Name, err)
+	}
+	if opts.Kind == MySQL && opts.TLS != nil {
+		return nil, fmt.Errorf("database endpoint %s: TLS to a MySQL server is not supported yet", opts.Name)
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opts.StartupTimeout <= 0 {
+		opts.StartupTimeout = DefaultStartupTimeout
+	}
+	if opts.HoldMax <= 0 {
+		opts.HoldMax = DefaultHoldMax
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.Password == nil {
+		opts.Password = func(string) (string, error) { return "", nil }
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Endpoint{opts: opts, log: log.With("database", opts.Name), addr: opts.Primary,
+		keys: map[uint64]*pgSession{}, active: map[net.Conn]struct{}{}}, nil
+}
+
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" {
+		return fmt.Errorf("want host:port, got %q", addr)
+	}
+	return nil
+}
+
+// Name is the endpoint's name.
+func (e *Endpoint) Name() string { return e.opts.Name }
+
+// Serve accepts client connections on l until l is closed or the endpoint
+// is closed.
+func (e *Endpoint) Serve(l net.Listener) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return net.ErrClosed
+	}
+	e.lns = append(e.lns, l)
+	e.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !e.track(c) {
+			e.refuse(c)
+			continue
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			defer e.untrack(c)
+			switch e.opts.Kind {
+			case Postgres:
+				e.servePG(c)
+			}
+		}()
+	}
+}
+
+// isTemporary keeps accepting after EMFILE and the like: a full
+// descriptor table is temporary, a closed listener is not.
+func isTemporary(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	type temporary interface{ Temporary() bool }
+	var t temporary
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (e *Endpoint) track(c net.Conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.conns >= e.opts.MaxConnections {
+		return false
+	}
+	e.conns++
+	e.active[c] = struct{}{}
+	return true
+}
+
+func (e *Endpoint) untrack(c net.Conn) {
+	c.Close()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.conns--
+	delete(e.active, c)
+}
+
+// refuse answers a client over MaxConnections with the protocol's own
+// "too many connections" error, so that its driver says why.
+func (e *Endpoint) refuse(c net.Conn) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		switch e.opts.Kind {
+		case Postgres:
+			refusePG(c)
+		}
+	}()
+}
+
+// Close stops accepting and closes every client connection.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	for _, l := range e.lns {
+		l.Close()
+	}
+	for c := range e.active {
+		c.Close()
+	}
+	if e.paused {
+		e.resumeLocked()
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+	return nil
+}
+
+// Pause holds every connection's next transaction (a client message that
+// would start one is not forwarded) and returns once no transaction is
+// open on the current server, or ctx ends (then it returns ctx's error
+// and stays paused: the caller decides to Resume). Past HoldMax the
+// endpoint resumes by itself.
+func (e *Endpoint) Pause(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.paused {
+		e.paused = true
+		e.since = time.Now()
+		e.resumed = make(chan struct{})
+		resumed := e.resumed
+		e.autoRes = time.AfterFunc(e.opts.HoldMax, func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if e.paused && e.resumed == resumed {
+				e.log.Warn("database endpoint paused longer than hold_max: resumed by itself", "hold_max", e.opts.HoldMax)
+				e.resumeLocked()
+			}
+		})
+		e.log.Info("database endpoint paused", "open", e.open)
+	}
+	if e.open == 0 {
+		e.mu.Unlock()
+		return nil
+	}
+	if e.drained == nil {
+		e.drained = make(chan struct{})
+	}
+	drained := e.drained
+	e.mu.Unlock()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("pause database endpoint %s: %w", e.opts.Name, context.Cause(ctx))
+	}
+}
+
+// Repoint makes the endpoint use the server at addr (host:port) from now
+// on; sessions move to it between transactions.
+func (e *Endpoint) Repoint(addr string) error {
+	if err := checkAddr(addr); err != nil {
+		return fmt.Errorf("repoint database endpoint %s: %w", e.opts.Name, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if addr != e.addr {
+		e.log.Info("database endpoint repointed", "from", e.addr, "to", addr)
+	}
+	e.addr = addr
+	e.gen++
+	return nil
+}
+
+// Resume releases what Pause held.
+func (e *Endpoint) Resume() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.paused {
+		e.log.Info("database endpoint resumed", "held", e.held, "paused_for", time.Since(e.since))
+		e.resumeLocked()
+	}
+}
+
+func (e *Endpoint) resumeLocked() {
+	e.paused = false
+	close(e.resumed)
+	if e.autoRes != nil {
+		e.autoRes.Stop()
+	}
+	if e.drained != nil {
+		close(e.drained) // nobody waits for a drain any more
+		e.drained = nil
+	}
+}
+
+// Stats are an endpoint's numbers at one moment.
+type Stats struct {
+	Name    string `json:"name"`
+	Kind    Kind   `json:"kind"`
+	Primary string `json:"primary"`
+	Paused  bool   `json:"paused"`
+	// Connections are client connections: Idle between transactions,
+	// InTransaction (or with a request in flight), Held by a pause,
+	// Starting (logging in).
+	Connections   int    `json:"connections"`
+	Idle          int    `json:"idle"`
+	InTransaction int    `json:"in_transaction"`
+	Held          int    `json:"held"`
+	Starting      int    `json:"starting"`
+	Moved         uint64 `json:"moved"`
+	MoveFailures  uint64 `json:"move_failures"`
+}
+
+// Stats reports the endpoint's connections.
+func (e *Endpoint) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Stats{Name: e.opts.Name, Kind: e.opts.Kind, Primary: e.addr, Paused: e.paused,
+		Connections: e.conns, InTransaction: e.open, Held: e.held, Moved: e.moved, MoveFailures: e.failed}
+	st.Starting = e.starting
+	st.Idle = max(e.conns-e.open-e.held-e.starting, 0)
+	return st
+}
+
+// gate is one session's view of the endpoint's state machine. Its fields
+// are guarded by the endpoint's mu.
+type gate struct {
+	state sessionState
+	gen   uint64 // the endpoint generation the session's server belongs to
+	addr  string // the session's server
+}
+
+type sessionState int
+
+const (
+	stateStarting sessionState = iota // logging in
+	stateIdle                         // between transactions
+	stateOpen                         // in a transaction, or a request in flight
+	stateHeld                         // a request waits for Resume
+	stateGone
+)
+
+func (s sessionState) String() string {
+	return [...]string{"starting", "idle", "open", "held", "gone"}[s]
+}
+
+// admit is called before the first client message of a new transaction
+// (or of an autocommit statement, its own transaction) is forwarded. It
+// blocks while the endpoint is paused (or until gone is closed), then marks
+// the session open and reports whether its server is out of date.
+func (e *Endpoint) admit(g *gate, gone <-chan struct{}) (addr string, stale bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for e.paused {
+		g.state = stateHeld
+		e.held++
+		resumed := e.resumed
+		e.mu.Unlock()
+		select {
+		case <-resumed:
+		case <-gone:
+		}
+		e.mu.Lock()
+		e.held--
+		select {
+		case <-gone:
+			g.state = stateIdle
+			return "", false, net.ErrClosed
+		default:
+		}
+	}
+	g.state = stateOpen
+	e.open++
+	return e.addr, g.gen != e.gen || g.addr != e.addr, nil
+}
+
+// moveTo records that the session now runs on the current server.
+func (e *Endpoint) moveTo(g *gate, addr string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if g.addr != "" {
+		e.moved++
+	}
+	g.addr = addr
+	g.gen = e.gen
+	if addr != e.addr {
+		g.gen-- // repointed again while it moved: move again next time
+	}
+}
+
+// current returns the server new sessions go to, with its generation.
+func (e *Endpoint) current() (string, uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.addr, e.gen
+}
+
+// settle marks an open session idle (between transactions): a pause may
+// be waiting for the last one.
+func (e *Endpoint) settle(g *gate) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.settleLocked(g)
+}
+
+func (e *Endpoint) settleLocked(g *gate) {
+	if g.state == stateOpen {
+		e.open--
+		if e.open == 0 && e.drained != nil {
+			close(e.drained)
+			e.drained = nil
+		}
+	}
+	if g.state == stateStarting {
+		e.starting--
+	}
+	g.state = stateIdle
+}
+
+// started marks a session that has logged in.
+func (e *Endpoint) started(g *gate) { e.settle(g) }
+
+// starts counts a session that is logging in.
+func (e *Endpoint) starts(g *gate) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g.state = stateStarting
+	e.starting++
+}
+
+// leave is called once when a session ends, whatever its state.
+func (e *Endpoint) leave(g *gate) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.settleLocked(g)
+	g.state = stateGone
+}
+
+// moveFailed counts a session closed because it could not move.
+func (e *Endpoint) moveFailed() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failed++
+}
+
+func (e *Endpoint) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: e.opts.ConnectTimeout, KeepAlive: 30 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return c, nil
+}
