@@ -70,25 +70,25 @@ type Endpoint struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	addr    string // the current server
-	gen     uint64 // bumped by each Repoint; a session on an older one moves
-	paused  bool
-	since   time.Time     // when the pause began
-	resumed chan struct{} // closed by Resume
-	drained chan struct{} // closed when no transaction is open while paused
-	autoRes *time.Timer   // HoldMax
-	open    int           // sessions in a transaction or with a request in flight
+	mu       sync.Mutex
+	addr     string // the current server
+	gen      uint64 // bumped by each Repoint; a session on an older one moves
+	paused   bool
+	since    time.Time     // when the pause began
+	resumed  chan struct{} // closed by Resume
+	drained  chan struct{} // closed when no transaction is open while paused
+	autoRes  *time.Timer   // HoldMax
+	open     int           // sessions in a transaction or with a request in flight
 	held     int
 	starting int
 	conns    int
-	moved   uint64 // sessions moved to another server
-	failed  uint64 // sessions closed because a move failed
-	keys    map[uint64]*pgSession
-	lns     []net.Listener
-	active  map[net.Conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
+	moved    uint64 // sessions moved to another server
+	failed   uint64 // sessions closed because a move failed
+	keys     map[uint64]*pgSession
+	lns      []net.Listener
+	active   map[net.Conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 // New returns an endpoint for opts; it listens once Serve is called.
