@@ -281,6 +281,7 @@ func Default() *Config {
 		},
 		Maintenance: Maintenance{RetryAfter: Duration(60 * time.Second)},
 		Hold:        Hold{MaxRequests: 10000, MaxBytes: 64 << 20},
+		Fleet:       defaultFleet(),
 	}
 }
 

@@ -1,0 +1,287 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// channel is the NOTIFY channel that carries new command IDs.
+const channel = "handoff_fleet"
+
+// Command is one fleet-wide (or one node's) instruction. Its kind says
+// what to do; what it changes is recorded in the shared state before it is
+// sent, so a command says "read the state again" rather than carrying it,
+// and a node that missed it catches up from the state.
+type Command struct {
+	ID   int64           `json:"id"`
+	Kind string          `json:"kind"`
+	Args json.RawMessage `json:"args,omitempty"`
+	// Target is the node it is for; empty: every node.
+	Target string `json:"target,omitempty"`
+	By     string `json:"by"`
+}
+
+// Result is a command every target acknowledged.
+type Result struct {
+	Command Command `json:"command"`
+	// Acked are the nodes that applied it (this one included), with the
+	// time each took from the send to its acknowledgement.
+	Acked map[string]time.Duration `json:"acked"`
+	// Slowest is the longest of those times.
+	Slowest time.Duration `json:"slowest"`
+}
+
+// Send records a command, notifies the nodes and waits until every target
+// has acknowledged it, bounded by the ack timeout. If any target is lost
+// it is refused before anything is recorded, naming the lost nodes.
+//
+// appliedHere says the caller has already carried the command out on this
+// node (its own change, made under its own locks): this node's
+// acknowledgement is recorded with the command.
+func (f *Fleet) Send(ctx context.Context, c Command, appliedHere bool) (*Result, error) {
+	nodes, err := f.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var targets []string
+	var lost []Node
+	for _, n := range nodes {
+		if c.Target != "" && n.Name != c.Target {
+			continue
+		}
+		if n.Lost {
+			lost = append(lost, n)
+			continue
+		}
+		targets = append(targets, n.Name)
+	}
+	if len(lost) > 0 {
+		return nil, &LostError{Nodes: lost}
+	}
+	if c.Target != "" && len(targets) == 0 {
+		return nil, fmt.Errorf("fleet: there is no node %s (the nodes: %s)", c.Target, f.names(ctx))
+	}
+	c.By = f.opts.Node
+	start := time.Now()
+	if err := f.record(ctx, &c, appliedHere && slices.Contains(targets, f.opts.Node)); err != nil {
+		return nil, err
+	}
+	return f.awaitAcks(ctx, c, targets, start)
+}
+
+// record writes the command (and this node's ack) and notifies, in one
+// transaction: the notification is delivered at commit, when the row is
+// there to be read.
+func (f *Fleet) record(ctx context.Context, c *Command, ackHere bool) error {
+	tx, err := f.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
+	}
+	defer tx.Rollback(ctx)
+	var args any
+	if len(c.Args) > 0 {
+		args = c.Args
+	}
+	if err := tx.QueryRow(ctx, `INSERT INTO handoff_fleet_commands (kind, target, args, by_node) VALUES ($1, $2, $3, $4) RETURNING id`,
+		c.Kind, c.Target, args, c.By).Scan(&c.ID); err != nil {
+		return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
+	}
+	if ackHere {
+		if _, err := tx.Exec(ctx, `INSERT INTO handoff_fleet_acks (command, node) VALUES ($1, $2)`, c.ID, f.opts.Node); err != nil {
+			return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, fmt.Sprint(c.ID)); err != nil {
+		return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
+	}
+	return nil
+}
+
+// ackPoll is how often a sender reads the acknowledgements: a tenth of the
+// 1 s a fleet-wide mode change is allowed.
+const ackPoll = 10 * time.Millisecond
+
+func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, start time.Time) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.AckTimeout)
+	defer cancel()
+	res := &Result{Command: c, Acked: map[string]time.Duration{}}
+	failed := map[string]string{}
+	for {
+		rows, err := f.pool.Query(ctx, `SELECT a.node, a.error, a.at - c.at FROM handoff_fleet_acks a
+			JOIN handoff_fleet_commands c ON c.id = a.command WHERE a.command = $1`, c.ID)
+		if err == nil {
+			for rows.Next() {
+				var node, msg string
+				var took time.Duration
+				if err := rows.Scan(&node, &msg, &took); err != nil {
+					break
+				}
+				if msg != "" {
+					failed[node] = msg
+					continue
+				}
+				// The sender's own wait: the database's clock measures
+				// the ack, but what a caller sees is its own.
+				if _, ok := res.Acked[node]; !ok {
+					res.Acked[node] = max(took, 0)
+				}
+			}
+			rows.Close()
+			err = rows.Err()
+		}
+		var missing []string
+		for _, n := range targets {
+			if _, ok := res.Acked[n]; !ok && failed[n] == "" {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 && len(failed) == 0 {
+			for _, d := range res.Acked {
+				res.Slowest = max(res.Slowest, d)
+			}
+			return res, nil
+		}
+		if len(missing) == 0 || ctx.Err() != nil {
+			acked := make([]string, 0, len(res.Acked))
+			for n := range res.Acked {
+				acked = append(acked, n)
+			}
+			return nil, &AckError{Command: c, Missing: missing, Failed: failed, Acked: acked, Timeout: f.opts.AckTimeout}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(ackPoll):
+		}
+		_ = err // a failed read is retried until the deadline
+	}
+}
+
+// poke asks the command loop to read the commands now.
+func (f *Fleet) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// monitorCommands applies the commands for this node, one at a time, when
+// a notification or a heartbeat pokes it.
+func (f *Fleet) monitorCommands(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+		}
+		if err := f.applyNew(ctx); err != nil && ctx.Err() == nil {
+			f.log.Debug("fleet: read commands", "error", err)
+		}
+	}
+}
+
+// applyNew applies every command newer than the last one seen that is for
+// this node and not yet acknowledged by it, and acknowledges each.
+func (f *Fleet) applyNew(ctx context.Context) error {
+	qctx, cancel := context.WithTimeout(ctx, max(f.opts.Heartbeat, time.Second))
+	defer cancel()
+	rows, err := f.pool.Query(qctx, `SELECT c.id, c.kind, c.target, c.args, c.by_node FROM handoff_fleet_commands c
+		WHERE c.id > $1 AND c.target IN ('', $2)
+		AND NOT EXISTS (SELECT 1 FROM handoff_fleet_acks a WHERE a.command = c.id AND a.node = $2)
+		ORDER BY c.id`, f.applied, f.opts.Node)
+	if err != nil {
+		return err
+	}
+	cmds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Command, error) {
+		var c Command
+		var args []byte
+		err := r.Scan(&c.ID, &c.Kind, &c.Target, &args, &c.By)
+		c.Args = decodeArgs(args)
+		return c, err
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		msg := ""
+		if err := f.opts.Apply(ctx, c); err != nil {
+			msg = err.Error()
+			f.log.Warn("fleet: apply a command", "command", c.ID, "kind", c.Kind, "by", c.By, "error", err)
+		}
+		actx, cancel := context.WithTimeout(ctx, max(f.opts.Heartbeat, time.Second))
+		_, err := f.pool.Exec(actx, `INSERT INTO handoff_fleet_acks (command, node, error) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, c.ID, f.opts.Node, msg)
+		cancel()
+		if err != nil {
+			// Applied but not acknowledged: applying again is harmless
+			// (a command says "read the state"), so it is retried.
+			return err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range cmds {
+		f.applied = max(f.applied, c.ID)
+	}
+	return nil
+}
+
+// monitorNotifications keeps a connection that LISTENs for new commands
+// and pokes the command loop at each. When the connection fails it is
+// opened again after a heartbeat; meanwhile the heartbeat's polling
+// carries on alone.
+func (f *Fleet) monitorNotifications(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := f.listen(ctx); err != nil && ctx.Err() == nil {
+			f.log.Debug("fleet: LISTEN connection lost; polling until it is back", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(f.opts.Heartbeat):
+		}
+	}
+}
+
+func (f *Fleet) listen(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, max(f.opts.Heartbeat, time.Second))
+	conn, err := pgx.ConnectConfig(cctx, f.pool.Config().ConnConfig.Copy())
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		return err
+	}
+	f.poke() // what came while nobody listened
+	for {
+		// A connection cut off without a reset (a firewall that drops)
+		// would wait here for ever: the wait is bounded, and a bounded
+		// round trip proves the connection alive.
+		wctx, cancel := context.WithTimeout(ctx, 5*f.opts.Heartbeat)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			f.poke()
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if wctx.Err() == nil || conn.IsClosed() {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, f.opts.Heartbeat)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+}
