@@ -93,7 +93,7 @@ type Endpoint struct {
 
 // New returns an endpoint for opts; it listens once Serve is called.
 func New(opts Options) (*Endpoint, error) {
-	if opts.Kind != Postgres {
+	if opts.Kind != Postgres && opts.Kind != MySQL {
 		return nil, fmt.Errorf("database endpoint %s: unknown kind %q (want postgres or mysql)", opts.Name, opts.Kind)
 	}
 	if err := checkAddr(opts.Primary); err != nil {
@@ -172,6 +172,8 @@ func (e *Endpoint) Serve(l net.Listener) error {
 			switch e.opts.Kind {
 			case Postgres:
 				e.servePG(c)
+			case MySQL:
+				e.serveMySQL(c)
 			}
 		}()
 	}
@@ -218,6 +220,8 @@ func (e *Endpoint) refuse(c net.Conn) {
 		switch e.opts.Kind {
 		case Postgres:
 			refusePG(c)
+		case MySQL:
+			c.Write(mysqlErrPacket(0, 1040, "08004", "handoff: too many connections to this database endpoint (max_connections)"))
 		}
 	}()
 }
