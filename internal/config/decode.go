@@ -102,6 +102,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		d.apps(n, apps, path)
 		return
 	}
+	if dbs, ok := v.Addr().Interface().(*Databases); ok {
+		d.databases(n, dbs, path)
+		return
+	}
 	switch v.Kind() {
 	case reflect.Struct:
 		d.mapping(n, v, path)
