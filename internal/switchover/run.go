@@ -1,0 +1,330 @@
+package switchover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults and bounds, each with its reason.
+const (
+	// DefaultDeadline is the whole window in which the app waits: long
+	// enough for a caught-up replica (milliseconds of lag) to be fenced,
+	// caught up and promoted on a loaded host, short enough that a held
+	// request does not time out in a browser.
+	DefaultDeadline = 5 * time.Second
+	// MaxDeadline caps --deadline: holding an app's traffic longer than
+	// this is a maintenance window, not a switchover.
+	MaxDeadline = 60 * time.Second
+	// rollbackTimeout bounds the rollback itself (unfence, resume), which
+	// runs after the deadline has passed.
+	rollbackTimeout = 15 * time.Second
+	// finishTimeout bounds the steps after the point of no return.
+	finishTimeout = 30 * time.Second
+)
+
+// Options are one switchover's settings.
+type Options struct {
+	Name     string        // the database's name (the journal's key)
+	From, To string        // URLs of the old primary and the replica, for the record
+	Deadline time.Duration // 0: DefaultDeadline
+	// Endpoint and Gate may be nil (no endpoint: the app's own config
+	// decides where it connects; no gateway: nothing to hold).
+	Endpoint Endpoint
+	Gate     Gate
+	Journal  Journal
+	Log      *slog.Logger
+	// OnStep, when set, is called as each step is recorded, before it
+	// acts (tests stop the engine there; status shows it live).
+	OnStep func(Record)
+}
+
+// Run switches the endpoint from pair's primary to its replica. It returns
+// the final record; an *Error says whether the switchover was refused
+// (nothing changed) or rolled back.
+func Run(ctx context.Context, pair Pair, o Options) (Record, error) {
+	if o.Deadline == 0 {
+		o.Deadline = DefaultDeadline
+	}
+	if o.Deadline < 0 || o.Deadline > MaxDeadline {
+		return Record{}, &Error{Step: Checking, Err: fmt.Errorf("deadline %v: must be more than 0 and at most %v", o.Deadline, MaxDeadline)}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	from, to := pair.Addrs()
+	r := &run{pair: pair, o: o, rec: Record{Name: o.Name, Kind: pair.Kind(), From: o.From, To: o.To,
+		FromAddr: from, ToAddr: to, Deadline: o.Deadline, Started: time.Now()}}
+	if err := r.check(ctx); err != nil {
+		return r.rec, &Error{Step: Checking, Err: err}
+	}
+	return r.switchover(ctx)
+}
+
+type run struct {
+	pair    Pair
+	o       Options
+	rec     Record
+	release func() // the gate's; nil when not held
+	paused  bool
+	fenced  bool
+}
+
+// record writes the step to the journal before it is acted on.
+func (r *run) record(ctx context.Context, s Step) error {
+	r.rec.Step = s
+	r.rec.Steps = append(r.rec.Steps, StepTime{Step: s, At: time.Since(r.rec.Started)})
+	r.o.Log.Info("switchover step", "db", r.o.Name, "step", string(s), "at", time.Since(r.rec.Started).Round(time.Millisecond))
+	if r.o.Journal != nil {
+		// The write must land even when the deadline has passed: a record
+		// of a rollback matters most then.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		defer cancel()
+		if err := r.o.Journal.Put(wctx, JournalKind, r.o.Name, r.rec); err != nil {
+			return fmt.Errorf("record step %s: %w", s, err)
+		}
+	}
+	if r.o.OnStep != nil {
+		r.o.OnStep(r.rec)
+	}
+	return nil
+}
+
+// check runs the preconditions, before the deadline starts: no switchover
+// is in progress, the replica replicates from the primary, no transaction
+// has been open for long, and the replica catches up with the primary's
+// current position within a quarter of the deadline.
+func (r *run) check(ctx context.Context) error {
+	if r.o.Journal != nil {
+		var prev Record
+		ok, err := r.o.Journal.Get(ctx, JournalKind, r.o.Name, &prev)
+		if err != nil {
+			return fmt.Errorf("read the journal: %w", err)
+		}
+		if ok && !prev.Step.Final() {
+			return fmt.Errorf("a switchover of %s is still at step %s (since %s); it is finished or rolled back when handoff restarts", r.o.Name, prev.Step, prev.Started.Format(time.RFC3339))
+		}
+	}
+	quarter := r.o.Deadline / 4
+	if err := r.pair.Check(ctx, quarter); err != nil {
+		return err
+	}
+	pos, err := r.pair.Position(ctx)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, quarter)
+	defer cancel()
+	if err := r.pair.CaughtUp(cctx, pos); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("the replica %s is behind: it did not apply the primary's position %s within %v (a quarter of the deadline)", r.rec.ToAddr, pos, quarter)
+		}
+		return err
+	}
+	return nil
+}
+
+func (r *run) switchover(ctx context.Context) (Record, error) {
+	if err := r.record(ctx, Holding); err != nil {
+		return r.rec, &Error{Step: Checking, Err: err}
+	}
+	dctx, cancel := context.WithTimeoutCause(ctx, r.o.Deadline, fmt.Errorf("deadline %v passed", r.o.Deadline))
+	defer cancel()
+	if err := r.cutover(dctx); err != nil {
+		step := r.rec.Step
+		if cause := context.Cause(dctx); cause != nil && dctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
+		if rerr := r.rollback(ctx, err); rerr != nil {
+			return r.rec, &Error{Step: step, RolledBack: true, Err: errors.Join(err, rerr)}
+		}
+		return r.rec, &Error{Step: step, RolledBack: true, Err: err}
+	}
+	return r.rec, r.finish(ctx)
+}
+
+// cutover runs the steps up to the point of no return under dctx.
+func (r *run) cutover(dctx context.Context) error {
+	if r.o.Gate != nil {
+		release, err := r.o.Gate.Hold(dctx)
+		if err != nil {
+			return fmt.Errorf("hold HTTP requests: %w", err)
+		}
+		r.release = release
+	}
+	if r.o.Endpoint != nil {
+		r.paused = true // Pause may hold some sessions before it fails
+		if err := r.o.Endpoint.Pause(dctx); err != nil {
+			return fmt.Errorf("pause the database endpoint: %w", err)
+		}
+	}
+	if err := r.record(dctx, Fencing); err != nil {
+		return err
+	}
+	r.fenced = true // recorded first: a fence that half-happened is undone too
+	if err := r.pair.Fence(dctx); err != nil {
+		return fmt.Errorf("fence the old primary: %w", err)
+	}
+	if err := r.record(dctx, CatchingUp); err != nil {
+		return err
+	}
+	// Catch up until the primary's position stands still: anything
+	// written between the fence and the read of the position is waited
+	// for too.
+	for {
+		pos, err := r.pair.Position(dctx)
+		if err != nil {
+			return err
+		}
+		if err := r.pair.CaughtUp(dctx, pos); err != nil {
+			return fmt.Errorf("wait for the replica to apply %s: %w", pos, err)
+		}
+		again, err := r.pair.Position(dctx)
+		if err != nil {
+			return err
+		}
+		if again == pos {
+			break
+		}
+	}
+	if err := r.pair.Prepare(dctx); err != nil {
+		return fmt.Errorf("prepare the replica: %w", err)
+	}
+	// Promotion must fit in what is left of the deadline; past it the
+	// switchover cannot be undone, so do not start it at the last moment.
+	if dl, ok := dctx.Deadline(); ok && time.Until(dl) < r.o.Deadline/10 {
+		return fmt.Errorf("%w: %v left, too little to promote", context.DeadlineExceeded, time.Until(dl).Round(time.Millisecond))
+	}
+	return dctx.Err()
+}
+
+// finish runs the steps from the point of no return on; they are not
+// bound by the deadline (a promoted replica is the primary now).
+func (r *run) finish(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	if err := r.record(fctx, Promoting); err != nil {
+		// Not recorded, not acted on: roll back.
+		if rerr := r.rollback(ctx, err); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return &Error{Step: Promoting, RolledBack: true, Err: err}
+	}
+	err := completeCommitted(fctx, r.pair, r.o.Endpoint, r.record)
+	r.resumeAll()
+	if err != nil {
+		r.rec.Error = err.Error()
+		return fmt.Errorf("switchover past promotion: %w", err)
+	}
+	return r.record(fctx, Done)
+}
+
+// completeCommitted promotes, repoints and records; shared by Run and
+// Recover, so that resuming after a crash is the same code path.
+func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, record func(context.Context, Step) error) error {
+	if err := pair.Promote(ctx); err != nil {
+		return fmt.Errorf("promote the replica: %w", err)
+	}
+	if err := record(ctx, Repointing); err != nil {
+		return err
+	}
+	if ep != nil {
+		_, to := pair.Addrs()
+		if err := ep.Repoint(to); err != nil {
+			return fmt.Errorf("point the endpoint at %s: %w", to, err)
+		}
+	}
+	return record(ctx, Resuming)
+}
+
+func (r *run) resumeAll() {
+	if r.paused && r.o.Endpoint != nil {
+		r.o.Endpoint.Resume()
+		r.paused = false
+	}
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
+}
+
+// rollback undoes a switchover that did not reach the point of no return:
+// the old primary writable, the endpoint (never moved) resumed, HTTP resumed.
+func (r *run) rollback(ctx context.Context, cause error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	r.rec.Error = cause.Error()
+	var errs []error
+	if err := r.record(rctx, RollingBack); err != nil {
+		errs = append(errs, err)
+	}
+	if r.fenced {
+		if err := r.pair.Unfence(rctx); err != nil {
+			errs = append(errs, fmt.Errorf("unfence the old primary: %w", err))
+		}
+	}
+	// The endpoint was never repointed before the point of no return;
+	// resuming lets the held transactions go on against the old primary.
+	r.resumeAll()
+	if len(errs) == 0 {
+		if err := r.record(rctx, RolledBack); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Recover finishes or rolls back a switchover that a killed handoff left
+// unfinished, from its record: past the point of no return it promotes
+// (again: Promote is idempotent) and repoints; before it, it unfences the
+// old primary. ep is the endpoint as the restarted handoff made it, pointing
+// at rec.Primary() as of the record; it may be nil. A final record is
+// returned as it is.
+func Recover(ctx context.Context, rec Record, pair Pair, ep Endpoint, j Journal) (Record, error) {
+	if rec.Step.Final() {
+		return rec, nil
+	}
+	started := rec.Started
+	record := func(ctx context.Context, s Step) error {
+		rec.Step = s
+		rec.Recovered = true
+		rec.Steps = append(rec.Steps, StepTime{Step: s, At: time.Since(started)})
+		if j == nil {
+			return nil
+		}
+		if err := j.Put(ctx, JournalKind, rec.Name, rec); err != nil {
+			return fmt.Errorf("record step %s: %w", s, err)
+		}
+		return nil
+	}
+	if rec.Step.committed() {
+		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
+		defer cancel()
+		if err := completeCommitted(fctx, pair, ep, record); err != nil {
+			return rec, fmt.Errorf("finish the switchover of %s: %w", rec.Name, err)
+		}
+		return rec, record(fctx, Done)
+	}
+	rctx, cancel := context.WithTimeout(ctx, rollbackTimeout)
+	defer cancel()
+	if rec.Error == "" {
+		rec.Error = fmt.Sprintf("handoff stopped at step %s", rec.Step)
+	}
+	if err := record(rctx, RollingBack); err != nil {
+		return rec, err
+	}
+	// Unfence even if the record says the fence had not begun: Unfence is
+	// idempotent, and a fence half-applied by a killed handoff is undone.
+	if err := pair.Unfence(rctx); err != nil {
+		return rec, fmt.Errorf("roll back the switchover of %s: unfence the old primary: %w", rec.Name, err)
+	}
+	if ep != nil {
+		from, _ := pair.Addrs()
+		if err := ep.Repoint(from); err != nil {
+			return rec, fmt.Errorf("roll back the switchover of %s: point the endpoint at %s: %w", rec.Name, from, err)
+		}
+	}
+	return rec, record(rctx, RolledBack)
+}
