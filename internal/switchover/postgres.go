@@ -357,5 +357,4 @@ func (p *pgPair) Close() error {
 	return errors.Join(p.old.Close(ctx), p.new.Close(ctx))
 }
 
-
 var _ Pair = (*pgPair)(nil)

@@ -84,16 +84,16 @@ type Step string
 
 // The steps, in order; RolledBack and Done are final.
 const (
-	Checking   Step = "checking"    // preconditions, before the deadline starts
-	Holding    Step = "holding"     // HTTP held, then the endpoint paused
-	Fencing    Step = "fencing"     // writes stopped on the old primary
-	CatchingUp Step = "catching-up" // the replica applies the rest
-	Promoting  Step = "promoting"   // the point of no return
-	Repointing Step = "repointing"  // the endpoint moves to the new primary
-	Resuming   Step = "resuming"    // the database, then HTTP, go on
-	Done       Step = "done"
+	Checking    Step = "checking"    // preconditions, before the deadline starts
+	Holding     Step = "holding"     // HTTP held, then the endpoint paused
+	Fencing     Step = "fencing"     // writes stopped on the old primary
+	CatchingUp  Step = "catching-up" // the replica applies the rest
+	Promoting   Step = "promoting"   // the point of no return
+	Repointing  Step = "repointing"  // the endpoint moves to the new primary
+	Resuming    Step = "resuming"    // the database, then HTTP, go on
+	Done        Step = "done"
 	RollingBack Step = "rolling-back"
-	RolledBack Step = "rolled-back"
+	RolledBack  Step = "rolled-back"
 )
 
 // committed reports whether a switchover at step s is past the point of no
