@@ -34,69 +34,18 @@ func pgDB(t *testing.T, addr string) *sql.DB {
 	return db
 }
 
-// switchoverUnderLoad runs a switchover from old to replica while 16
-// writers go through the endpoint, then checks what the issue promises:
-// no failed write, every acknowledged write on the new primary, the write
-// pause within the deadline, the old primary fenced.
-func switchoverUnderLoad(t *testing.T, old, replica *testdb.PG, wantKind string) (*appDB, *load) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	ep := newAppDB(t, old.Addr(), pgOpen)
-	l := startLoad(t, ep, pgInsert, 16)
-	l.waitAcked(t, 300)
-
-	pair, err := OpenPostgres(ctx, old.URL("postgres"), replica.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pair.Close()
-	if pair.Kind() != wantKind {
-		t.Fatalf("kind %s, want %s", pair.Kind(), wantKind)
-	}
-	g, j := &gate{}, &memJournal{}
-	const deadline = 5 * time.Second
-	rec, err := Run(ctx, pair, Options{Name: "main", Deadline: deadline, Endpoint: ep, Gate: g, Journal: j})
-	if err != nil {
-		t.Fatalf("switchover: %v (steps %v)", err, rec.Steps)
-	}
-	acked := len(l.acked)
-	l.waitAcked(t, acked+300)
-	l.halt()
-
-	if rec.Step != Done || ep.current() != replica.Addr() {
-		t.Fatalf("step %s, endpoint at %s; want done at %s", rec.Step, ep.current(), replica.Addr())
-	}
-	var saved Record
-	if ok, _ := j.Get(ctx, JournalKind, "main", &saved); !ok || saved.Step != Done {
-		t.Fatalf("journal: %+v", saved)
-	}
-	if g.holds != 1 || g.releaseCall != 1 {
-		t.Fatalf("gate held %d times, released %d; want 1 and 1", g.holds, g.releaseCall)
-	}
-	l.checkNoFailures(t)
-	l.checkAllOn(t, pgDB(t, replica.Addr()), "acks")
-	first, ok := l.firstCommitOn(replica.Addr())
-	if !ok {
-		t.Fatal("no commit on the new primary")
-	}
-	pause := first.Sub(ep.pausedAt)
-	t.Logf("%s: write pause %v (endpoint paused → first commit on the new primary); steps %v", wantKind, pause.Round(time.Millisecond), rec.Steps)
-	if pause > deadline {
-		t.Fatalf("write pause %v exceeds the deadline %v", pause, deadline)
-	}
-	// The old primary takes no more writes, from anyone.
-	_, err = pgDB(t, old.Addr()).Exec("INSERT INTO acks (note) VALUES ('after')")
-	if err == nil || !strings.Contains(err.Error(), "read-only") {
-		t.Fatalf("write on the old primary after the switchover: %v; want a read-only error", err)
-	}
-	return ep, l
+func pgServers(old, replica *testdb.PG) servers {
+	return servers{oldAddr: old.Addr(), newAddr: replica.Addr(), open: pgOpen, insert: pgInsert,
+		pair: func(ctx context.Context) (Pair, error) {
+			return OpenPostgres(ctx, old.URL("postgres"), replica.URL("postgres"))
+		}}
 }
 
 func TestSwitchoverPostgresPhysical(t *testing.T) {
 	old := testdb.NewPG(t)
 	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
 	standby := old.Standby(t)
-	switchoverUnderLoad(t, old, standby, "postgres-physical")
+	switchoverUnderLoad(t, pgServers(old, standby), "postgres-physical")
 	var recovering bool
 	if err := pgDB(t, standby.Addr()).QueryRow("SELECT pg_is_in_recovery()").Scan(&recovering); err != nil || recovering {
 		t.Fatalf("new primary in recovery = %v (%v)", recovering, err)
@@ -113,7 +62,7 @@ func TestSwitchoverPostgresLogical(t *testing.T) {
 		INSERT INTO tags (v) SELECT 't' || i FROM generate_series(1, 50) i`)
 	sub := testdb.NewPG(t)
 	sub.Subscribe(t, old, "postgres", "handoff_move")
-	switchoverUnderLoad(t, old, sub, "postgres-logical")
+	switchoverUnderLoad(t, pgServers(old, sub), "postgres-logical")
 
 	db := pgDB(t, sub.Addr())
 	var id int
