@@ -87,12 +87,12 @@ func (g *Gateway) SetModes(app string, m Modes) error {
 		st.modes = m
 	}
 	for _, st := range g.apps {
-		st.hold.setPaused(st.modes.over(g.global).Pause != nil)
+		st.hold.setPaused(st.effective(g.global).Pause != nil)
 	}
 	// Publish before releasing, so released requests see the new modes.
 	g.publish()
 	for name, st := range g.apps {
-		if st.modes.over(g.global).Pause == nil {
+		if st.effective(g.global).Pause == nil {
 			var ahead func() <-chan struct{}
 			if g.lineAhead != nil {
 				ahead = func() <-chan struct{} { return g.lineAhead(name) }

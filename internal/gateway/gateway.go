@@ -69,6 +69,7 @@ type appState struct {
 	holdMax         time.Duration
 	maintenancePage []byte
 	stats           map[string]*releaseStats // by release, for as long as this process runs
+	quiet           *Pause                   // while a quiesce holds new requests (quiesce.go)
 }
 
 // New returns a gateway with no apps.

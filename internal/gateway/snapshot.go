@@ -65,7 +65,7 @@ func (g *Gateway) build() *snapshot {
 		for i := range a.refused {
 			a.refused[i] = g.metrics.requests.WithLabelValues(name, "", classLabel[i])
 		}
-		modes := st.modes.over(g.global)
+		modes := st.effective(g.global)
 		a.mode = g.modeFor(st, modes)
 		if modes.ReadOnly != nil {
 			a.readOnly = newReadOnlyMode(st, modes.ReadOnly)
