@@ -166,10 +166,20 @@ func concurrentIndexName(stmt string) string {
 // retryLocks runs f until it succeeds, retrying lock timeouts, deadlocks,
 // serialization failures and busy errors with jittered exponential backoff
 // for up to DDLRetryFor. f returns the statement it was at, for the error.
+// With Options.Escalate, an attempt after a run of lost locks runs while
+// the gateway holds new requests (escalate.go).
 func (m *Migrator) retryLocks(ctx context.Context, mig *Migration, s *Section, stmts []Statement, f func() (Statement, error)) error {
 	deadline := time.Now().Add(m.opts.DDLRetryFor)
+	var esc escalation
+	held, line := false, s.Line
 	for attempt := 1; ; attempt++ {
-		st, err := f()
+		var st Statement
+		var err error
+		if held {
+			st, err = m.underHold(ctx, mig, s, line, attempt, f)
+		} else {
+			st, err = f()
+		}
 		if err == nil {
 			return nil
 		}
@@ -182,6 +192,10 @@ func (m *Migrator) retryLocks(ctx context.Context, mig *Migration, s *Section, s
 		}
 		m.emit(Event{Kind: EventLockRetry, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line,
 			Attempt: attempt, Reason: class.String(), Err: err})
+		held, line = m.opts.Escalate != nil && esc.lose(class), st.Line
+		if held {
+			continue // at once: the hold's wait for requests in flight is the pause
+		}
 		if err := sleep(ctx, ddlBackoff(attempt)); err != nil {
 			return &StatementError{File: mig.Path, Line: st.Line, Phase: s.Phase, Err: err}
 		}

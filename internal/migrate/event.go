@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/handoff-dev/handoff/internal/dialect"
 	"github.com/handoff-dev/handoff/internal/evolve"
@@ -19,6 +20,7 @@ const (
 	EventStatement    EventKind = "statement"     // a statement is about to run
 	EventLockRetry    EventKind = "lock_retry"    // a statement gave up a lock wait and will be retried
 	EventIndexCleanup EventKind = "index_cleanup" // an invalid index left by a failed concurrent build is dropped
+	EventEscalate     EventKind = "escalate"      // an attempt ran while live requests were held; see Reason and Held
 	EventPhaseDone    EventKind = "phase_done"    // the phase is recorded as done
 	EventBackfill     EventKind = "backfill"      // progress of a backfill; see Backfill
 )
@@ -37,6 +39,8 @@ type Event struct {
 	Err       error     `json:"-"`
 	// Backfill is the evolve event of an EventBackfill.
 	Backfill *evolve.Event `json:"backfill,omitempty"`
+	// Held is how long an EventEscalate held new requests.
+	Held time.Duration `json:"held_ns,omitempty"`
 }
 
 func (m *Migrator) emit(e Event) {

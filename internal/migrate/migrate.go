@@ -41,6 +41,13 @@ type Options struct {
 	Progress func(Event)
 	// AppliedBy is recorded in the history (default user@host).
 	AppliedBy string
+	// Escalate, when set, is called when a DDL statement keeps losing its
+	// lock to other sessions (escalate.go): it holds new live requests for
+	// at most hold and returns once none is in flight, or fails; the
+	// statement's next attempt runs before release is called.
+	Escalate func(ctx context.Context, hold time.Duration) (release func(), err error)
+	// EscalateHold bounds each escalation's hold (default 500 ms).
+	EscalateHold time.Duration
 }
 
 // Migrator applies one set of migrations to one database.
@@ -91,6 +98,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.AppliedBy == "" {
 		o.AppliedBy = whoami()
+	}
+	if o.EscalateHold <= 0 {
+		o.EscalateHold = defaultEscalateHold
 	}
 	return o
 }
