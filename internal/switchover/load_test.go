@@ -37,7 +37,7 @@ func switchoverUnderLoad(t *testing.T, s servers, wantKind string) (*appDB, *loa
 	}
 	g, j := &gate{}, &memJournal{}
 	const deadline = 5 * time.Second
-	rec, err := Run(ctx, pair, Options{Name: "main", Deadline: deadline, Endpoint: ep, Gate: g, Journal: j})
+	rec, err := Run(ctx, pair, Options{Name: "main", Deadline: deadline, Endpoint: ep, Gate: g, Journal: j, From: "old", To: "new"})
 	if err != nil {
 		t.Fatalf("switchover: %v (steps %v)", err, rec.Steps)
 	}

@@ -105,7 +105,7 @@ func TestSwitchoverPostgresRollsBackPastDeadline(t *testing.T) {
 	g := &gate{}
 	const deadline = 2 * time.Second
 	start := time.Now()
-	rec, err := Run(ctx, pair, Options{Name: "main", Deadline: deadline, Endpoint: ep, Gate: g, Journal: &memJournal{}, OnStep: stall})
+	rec, err := Run(ctx, pair, Options{Name: "main", Deadline: deadline, Endpoint: ep, Gate: g, Journal: &memJournal{}, From: "old", To: "new", OnStep: stall})
 	took := time.Since(start)
 	var serr *Error
 	if !errors.As(err, &serr) || !serr.RolledBack || serr.Step != CatchingUp {

@@ -28,7 +28,7 @@ const (
 // Options are one switchover's settings.
 type Options struct {
 	Name     string        // the database's name (the journal's key)
-	From, To string        // URLs of the old primary and the replica, for the record
+	From, To string        // URLs of the old primary and the replica, for the record (Reopen)
 	Deadline time.Duration // 0: DefaultDeadline
 	// Endpoint and Gate may be nil (no endpoint: the app's own config
 	// decides where it connects; no gateway: nothing to hold).
@@ -51,12 +51,18 @@ func Run(ctx context.Context, pair Pair, o Options) (Record, error) {
 	if o.Deadline < 0 || o.Deadline > MaxDeadline {
 		return Record{}, &Error{Step: Checking, Err: fmt.Errorf("deadline %v: must be more than 0 and at most %v", o.Deadline, MaxDeadline)}
 	}
+	if o.Journal != nil && (o.From == "" || o.To == "") {
+		return Record{}, &Error{Step: Checking, Err: errors.New("the servers' URLs are needed in the record, to recover after a crash")}
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	from, to := pair.Addrs()
 	r := &run{pair: pair, o: o, rec: Record{Name: o.Name, Kind: pair.Kind(), From: o.From, To: o.To,
 		FromAddr: from, ToAddr: to, Deadline: o.Deadline, Started: time.Now()}}
+	if pp, ok := pair.(*pgPair); ok && pp.logical {
+		r.rec.Subscription, r.rec.Slot = pp.sub, pp.slot
+	}
 	if err := r.check(ctx); err != nil {
 		return r.rec, &Error{Step: Checking, Err: err}
 	}

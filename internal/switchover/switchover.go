@@ -112,17 +112,21 @@ func (s Step) Final() bool { return s == Done || s == RolledBack }
 // Record is the journal's entry for one database's switchover, written
 // before each step acts.
 type Record struct {
-	Name     string        `json:"name"`
-	Kind     string        `json:"kind"`
-	From     string        `json:"from"` // URL of the old primary
-	To       string        `json:"to"`   // URL of the replica
-	FromAddr string        `json:"from_addr"`
-	ToAddr   string        `json:"to_addr"`
-	Deadline time.Duration `json:"deadline_ns"`
-	Started  time.Time     `json:"started"`
-	Step     Step          `json:"step"`
-	Steps    []StepTime    `json:"steps"`
-	Error    string        `json:"error,omitempty"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	From     string `json:"from"` // URL of the old primary
+	To       string `json:"to"`   // URL of the replica
+	FromAddr string `json:"from_addr"`
+	// Subscription and Slot name a logical subscriber's subscription and
+	// its slot on the old primary.
+	Subscription string        `json:"subscription,omitempty"`
+	Slot         string        `json:"slot,omitempty"`
+	ToAddr       string        `json:"to_addr"`
+	Deadline     time.Duration `json:"deadline_ns"`
+	Started      time.Time     `json:"started"`
+	Step         Step          `json:"step"`
+	Steps        []StepTime    `json:"steps"`
+	Error        string        `json:"error,omitempty"`
 	// Recovered is set when a restarted handoff finished or rolled back
 	// the switchover.
 	Recovered bool `json:"recovered,omitempty"`

@@ -1,0 +1,151 @@
+package switchover
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/store"
+	"github.com/handoff-dev/handoff/internal/testdb"
+)
+
+// The engine run as a process of its own (this test binary re-executed),
+// journaling to a real SQLite store, killed with SIGKILL as it reaches a
+// step: recovery from the journal finishes or rolls back, and leaves
+// exactly one writable primary, the one the endpoint points at, with every
+// row written before.
+func TestSwitchoverKilledMidWayRecovers(t *testing.T) {
+	for _, tc := range []struct {
+		at       Step
+		finishes bool
+	}{
+		{Fencing, false},    // recorded, the fence perhaps half-applied
+		{CatchingUp, false}, // fenced
+		{Promoting, true},   // recorded, not yet promoted: the point of no return
+		{Repointing, true},  // promoted
+	} {
+		t.Run(string(tc.at), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			old := testdb.NewPG(t)
+			old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL); INSERT INTO acks (note) SELECT 'before' FROM generate_series(1, 100)")
+			standby := old.Standby(t)
+			journal := filepath.Join(t.TempDir(), "state.db")
+
+			cmd := exec.Command(os.Args[0], "-test.run=^TestSwitchoverChild$", "-test.v")
+			cmd.Env = append(os.Environ(), "HANDOFF_SWITCHOVER_CHILD=1", "CHILD_JOURNAL="+journal,
+				"CHILD_FROM="+old.URL("postgres"), "CHILD_TO="+standby.URL("postgres"), "CHILD_STOP_AT="+string(tc.at))
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = cmd.Stdout
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			reached := make(chan bool, 1)
+			go func() {
+				sc := bufio.NewScanner(out)
+				ok := false
+				for sc.Scan() {
+					t.Logf("child: %s", sc.Text())
+					if sc.Text() == "stopped at "+string(tc.at) && !ok {
+						ok = true
+						reached <- true
+					}
+				}
+				if !ok {
+					reached <- false
+				}
+			}()
+			select {
+			case ok := <-reached:
+				if !ok {
+					t.Fatalf("the child ended before step %s", tc.at)
+				}
+			case <-ctx.Done():
+				t.Fatal("the child did not reach its step")
+			}
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+
+			// The restarted handoff: read the record, point the endpoint
+			// where it says, recover.
+			st, err := store.Open(ctx, journal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var rec Record
+			if ok, err := st.Get(ctx, JournalKind, "main", &rec); err != nil || !ok {
+				t.Fatalf("journal: %v, %v", ok, err)
+			}
+			if rec.Step != tc.at {
+				t.Fatalf("journal at %s, want %s", rec.Step, tc.at)
+			}
+			ep := newAppDB(t, rec.Primary(), pgOpen)
+			pair, err := Reopen(ctx, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pair.Close()
+			rec, err = Recover(ctx, rec, pair, ep, st)
+			if err != nil {
+				t.Fatalf("recover: %v", err)
+			}
+			want, wantStep, other := old.Addr(), RolledBack, standby.Addr()
+			if tc.finishes {
+				want, wantStep, other = standby.Addr(), Done, old.Addr()
+			}
+			var saved Record
+			if _, err := st.Get(ctx, JournalKind, "main", &saved); err != nil || saved.Step != wantStep || !saved.Recovered {
+				t.Fatalf("recovered to %s (journal %s, recovered %v, %v); want %s", rec.Step, saved.Step, saved.Recovered, err, wantStep)
+			}
+			if ep.current() != want {
+				t.Fatalf("endpoint at %s, want %s", ep.current(), want)
+			}
+			// Exactly one writable primary: the endpoint's, with every row.
+			var n int
+			if err := pgDB(t, want).QueryRow("INSERT INTO acks (note) VALUES ('after') RETURNING (SELECT count(*) FROM acks)").Scan(&n); err != nil || n != 100 {
+				t.Fatalf("write on %s after recovery: %d rows before it, %v; want 100", want, n, err)
+			}
+			if _, err := pgDB(t, other).Exec("INSERT INTO acks (note) VALUES ('two primaries?')"); err == nil {
+				t.Fatalf("%s is writable too: two primaries", other)
+			}
+		})
+	}
+}
+
+// TestSwitchoverChild is the child process of the kill test.
+func TestSwitchoverChild(t *testing.T) {
+	if os.Getenv("HANDOFF_SWITCHOVER_CHILD") != "1" {
+		t.Skip("the kill test's child process; runs only when it starts it")
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, os.Getenv("CHILD_JOURNAL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := OpenPostgres(ctx, os.Getenv("CHILD_FROM"), os.Getenv("CHILD_TO"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAt := Step(os.Getenv("CHILD_STOP_AT"))
+	_, err = Run(ctx, pair, Options{Name: "main", Deadline: 30 * time.Second, Journal: st,
+		From: os.Getenv("CHILD_FROM"), To: os.Getenv("CHILD_TO"), OnStep: func(r Record) {
+			if r.Step == stopAt {
+				fmt.Println("stopped at " + string(r.Step))
+				time.Sleep(time.Hour) // until the parent's SIGKILL
+			}
+		}})
+	t.Fatalf("the switchover ended before step %s: %v", stopAt, err)
+}
