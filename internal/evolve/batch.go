@@ -109,6 +109,11 @@ func (r *runner) checkpointTx(ctx context.Context, p *part, lo, hi key, change f
 		return 0, err
 	}
 	defer tx.Rollback()
+	if w, ok := r.d.(dialect.SessionWatcher); ok && r.thr.pacer != nil {
+		if err := w.TagTx(ctx, tx, r.tag); err != nil {
+			return 0, err
+		}
+	}
 	rows, err := change(tx)
 	if err != nil {
 		return 0, err

@@ -41,6 +41,7 @@ func (r *runner) monitorControl(ctx context.Context) {
 			lastLag = time.Now()
 			r.checkLag(ctx)
 		}
+		r.watch(ctx)
 		if time.Since(lastBeat) >= heartbeatEvery {
 			lastBeat = time.Now()
 			r.heartbeat(ctx)
@@ -83,6 +84,9 @@ func (r *runner) checkLag(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	if r.thr.pacer != nil {
+		r.thr.pacer.lag(time.Now(), lag)
+	}
 	over := lag > r.job.Settings.MaxLag
 	if over != r.lagged.Load() {
 		r.lagged.Store(over)
@@ -91,6 +95,31 @@ func (r *runner) checkLag(ctx context.Context) {
 		} else {
 			r.track.send(Event{Kind: EventResume, Reason: "replicas caught up"})
 		}
+	}
+}
+
+// watch gives the adaptive throttle its readings of the live work: the
+// sessions the batches block (where the database shows them) and the
+// live p99 at the gateway (under handoff serve). A reading that fails is
+// skipped: the throttle acts only on fresh ones.
+func (r *runner) watch(ctx context.Context) {
+	p := r.thr.pacer
+	if p == nil {
+		return
+	}
+	if w, ok := r.d.(dialect.SessionWatcher); ok {
+		if s, err := w.Sessions(ctx, r.tag); err == nil {
+			p.sessions(time.Now(), s)
+		}
+	}
+	if r.job.Live != nil {
+		if now, base, ok := r.job.Live.P99(); ok {
+			p.live(time.Now(), now, base)
+		}
+	}
+	if key, why := p.why(); key != r.shown {
+		r.shown = key
+		r.track.send(Event{Kind: EventThrottle, Reason: why})
 	}
 }
 

@@ -47,6 +47,10 @@ type Job struct {
 	Dir     string
 	// Settings tune batching, retries and the throttle.
 	Settings Settings
+	// Live, when set, is the live requests' latency as the application's
+	// gateway sees it (the run is under handoff serve): the adaptive
+	// throttle backs off while the backfill lifts its p99.
+	Live LiveSignal
 }
 
 // Range is an inclusive range of integer keys.
@@ -61,14 +65,21 @@ type Settings struct {
 	BatchTime time.Duration
 	// MinBatch and MaxBatch bound the adapted size.
 	MinBatch, MaxBatch int
-	// Duty is the percentage of wall time spent in batches (1–100); the
-	// rest is spent resting between them so that live traffic catches up.
+	// Throttle says who decides how long to rest between batches and how
+	// many workers run: the adaptive throttle (the default), a fixed duty
+	// cycle, or nobody (off).
+	Throttle ThrottleMode
+	// Duty is the fixed throttle's percentage of wall time spent in
+	// batches (1–100); the rest is spent resting between them so that live
+	// traffic catches up. The adaptive throttle sets its own.
 	Duty int
 	// Rate caps rows per second over all workers; 0 is no cap.
 	Rate float64
 	// MaxLag waits while a replica lags more than this (Postgres); 0 ignores lag.
 	MaxLag time.Duration
-	// Workers run disjoint parts of an integer range in parallel.
+	// Workers run disjoint parts of the range in parallel; the adaptive
+	// throttle runs between one and this many at a time. 0 is the
+	// throttle's choice: up to DefaultAdaptiveWorkers adaptive, else 1.
 	Workers int
 	// Retries bounds the attempts at one batch after conflicts.
 	Retries int
@@ -78,16 +89,62 @@ type Settings struct {
 	Isolation sql.IsolationLevel
 }
 
-// DefaultSettings is the default throttle: batches that last about 40 ms
-// (short row-lock holds and small WAL flushes, which live commits wait on),
-// with three times as long a rest after each (a batch overlapping a live
-// query is what lifts its latency, so the share of time in batches sets the
-// live p99; see docs/migrations.md), a replica lag of at most 10 s, one
-// worker.
+// ThrottleMode names who paces a backfill.
+type ThrottleMode string
+
+// The throttles. See docs/migrations.md for how the adaptive one decides.
+const (
+	// ThrottleAdaptive runs at full speed while nothing suffers and backs
+	// off when live work does: lock waits its batches cause, its own
+	// batches slowing down against their unloaded time, replication lag,
+	// and the live p99 at the gateway when one is given (Job.Live).
+	ThrottleAdaptive ThrottleMode = "adaptive"
+	// ThrottleFixed rests after each batch by the fixed duty cycle Duty.
+	ThrottleFixed ThrottleMode = "fixed"
+	// ThrottleOff never rests (rate cap and lag wait off as well).
+	ThrottleOff ThrottleMode = "off"
+)
+
+// ParseThrottle reads a throttle's name; "" is the default, adaptive.
+func ParseThrottle(s string) (ThrottleMode, error) {
+	switch m := ThrottleMode(s); m {
+	case "":
+		return ThrottleAdaptive, nil
+	case ThrottleAdaptive, ThrottleFixed, ThrottleOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("throttle must be adaptive, fixed or off, got %q", s)
+}
+
+// DefaultFixedDuty is the duty cycle of the fixed throttle when none is
+// given: a batch overlapping a live query is what lifts its latency, so
+// the share of time in batches sets the live p99 (docs/migrations.md).
+const DefaultFixedDuty = 25
+
+// DefaultAdaptiveWorkers is how many workers the adaptive throttle runs
+// at most unless told: two reached 0.98× a one-shot UPDATE on an idle
+// database where one reached about 0.75× (docs/migrations.md).
+const DefaultAdaptiveWorkers = 2
+
+// maxWorkers is how many workers the run has: one per part of the range.
+func (s Settings) maxWorkers() int {
+	switch {
+	case s.Workers > 0:
+		return s.Workers
+	case s.Throttle == ThrottleAdaptive || s.Throttle == "":
+		return DefaultAdaptiveWorkers
+	}
+	return 1
+}
+
+// DefaultSettings is the default throttle: the adaptive one, with up to
+// DefaultAdaptiveWorkers workers, batches that last about 40 ms (short
+// row-lock holds and small WAL flushes, which live commits wait on), a
+// replica lag of at most 10 s.
 func DefaultSettings() Settings {
 	return Settings{
 		Batch: 1000, BatchTime: 40 * time.Millisecond, MinBatch: 10, MaxBatch: 50000,
-		Duty: 25, MaxLag: 10 * time.Second, Workers: 1, Retries: 50,
+		Throttle: ThrottleAdaptive, Duty: DefaultFixedDuty, MaxLag: 10 * time.Second, Retries: 50,
 		LockTimeout: 100 * time.Millisecond,
 	}
 }
@@ -95,7 +152,13 @@ func DefaultSettings() Settings {
 // Unthrottled turns off the rest between batches, the rate cap and the lag
 // wait, keeping adaptive batch sizing.
 func (s Settings) Unthrottled() Settings {
-	s.Duty, s.Rate, s.MaxLag = 100, 0, 0
+	s.Throttle, s.Duty, s.Rate, s.MaxLag = ThrottleOff, 100, 0, 0
+	return s
+}
+
+// Fixed selects the fixed duty cycle: duty percent of wall time in batches.
+func (s Settings) Fixed(duty int) Settings {
+	s.Throttle, s.Duty = ThrottleFixed, duty
 	return s
 }
 
@@ -103,10 +166,12 @@ func (s Settings) validate() error {
 	switch {
 	case s.Batch < 1:
 		return errors.New("batch must be at least 1")
-	case s.Duty < 1 || s.Duty > 100:
+	case s.Throttle != "" && s.Throttle != ThrottleAdaptive && s.Throttle != ThrottleFixed && s.Throttle != ThrottleOff:
+		return fmt.Errorf("throttle must be adaptive, fixed or off, got %q", s.Throttle)
+	case s.Throttle == ThrottleFixed && (s.Duty < 1 || s.Duty > 100):
 		return fmt.Errorf("duty must be 1–100 percent, got %d", s.Duty)
-	case s.Workers < 1:
-		return errors.New("workers must be at least 1")
+	case s.Workers < 0:
+		return errors.New("workers must not be negative")
 	case s.Rate < 0:
 		return errors.New("rate must not be negative")
 	case s.Retries < 0:

@@ -95,7 +95,7 @@ func (s span) split(n int) []span {
 // arithmetic, text and uuid keys at keys the database picks, about
 // total/n rows apart, read in one statement so that they are in order.
 func (r *runner) parts(ctx context.Context, sp span, total int64) ([]span, error) {
-	n := r.job.Settings.Workers
+	n := r.job.Settings.maxWorkers()
 	if sp.lo.kind == dialect.KeyInt || n <= 1 || r.job.Table == "" || total < int64(n) {
 		return sp.split(n), nil
 	}

@@ -12,13 +12,14 @@ type EventKind string
 
 // The events a run reports, in the order they usually come.
 const (
-	EventStart   EventKind = "start"   // the run claimed its range
-	EventBatch   EventKind = "batch"   // a batch committed
-	EventRetry   EventKind = "retry"   // a batch conflicted and will be tried again
-	EventPause   EventKind = "pause"   // paused by request, or waiting for replicas
-	EventResume  EventKind = "resume"  // going again
-	EventDone    EventKind = "done"    // the whole range is covered
-	EventStopped EventKind = "stopped" // cancelled or failed; resumable
+	EventStart    EventKind = "start"    // the run claimed its range
+	EventBatch    EventKind = "batch"    // a batch committed
+	EventRetry    EventKind = "retry"    // a batch conflicted and will be tried again
+	EventPause    EventKind = "pause"    // paused by request, or waiting for replicas
+	EventThrottle EventKind = "throttle" // the adaptive throttle changed pace; Reason says how and why
+	EventResume   EventKind = "resume"   // going again
+	EventDone     EventKind = "done"     // the whole range is covered
+	EventStopped  EventKind = "stopped"  // cancelled or failed; resumable
 )
 
 // Event is one progress report. Counts are of this run.

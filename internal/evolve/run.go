@@ -22,6 +22,11 @@ type runner struct {
 	rec   *record
 	thr   *throttle
 	track *tracker
+	// tag names the sessions of this run's batches to the database, so
+	// that the sessions they block can be found (dialect.SessionWatcher).
+	tag string
+	// shown is the throttle's state as last reported (monitorControl only).
+	shown string
 
 	// Set by monitorControl, read by the workers between batches.
 	paused, lagged, cancelled atomic.Bool
@@ -40,7 +45,7 @@ func Run(ctx context.Context, d dialect.Dialect, job Job, progress func(Event)) 
 	if err := EnsureSchema(ctx, d); err != nil {
 		return Result{}, err
 	}
-	r := &runner{d: d, job: job, owner: ownerID(), thr: newThrottle(job.Settings)}
+	r := &runner{d: d, job: job, owner: ownerID(), thr: newThrottle(job.Settings), tag: "handoff backfill " + job.Name}
 	upToDate, err := r.claim(ctx)
 	if err != nil {
 		return Result{}, err
@@ -132,20 +137,23 @@ func (r *runner) walkAll(ctx context.Context, parts []*part) error {
 	return g.Wait()
 }
 
-// walk does one part batch by batch.
+// walk does one part batch by batch, each in a worker slot of the throttle.
 func (r *runner) walk(ctx context.Context, p *part) error {
 	size, elapsed := r.job.Settings.Batch, time.Duration(0)
 	for !p.done() {
-		if err := r.gate(ctx); err != nil {
-			return err
-		}
-		size = r.thr.size(size, elapsed)
-		hi, err := r.nextHi(ctx, p.cursor, p.hi, size)
+		slot, err := r.thr.acquire(ctx)
 		if err != nil {
 			return err
 		}
+		// The gate comes after the slot's rest, so that a pause or a
+		// cancel made during the rest holds this batch.
+		if err := r.gate(ctx); err != nil {
+			r.thr.release(slot, 0, 0)
+			return err
+		}
 		lo := p.cursor
-		hi, rows, took, err := r.batchWithRetry(ctx, p, hi, &size)
+		hi, rows, took, err := r.step(ctx, p, &size, elapsed)
+		r.thr.release(slot, took, rows)
 		if errors.Is(err, errLostRace) {
 			moved, rerr := r.reloadPart(ctx, p)
 			if rerr != nil {
@@ -158,13 +166,22 @@ func (r *runner) walk(ctx context.Context, p *part) error {
 		if err != nil {
 			return err
 		}
+		r.thr.observe(size, took)
 		r.track.batch(p, lo, hi, rows, size)
 		elapsed = took
-		if err := r.thr.rest(ctx, took, rows); err != nil {
-			return err
-		}
 	}
 	return nil
+}
+
+// step does the next batch of part p: its size from the last one's time,
+// its end, and the batch with its retries.
+func (r *runner) step(ctx context.Context, p *part, size *int, elapsed time.Duration) (key, int64, time.Duration, error) {
+	*size = r.thr.size(*size, elapsed)
+	hi, err := r.nextHi(ctx, p.cursor, p.hi, *size)
+	if err != nil {
+		return key{}, 0, 0, err
+	}
+	return r.batchWithRetry(ctx, p, hi, size)
 }
 
 // gate holds a worker between batches while the backfill is paused or a

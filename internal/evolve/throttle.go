@@ -4,22 +4,36 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/handoff-dev/handoff/internal/dialect"
 )
 
-// throttle decides how big the next batch is and how long to rest after
-// one. Its rate can change while the run goes on (`handoff evolve set`).
+// throttle decides how big the next batch is, how many workers run at
+// once and how long each rests after a batch. Its rate can change while
+// the run goes on (`handoff evolve set`).
 type throttle struct {
-	s Settings
+	s     Settings
+	pacer *pacer // the adaptive throttle's state; nil for fixed and off
 
 	mu    sync.Mutex
 	rate  float64
 	fixed int       // a batch size set by an operator; 0 adapts
 	next  time.Time // when the rate budget allows the next batch
+	// Worker slots: a worker holds one for the length of a batch; after
+	// it, the slot is free again once the batch's rest is over. Only the
+	// first active() slots are handed out, so a worker the throttle does
+	// not want waits, whichever part of the range it has.
+	busy   []bool
+	freeAt []time.Time
+	wake   chan struct{} // closed when a slot may have become free
 }
 
-func newThrottle(s Settings) *throttle { return &throttle{s: s, rate: s.Rate} }
+func newThrottle(s Settings) *throttle {
+	n := s.maxWorkers()
+	t := &throttle{s: s, rate: s.Rate, busy: make([]bool, n), freeAt: make([]time.Time, n), wake: make(chan struct{})}
+	if s.Throttle == ThrottleAdaptive || s.Throttle == "" {
+		t.pacer = newPacer(n, s.MaxLag, time.Now())
+	}
+	return t
+}
 
 func (t *throttle) setRate(r float64) {
 	t.mu.Lock()
@@ -31,6 +45,82 @@ func (t *throttle) setBatch(n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.fixed = n
+}
+
+// active is how many workers may run batches now.
+func (t *throttle) active() int {
+	if t.pacer == nil {
+		return len(t.busy)
+	}
+	_, w := t.pacer.state()
+	return min(w, len(t.busy))
+}
+
+// acquire waits for a worker slot that is not resting and returns it.
+func (t *throttle) acquire(ctx context.Context) (int, error) {
+	for {
+		t.mu.Lock()
+		now, wait := time.Now(), time.Duration(-1)
+		for i := range t.active() {
+			switch {
+			case t.busy[i]:
+			case !t.freeAt[i].After(now):
+				t.busy[i] = true
+				t.mu.Unlock()
+				return i, nil
+			case wait < 0 || t.freeAt[i].Sub(now) < wait:
+				wait = t.freeAt[i].Sub(now)
+			}
+		}
+		wake := t.wake
+		t.mu.Unlock()
+		if wait < 0 || wait > controlEvery {
+			wait = controlEvery // the number of workers may change meanwhile
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return 0, ctx.Err()
+		case <-wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// release gives slot back after a batch that took elapsed and changed
+// rows (elapsed 0: no batch was done), resting it for the duty cycle and
+// until the rate budget allows more.
+func (t *throttle) release(slot int, elapsed time.Duration, rows int64) {
+	wait := time.Duration(0)
+	switch {
+	case elapsed <= 0:
+	case t.pacer != nil:
+		wait = t.pacer.rest(elapsed)
+	case t.s.Throttle == ThrottleFixed && t.s.Duty > 0 && t.s.Duty < 100:
+		wait = elapsed * time.Duration(100-t.s.Duty) / time.Duration(t.s.Duty)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	if t.rate > 0 && rows > 0 {
+		if t.next.Before(now.Add(-time.Second)) {
+			t.next = now // no credit for time spent paused or slow
+		}
+		t.next = t.next.Add(time.Duration(float64(rows) / t.rate * float64(time.Second)))
+		wait = max(wait, t.next.Sub(now))
+	}
+	t.busy[slot], t.freeAt[slot] = false, now.Add(wait)
+	close(t.wake)
+	t.wake = make(chan struct{})
+}
+
+// observe tells the adaptive throttle about a batch of size keys.
+func (t *throttle) observe(size int, elapsed time.Duration) {
+	if t.pacer != nil {
+		t.pacer.observe(time.Now(), t.active(), size, elapsed)
+	}
 }
 
 // size returns the size for the next batch of a worker whose last size
@@ -55,7 +145,7 @@ func (t *throttle) size(last int, elapsed time.Duration) int {
 	if t.rate > 0 {
 		// Keep each batch to a fifth of a second's budget, so the rate is
 		// met smoothly rather than in bursts.
-		n = min(n, max(int(t.rate/5)/t.s.Workers, 1))
+		n = min(n, max(int(t.rate/5)/len(t.busy), 1))
 	}
 	return n
 }
@@ -63,23 +153,3 @@ func (t *throttle) size(last int, elapsed time.Duration) int {
 // shrink halves a batch after a conflict: a smaller batch holds fewer
 // row locks for less time and is likelier to get through.
 func (t *throttle) shrink(n int) int { return max(n/2, t.s.MinBatch, 1) }
-
-// rest waits after a batch that took elapsed and changed rows: for the
-// duty cycle, and until the rate budget allows more.
-func (t *throttle) rest(ctx context.Context, elapsed time.Duration, rows int64) error {
-	wait := time.Duration(0)
-	if d := t.s.Duty; d > 0 && d < 100 {
-		wait = elapsed * time.Duration(100-d) / time.Duration(d)
-	}
-	t.mu.Lock()
-	if t.rate > 0 {
-		now := time.Now()
-		if t.next.Before(now.Add(-time.Second)) {
-			t.next = now // no credit for time spent paused or slow
-		}
-		t.next = t.next.Add(time.Duration(float64(rows) / t.rate * float64(time.Second)))
-		wait = max(wait, t.next.Sub(now))
-	}
-	t.mu.Unlock()
-	return dialect.Sleep(ctx, wait)
-}

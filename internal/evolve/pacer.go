@@ -1,0 +1,247 @@
+package evolve
+
+import (
+	"fmt"
+	"math/bits"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
+)
+
+// LiveSignal is the latency of the application's live requests as handoff's
+// gateway measures them; `handoff serve` provides it to the backfills it
+// runs. The adaptive throttle backs off while now exceeds baseline by more
+// than it allows.
+type LiveSignal interface {
+	// P99 returns the p99 of the requests answered in the last few seconds
+	// and the p99 before the backfill began; ok is false while either has
+	// too few requests to say.
+	P99() (now, baseline time.Duration, ok bool)
+}
+
+// The adaptive throttle's decisions. It looks at what it has seen every
+// decideEvery: when something suffers it halves what it does (a worker
+// less, or half the share of time in batches); when nothing does it adds a
+// little (additive increase, multiplicative decrease: it finds the most
+// live work tolerates and stays just under it, as TCP does with a link).
+const (
+	decideEvery = 500 * time.Millisecond
+	// minDuty is the least share of wall time in batches: the backfill
+	// always ends, however busy the database.
+	minDuty = 0.03
+	// dutyStep is the additive increase per calm decision.
+	dutyStep = 0.1
+	// calmToAddWorker is how many calm decisions at full duty it takes to
+	// run one more worker.
+	calmToAddWorker = 2
+	// p99Limit: back off while the live p99 is above this multiple of its
+	// baseline (the goal is 1.5×; acting at 1.25× leaves room for the
+	// decision's own delay).
+	p99Limit = 1.25
+	// slowLimit: back off while batches take this multiple of what the
+	// same batch size took with nothing else running.
+	slowLimit = 2.0
+	// lockWaitLimit: back off when a live session has waited this long for
+	// a lock a batch holds.
+	lockWaitLimit = 50 * time.Millisecond
+	// unloadedMin and unloadedKeep: a shape's unloaded time is the median
+	// of its last unloadedKeep unloaded batches, once there are unloadedMin.
+	unloadedMin, unloadedKeep = 5, 32
+	// signalFresh: a signal older than this is not acted on.
+	signalFresh = 2 * time.Second
+)
+
+// signals are the latest readings of the world outside the run, as the
+// control monitor took them.
+type signals struct {
+	sessions   dialect.Sessions
+	sessionsAt time.Time
+	lag        time.Duration
+	lagAt      time.Time
+	p99, p99At time.Duration // the live p99 now and before the run
+	liveAt     time.Time
+}
+
+// costKey is a batch's shape: how many workers ran beside it and its size
+// to a power of two. A batch's time per key is compared with the unloaded
+// time of the same shape only: two workers share the disk and the WAL, and
+// a small batch pays its commit over fewer rows.
+type costKey struct{ workers, sizeLog int }
+
+// pacer is the adaptive throttle's state. Every method takes the time, so
+// that a test can drive its decisions with a fake clock.
+type pacer struct {
+	maxWorkers int
+	maxLag     time.Duration
+
+	mu      sync.Mutex
+	duty    float64 // share of wall time each worker spends in batches
+	workers int     // how many run at once
+	calm    int     // calm decisions in a row
+	decided time.Time
+	sig     signals
+	// unloaded holds the last times per key of each batch shape seen while
+	// no other session was running a statement; their median is the
+	// shape's unloaded time (a minimum would make every batch look slow
+	// on a host whose other processes come and go).
+	unloaded map[costKey][]time.Duration
+	slow     []float64 // this window's batches: time per key over unloaded
+	reason   string    // why it last backed off; "" when it last went up
+}
+
+func newPacer(maxWorkers int, maxLag time.Duration, now time.Time) *pacer {
+	// It starts at full duty with one worker: an idle database gets full
+	// speed at once, and a busy one is found out within one decision.
+	return &pacer{maxWorkers: max(maxWorkers, 1), maxLag: maxLag, duty: 1, workers: 1, decided: now,
+		unloaded: map[costKey][]time.Duration{}}
+}
+
+// state returns the duty and the number of workers to run now.
+func (p *pacer) state() (float64, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.duty, p.workers
+}
+
+// rest is how long a worker rests after a batch that took elapsed.
+func (p *pacer) rest(elapsed time.Duration) time.Duration {
+	d, _ := p.state()
+	return time.Duration(float64(elapsed) * (1 - d) / d)
+}
+
+func sizeLog(n int) int { return bits.Len(uint(max(n, 1))) }
+
+// observe records a batch of size keys that took elapsed while workers
+// ran, and decides when a window has passed.
+func (p *pacer) observe(now time.Time, workers, size int, elapsed time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if size > 0 && elapsed > 0 {
+		k := costKey{workers, sizeLog(size)}
+		per := elapsed / time.Duration(size)
+		others, known := p.others(now)
+		switch {
+		case !known:
+		case others == 0:
+			u := append(p.unloaded[k], per)
+			p.unloaded[k] = u[max(len(u)-unloadedKeep, 0):]
+		default:
+			// Slow batches matter only with live work beside them: alone
+			// on the database, a batch slowed by the host's other
+			// processes makes no query wait.
+			if u := p.unloaded[k]; len(u) >= unloadedMin {
+				p.slow = append(p.slow, float64(per)/float64(medianDuration(u)))
+			}
+		}
+	}
+	p.decideLocked(now)
+}
+
+// others is how many other sessions the latest fresh look at the
+// database found running a statement; known is false without one.
+func (p *pacer) others(now time.Time) (n int, known bool) {
+	if p.sig.sessionsAt.IsZero() || now.Sub(p.sig.sessionsAt) >= signalFresh {
+		return 0, false
+	}
+	return p.sig.sessions.Active, true
+}
+
+// sessions, lag and live record the monitor's readings.
+func (p *pacer) sessions(now time.Time, s dialect.Sessions) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sig.sessions, p.sig.sessionsAt = s, now
+	p.decideLocked(now)
+}
+
+func (p *pacer) lag(now time.Time, lag time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sig.lag, p.sig.lagAt = lag, now
+}
+
+func (p *pacer) live(now time.Time, p99, baseline time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sig.p99, p.sig.p99At, p.sig.liveAt = p99, baseline, now
+}
+
+// suffering names what suffers now, or "".
+func (p *pacer) suffering(now time.Time) string {
+	s := p.sig
+	fresh := func(at time.Time) bool { return !at.IsZero() && now.Sub(at) < signalFresh }
+	switch {
+	case fresh(s.sessionsAt) && s.sessions.Blocked > 0 && s.sessions.LongestWait >= lockWaitLimit:
+		return fmt.Sprintf("lock waits: %d sessions wait for a batch, the longest %v", s.sessions.Blocked, s.sessions.LongestWait.Round(time.Millisecond))
+	case fresh(s.liveAt) && s.p99At > 0 && float64(s.p99) > p99Limit*float64(s.p99At):
+		return fmt.Sprintf("live p99: %v, %.2f× its %v before the backfill", s.p99.Round(100*time.Microsecond), float64(s.p99)/float64(s.p99At), s.p99At.Round(100*time.Microsecond))
+	case fresh(s.lagAt) && p.maxLag > 0 && s.lag > p.maxLag/2:
+		return fmt.Sprintf("replication lag: %v", s.lag.Round(time.Millisecond))
+	}
+	if len(p.slow) > 0 {
+		if m := median(p.slow); m >= slowLimit {
+			return fmt.Sprintf("slow batches: %.1f× their unloaded time", m)
+		}
+	}
+	return ""
+}
+
+func medianDuration(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// decideLocked moves duty and workers once a window has passed; p.mu is held.
+func (p *pacer) decideLocked(now time.Time) {
+	if now.Sub(p.decided) < decideEvery {
+		return
+	}
+	p.decided = now
+	why := p.suffering(now)
+	p.slow = p.slow[:0]
+	if why != "" {
+		p.calm, p.reason = 0, why
+		if p.workers > 1 {
+			p.workers--
+		} else {
+			p.duty = max(p.duty/2, minDuty)
+		}
+		return
+	}
+	p.calm++
+	p.reason = ""
+	if p.duty < 1 {
+		p.duty = min(p.duty+dutyStep, 1)
+		return
+	}
+	if p.workers < p.maxWorkers && p.calm >= calmToAddWorker {
+		p.workers++
+		p.calm = 0
+	}
+}
+
+// why says what the throttle is doing, for progress and status, and a
+// key that changes only when it starts or stops backing off, or for
+// another reason, or runs another number of workers: progress hears of
+// those, not of every step of the duty.
+func (p *pacer) why() (key, text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	text = fmt.Sprintf("adaptive: %.0f%% of the time in batches, %d workers", 100*p.duty, p.workers)
+	key = fmt.Sprint(p.workers)
+	if p.reason != "" {
+		text += " (backing off: " + p.reason + ")"
+		key += " " + strings.SplitN(p.reason, ":", 2)[0]
+	}
+	return key, text
+}
