@@ -62,6 +62,36 @@ type Database struct {
 	// Soak is how long a release pipeline waits, once every instance runs a
 	// release with the migration, before it runs the contract phase.
 	Soak Duration `yaml:"soak"`
+	// Escalate bounds how long a DDL statement that keeps losing its lock
+	// to live traffic may hold new requests at the gateway to take it
+	// (docs/migrations.md); off never holds them.
+	Escalate Escalate `yaml:"escalate"`
+}
+
+// Escalate is the bound of a DDL statement's hold on new requests, or off (0).
+type Escalate Duration
+
+// maxEscalate caps the hold: longer is a pause, which an operator takes
+// with 'handoff pause'.
+const maxEscalate = 10 * time.Second
+
+// D returns the bound; 0 is off.
+func (e Escalate) D() time.Duration { return time.Duration(e) }
+
+func (e *Escalate) parse(s string) error {
+	if s == "off" {
+		*e = 0
+		return nil
+	}
+	var d Duration
+	if err := d.parse(s); err != nil {
+		return fmt.Errorf("want a duration such as 500ms, or off, got %q", s)
+	}
+	if d.D() > maxEscalate {
+		return fmt.Errorf("at most %s (a longer hold is a pause: 'handoff pause'), got %q", maxEscalate, s)
+	}
+	*e = Escalate(d)
+	return nil
 }
 
 // Backfill tunes batched data changes (see docs/migrations.md).
@@ -259,7 +289,7 @@ func Default() *Config {
 		State:     "./handoff.db",
 		Logs:      "./logs",
 		AccessLog: true,
-		Database: Database{Migrations: "./migrations", LockTimeout: Duration(100 * time.Millisecond),
+		Database: Database{Migrations: "./migrations", LockTimeout: Duration(100 * time.Millisecond), Escalate: Escalate(500 * time.Millisecond),
 			Backfill: Backfill{Batch: 1000, BatchTime: Duration(40 * time.Millisecond), Duty: 25,
 				MaxLag: Duration(10 * time.Second), Workers: 1, Retries: 50}},
 		Gateway: Gateway{
