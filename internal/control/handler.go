@@ -102,6 +102,9 @@ func Handler(api API, log *slog.Logger) http.Handler {
 			reply(w, log, nil, err)
 		}
 	})
+	if s, ok := api.(SwitchoverAPI); ok {
+		switchoverRoutes(mux, s, log)
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path)})
 	})

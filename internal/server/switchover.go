@@ -1,0 +1,137 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/switchover"
+)
+
+// switchovers serialises switchovers: one at a time per server, since
+// each holds every app's HTTP traffic.
+var switchovers sync.Mutex
+
+// kindError gives an error the control API's status (deploy's error kinds)
+// while keeping its own message.
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e kindError) Error() string        { return e.err.Error() }
+func (e kindError) Unwrap() error        { return e.err }
+func (e kindError) Is(target error) bool { return target == e.kind }
+
+// runSwitchover moves the endpoint ep (*dbproxy.Endpoint), configured as
+// db and pointing at primary now, to the replica at req.To. The old
+// primary's URL is req.To with primary's host and port: handoff logs in to
+// both with the same user.
+func (s *Server) runSwitchover(ctx context.Context, req control.SwitchoverRequest, db *config.DatabaseEndpoint, ep switchover.Endpoint, primary string) (*switchover.Record, error) {
+	if !switchovers.TryLock() {
+		return nil, kindError{deploy.ErrConflict, errors.New("another switchover is running")}
+	}
+	defer switchovers.Unlock()
+	from, err := withHost(req.To, primary)
+	if err != nil {
+		return nil, kindError{deploy.ErrBadRequest, fmt.Errorf("--to: %w", err)}
+	}
+	deadline := time.Duration(req.Deadline)
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pair, err := switchover.Open(octx, from, req.To)
+	cancel()
+	if err != nil {
+		return nil, kindError{deploy.ErrConflict, fmt.Errorf("switchover of %s: %w", db.Name, err)}
+	}
+	defer pair.Close()
+	s.event("", "switchover", req.Actor, "switchover of %s to %s begins (deadline %v)", db.Name, req.To, deadline)
+	// The switchover runs to its end even if the client goes away: a
+	// rollback or the steps after the promotion must not be cut short.
+	rec, err := switchover.Run(context.WithoutCancel(ctx), pair, switchover.Options{
+		Name: db.Name, From: from, To: req.To, Deadline: deadline,
+		Endpoint: ep, Gate: gatewayGate{s, deadline}, Journal: s.store, Log: s.log,
+	})
+	var serr *switchover.Error
+	switch {
+	case err == nil:
+		s.event("", "switchover", req.Actor, "switchover of %s done: the endpoint points at %s (%v)", db.Name, rec.ToAddr, time.Since(rec.Started).Round(time.Millisecond))
+		return &rec, nil
+	case errors.As(err, &serr) && serr.RolledBack:
+		rec.Error = err.Error()
+		s.event("", "switchover", req.Actor, "switchover of %s rolled back: %v", db.Name, err)
+		return &rec, nil
+	case errors.As(err, &serr):
+		return nil, kindError{deploy.ErrConflict, err}
+	}
+	s.event("", "switchover", req.Actor, "switchover of %s failed: %v", db.Name, err)
+	return &rec, err
+}
+
+// withHost is raw with its host and port replaced by addr.
+func withHost(raw, addr string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", errors.New("want a URL: postgres://user@host:port/db or mysql://user@host:port/db")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("the endpoint's primary %q: %w", addr, err)
+	}
+	u.Host = addr
+	return u.String(), nil
+}
+
+// gatewayGate holds every app's new HTTP requests for a switchover, bounded
+// by its deadline (and a little more: the hold must outlast the steps it
+// covers, and ends by itself if the switchover dies).
+type gatewayGate struct {
+	s        *Server
+	deadline time.Duration
+}
+
+func (g gatewayGate) Hold(ctx context.Context) (func(), error) {
+	return g.s.gw.Quiesce(ctx, "", g.deadline+5*time.Second)
+}
+
+// switchoverPrimary is the server a database endpoint must start on: where
+// the last switchover left it when the config still names the old primary
+// (an unfinished one is recovered just after, by recoverSwitchover).
+func (s *Server) switchoverPrimary(ctx context.Context, db *config.DatabaseEndpoint) (string, error) {
+	var rec switchover.Record
+	ok, err := s.store.Get(ctx, switchover.JournalKind, db.Name, &rec)
+	if err != nil || !ok {
+		return db.Primary, err
+	}
+	if rec.FromAddr != db.Primary {
+		return db.Primary, nil // the config has moved on since
+	}
+	return rec.Primary(), nil
+}
+
+// recoverSwitchover finishes or rolls back a switchover that a killed
+// handoff left unfinished (its record not final), with ep started on
+// switchoverPrimary's answer.
+func (s *Server) recoverSwitchover(ctx context.Context, name string, ep switchover.Endpoint) error {
+	var rec switchover.Record
+	ok, err := s.store.Get(ctx, switchover.JournalKind, name, &rec)
+	if err != nil || !ok || rec.Step.Final() {
+		return err
+	}
+	pair, err := switchover.Reopen(ctx, rec)
+	if err != nil {
+		return fmt.Errorf("recover the switchover of %s: %w", name, err)
+	}
+	defer pair.Close()
+	rec, err = switchover.Recover(ctx, rec, pair, ep, s.store)
+	if err != nil {
+		return err
+	}
+	s.event("", "switchover", "handoff", "switchover of %s, interrupted at a restart, is %s: the endpoint points at %s", name, rec.Step, rec.Primary())
+	return nil
+}
