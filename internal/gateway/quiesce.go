@@ -69,11 +69,21 @@ type quiet struct {
 // *QuiesceError. Tunnels (WebSockets) are not waited for: they may stay
 // open for hours.
 func (g *Gateway) Quiesce(ctx context.Context, app string, max time.Duration) (release func(), err error) {
+	var apps []string
+	if app != "" {
+		apps = []string{app}
+	}
+	return g.QuiesceApps(ctx, apps, max)
+}
+
+// QuiesceApps is Quiesce of several apps at once: of those named, or of
+// every app that takes HTTP traffic when apps is empty.
+func (g *Gateway) QuiesceApps(ctx context.Context, apps []string, max time.Duration) (release func(), err error) {
 	if max <= 0 {
-		return nil, fmt.Errorf("quiesce %s: the hold needs a bound, got %s", app, max)
+		return nil, fmt.Errorf("quiesce %v: the hold needs a bound, got %s", apps, max)
 	}
 	start := time.Now()
-	q, err := g.quiesce(app, max)
+	q, err := g.quiesce(apps, max)
 	if err != nil {
 		return nil, err
 	}
@@ -105,12 +115,11 @@ func (g *Gateway) Quiesce(ctx context.Context, app string, max time.Duration) (r
 }
 
 // quiesce starts holding the apps' new requests.
-func (g *Gateway) quiesce(app string, max time.Duration) (*quiet, error) {
+func (g *Gateway) quiesce(names []string, max time.Duration) (*quiet, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	q := &quiet{pause: &Pause{Since: time.Now().UTC(), Max: config.Duration(max + quiesceMargin)}}
-	names := []string{app}
-	if app == "" {
+	if len(names) == 0 {
 		names = g.order
 	}
 	for _, name := range names {

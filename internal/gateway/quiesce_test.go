@@ -122,7 +122,7 @@ func TestQuiesceHoldsNewRequestsAndWaitsForInFlight(t *testing.T) {
 	if len(failed) > 0 {
 		t.Errorf("%d requests failed, e.g. %s", len(failed), failed[0])
 	}
-	if limit := quiet + 200*time.Millisecond + 100*time.Millisecond + 500*time.Millisecond; worst > limit {
+	if limit := quiet + 200*time.Millisecond + 100*time.Millisecond + time.Second; worst > limit { // the margin: a CI host under load
 		t.Errorf("a request took %v, more than the hold plus its own time and a margin (%v)", worst, limit)
 	}
 	if m, _ := g.Modes("web"); m.Pause != nil {
@@ -152,7 +152,7 @@ func TestQuiesceEndsAtItsBound(t *testing.T) {
 			if status != 200 {
 				t.Errorf("a request held by a quiesce got %d %v", status, err)
 			}
-			if d := time.Since(start); d < bound-50*time.Millisecond || d > bound+500*time.Millisecond {
+			if d := time.Since(start); d < bound-50*time.Millisecond || d > bound+time.Second {
 				t.Errorf("a held request was answered %v after the quiesce began; its bound is %v", d, bound)
 			}
 		}()
@@ -162,7 +162,7 @@ func TestQuiesceEndsAtItsBound(t *testing.T) {
 	for r := range results {
 		t.Log(r)
 	}
-	if status, d, err := timedGet(http.DefaultClient, url+"/"); status != 200 || d > 200*time.Millisecond {
+	if status, d, err := timedGet(http.DefaultClient, url+"/"); status != 200 || d > 500*time.Millisecond {
 		t.Errorf("after the bound a request took %v (%d %v)", d, status, err)
 	}
 }
@@ -190,7 +190,7 @@ func TestQuiesceGivesUpOnLongRequests(t *testing.T) {
 		t.Fatalf("Quiesce with a 1.5 s request in flight: %v", err)
 	}
 	t.Logf("%v after %v", err, gaveUp)
-	if gaveUp < 190*time.Millisecond || gaveUp > 500*time.Millisecond {
+	if gaveUp < 190*time.Millisecond || gaveUp > time.Second {
 		t.Errorf("gave up after %v; half the bound is 200ms", gaveUp)
 	}
 	go func() {
@@ -202,7 +202,7 @@ func TestQuiesceGivesUpOnLongRequests(t *testing.T) {
 		if status != 200 {
 			t.Errorf("after the quiesce gave up a request got %d", status)
 		}
-	case <-time.After(time.Second):
+	case <-time.After(2 * time.Second):
 		t.Error("the hold did not end when the quiesce gave up")
 	}
 	if status := <-long; status != 200 {
@@ -245,7 +245,7 @@ func TestQuiesceAndOperatorModes(t *testing.T) {
 	}
 	released := time.Now()
 	release()
-	if at := <-done; at.Sub(released) > 200*time.Millisecond {
+	if at := <-done; at.Sub(released) > 500*time.Millisecond {
 		t.Errorf("the held request went on %v after the release", at.Sub(released))
 	}
 
