@@ -10,6 +10,7 @@ import (
 
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/gateway"
+	"github.com/handoff-dev/handoff/internal/tcpproxy"
 	"github.com/spf13/cobra"
 )
 
@@ -56,9 +57,12 @@ func printStatus(w io.Writer, st *control.Status) {
 		if since := modeSince(a); !since.IsZero() {
 			mode += " since " + since.Local().Format(time.TimeOnly)
 		}
-		if a.Kind == "worker" {
+		switch {
+		case a.Kind == "worker":
 			fmt.Fprintf(tw, "%s\tworker app\n", a.App)
-		} else {
+		case a.TCP != nil:
+			fmt.Fprintf(tw, "%s\ttcp app on %s, %d connections open\n", a.App, strings.Join(a.TCP.Listen, ", "), a.TCP.Open)
+		default:
 			fmt.Fprintf(tw, "%s\t%s app, %s\n", a.App, a.Kind, mode)
 		}
 		if a.Current != "" {
@@ -94,6 +98,7 @@ func printStatus(w io.Writer, st *control.Status) {
 			fmt.Fprintf(tw, "  (draining)\t-\t%s\tfor %s\t%d\n", t.Addr, time.Since(t.Since).Round(time.Second), t.Inflight)
 		}
 		printReleaseHealth(tw, a.Releases)
+		printTCP(tw, a.TCP)
 	}
 	tw.Flush()
 	printMigrations(w, st.Migrations)
@@ -182,4 +187,36 @@ func share(pools []gateway.PoolStatus, p gateway.PoolStatus) string {
 		return "pinned only"
 	}
 	return fmt.Sprintf("%.0f%%", 100*float64(p.Weight)/float64(total))
+}
+
+// printTCP shows a tcp app's counts by target: the pools above show its
+// open connections as IN FLIGHT.
+func printTCP(w io.Writer, st *tcpproxy.Stats) {
+	if st == nil {
+		return
+	}
+	if st.Refused > 0 || st.Cut > 0 {
+		fmt.Fprintf(w, "  %d connections closed unanswered (no target within hold_max, or over the cap); %d cut at drain_timeout\n", st.Refused, st.Cut)
+	}
+	if len(st.Targets) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "  TARGET\tOPEN\tCONNECTIONS\tTO TARGET\tTO CLIENT\tDIAL FAILURES")
+	for _, t := range st.Targets {
+		fmt.Fprintf(w, "  %s\t%d\t%d\t%s\t%s\t%d\n", t.Addr, t.Open, t.Connections, bytesOf(t.BytesToTarget), bytesOf(t.BytesToClient), t.DialFailures)
+	}
+}
+
+// bytesOf writes a byte count for people: 512 B, 1.5 MiB.
+func bytesOf(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

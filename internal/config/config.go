@@ -250,6 +250,11 @@ type Health struct {
 	// RestartAfter is how long a supervised instance whose process lives
 	// may fail its health check before it is restarted; 0 never restarts.
 	RestartAfter Duration `yaml:"restart_after"`
+	// Send and Expect are a tcp app's check beyond the connect: sent once
+	// connected, and what the answer's first bytes must be (an ssh
+	// server's "SSH-"). Both empty: a connect is the check (tcp.go).
+	Send   string `yaml:"send"`
+	Expect string `yaml:"expect"`
 }
 
 // Signal is a signal and how long to wait after it before SIGKILL.

@@ -47,6 +47,7 @@ func (c *Config) validate(d *decoder) {
 	}
 	c.validateDatabases(bad)
 	c.validateFleet(bad)
+	c.validateListeners(bad)
 	hosts := map[string]string{}
 	defaultApp := ""
 	for _, app := range c.Apps {

@@ -11,6 +11,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/gateway"
 	"github.com/handoff-dev/handoff/internal/store"
 	"github.com/handoff-dev/handoff/internal/supervisor"
+	"github.com/handoff-dev/handoff/internal/tcpproxy"
 )
 
 // Status is the answer to GET /api/status.
@@ -37,6 +38,8 @@ type AppStatus struct {
 	// Releases are the releases that served through this handoff process,
 	// side by side, by their own numbers.
 	Releases []ReleaseHealth `json:"releases,omitempty"`
+	// TCP is a tcp app's listeners and connection counts.
+	TCP *tcpproxy.Stats `json:"tcp,omitempty"`
 }
 
 // ReleaseHealth is what the gateway saw of one release's answers since

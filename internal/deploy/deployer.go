@@ -14,6 +14,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/gateway"
 	"github.com/handoff-dev/handoff/internal/store"
 	"github.com/handoff-dev/handoff/internal/supervisor"
+	"github.com/handoff-dev/handoff/internal/tcpproxy"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,6 +40,7 @@ type Request struct {
 type Deployer struct {
 	store store.Store
 	gw    *gateway.Gateway
+	tcp   *tcpproxy.Proxy        // routes tcp apps (tcp.go)
 	sup   *supervisor.Supervisor // runs the instances of apps with a command
 	apps  config.Apps
 	db    config.Database // the application's database, for the release pipeline
@@ -55,7 +57,7 @@ type Deployer struct {
 	stalled     map[string]string // deploys stopped by a failed store write: why
 	live        map[string]string // a running step's detail, by deploy (lock waits)
 	lockRetries *prometheus.CounterVec
-	drains      map[string]*gateway.Drain
+	drains      map[string]drainer
 	runs        sync.WaitGroup // one per claim
 	finished    *prometheus.CounterVec
 	// migrating serializes migration steps: deploys of two apps that share
@@ -67,6 +69,7 @@ type Deployer struct {
 type Options struct {
 	Store      store.Store
 	Gateway    *gateway.Gateway
+	TCP        *tcpproxy.Proxy
 	Supervisor *supervisor.Supervisor
 	Apps       config.Apps
 	Database   config.Database
@@ -82,8 +85,8 @@ type Options struct {
 // started them: a client that disconnects does not stop a deploy.
 func New(ctx context.Context, o Options) *Deployer {
 	d := &Deployer{
-		store: o.Store, gw: o.Gateway, sup: o.Supervisor, apps: o.Apps, db: o.Database, log: o.Logger,
-		predecessor: o.Predecessor, active: map[string]bool{}, drains: map[string]*gateway.Drain{}, stalled: map[string]string{}, live: map[string]string{},
+		store: o.Store, gw: o.Gateway, tcp: o.TCP, sup: o.Supervisor, apps: o.Apps, db: o.Database, log: o.Logger,
+		predecessor: o.Predecessor, active: map[string]bool{}, drains: map[string]drainer{}, stalled: map[string]string{}, live: map[string]string{},
 	}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	d.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -187,7 +190,7 @@ func (d *Deployer) Restore(ctx context.Context) error {
 				return err
 			}
 		}
-		if _, err := d.gw.SetRoute(app.Name, rec.Route); err != nil {
+		if _, err := d.setRoute(app.Name, rec.Route); err != nil {
 			return fmt.Errorf("restore route of %s: %w", app.Name, err)
 		}
 	}

@@ -28,7 +28,7 @@ func (d *Deployer) act(ctx context.Context, app *config.App, dep *Deploy, rec *R
 		return d.startInstances(ctx, app, dep.release(s.Release), s)
 	case StepCheck:
 		if !app.Supervised() {
-			return gateway.WaitHealthy(ctx, dep.To.Targets, app.Health, app.StartTimeout.D())
+			return waitHealthy(ctx, app, dep.To.Targets)
 		}
 		return d.checkInstances(ctx, app, s.Release, s.Indexes)
 	case StepAnalysis:
@@ -106,7 +106,7 @@ func (d *Deployer) apply(ctx context.Context, app string, rec *Record, route gat
 	if err := d.store.Put(ctx, kindApp, app, rec); err != nil {
 		return err
 	}
-	drain, err := d.gw.SetRoute(app, route)
+	drain, err := d.setRoute(app, route)
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func (d *Deployer) checkInstances(ctx context.Context, app *config.App, release 
 					healthy[i] = true
 				}
 			default:
-				if last = gateway.Check(ctx, inst.Addr(), app.Health); last == nil {
+				if last = check(ctx, app, inst.Addr()); last == nil {
 					healthy[i] = true
 				}
 			}
@@ -255,6 +255,13 @@ func (d *Deployer) drain(ctx context.Context, app *config.App, s *Step) error {
 	rep, err := drain.Wait(ctx)
 	if err != nil {
 		return err
+	}
+	if app.Kind == config.KindTCP {
+		// The handoff process this one took over from may still carry
+		// connections to the replaced targets: they are its to finish.
+		if err := d.waitPredecessor(ctx, app.DrainTimeout.D()-rep.Duration); err != nil {
+			return err
+		}
 	}
 	s.Detail = fmt.Sprintf("drained %d targets in %s", len(rep.Targets), rep.Duration.Round(time.Millisecond))
 	if rep.GoneAway > 0 {

@@ -19,15 +19,21 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 		return nil, &gateway.UnknownAppError{App: app}
 	}
 	out := &control.Status{PID: os.Getpid(), Apps: []control.AppStatus{}}
+	byApp := s.tcpStatus()
 	for _, gs := range s.gw.Status() {
-		if app != "" && gs.App != app {
-			continue
-		}
-		as := control.AppStatus{AppStatus: gs, Instances: redacted(s.supervisor().List(gs.App))}
+		as := control.AppStatus{AppStatus: gs}
 		for _, c := range s.gw.ReleaseStats(gs.App) {
 			as.Releases = append(as.Releases, control.HealthOf(c))
 		}
-		rec, err := s.deployer.Record(ctx, gs.App)
+		byApp[gs.App] = as
+	}
+	for _, name := range s.cfg.Apps.Names() {
+		as, ok := byApp[name]
+		if !ok || app != "" && name != app {
+			continue
+		}
+		as.Instances = redacted(s.supervisor().List(name))
+		rec, err := s.deployer.Record(ctx, name)
 		if err != nil {
 			return nil, err
 		}
@@ -39,7 +45,7 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 		}
 		if id := rec.Deploy; id != "" || rec.Seq > 0 {
 			if id == "" {
-				id = gs.App + "-" + strconv.Itoa(rec.Seq)
+				id = name + "-" + strconv.Itoa(rec.Seq)
 			}
 			if dep, err := s.deployer.Get(ctx, id); err == nil {
 				as.Deploy = dep

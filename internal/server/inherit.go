@@ -27,8 +27,14 @@ const (
 
 // inherited are listeners handed to this process, to be claimed by address.
 type inherited struct {
-	tcp  []*net.TCPListener
+	tcp  []inheritedTCP
 	unix []*net.UnixListener
+}
+
+// inheritedTCP is a TCP listener and the name it was passed with.
+type inheritedTCP struct {
+	name string
+	l    *net.TCPListener
 }
 
 // inheritListeners takes the listeners in LISTEN_FDS, and clears the
@@ -59,7 +65,7 @@ func inheritListeners() (*inherited, error) {
 		}
 		switch l := l.(type) {
 		case *net.TCPListener:
-			in.tcp = append(in.tcp, l)
+			in.tcp = append(in.tcp, inheritedTCP{name: name, l: l})
 		case *net.UnixListener:
 			in.unix = append(in.unix, l)
 		default:
@@ -69,17 +75,24 @@ func inheritListeners() (*inherited, error) {
 	return in, nil
 }
 
-// takeTCP returns the inherited listener on addr, if there is one.
-func (in *inherited) takeTCP(addr string) net.Listener {
+// takeTCP returns the inherited listener of that name on addr, else one
+// of any name on addr (systemd's names are the unit's, not ours), if there
+// is one.
+func (in *inherited) takeTCP(name, addr string) net.Listener {
 	want, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil
 	}
-	for i, l := range in.tcp {
-		have := l.Addr().(*net.TCPAddr)
-		if have.Port == want.Port && (have.IP.Equal(want.IP) || (have.IP.IsUnspecified() && (want.IP == nil || want.IP.IsUnspecified()))) {
-			in.tcp = append(in.tcp[:i], in.tcp[i+1:]...)
-			return l
+	for _, byName := range []bool{true, false} {
+		for i, it := range in.tcp {
+			if byName && it.name != name {
+				continue
+			}
+			have := it.l.Addr().(*net.TCPAddr)
+			if have.Port == want.Port && (have.IP.Equal(want.IP) || (have.IP.IsUnspecified() && (want.IP == nil || want.IP.IsUnspecified()))) {
+				in.tcp = append(in.tcp[:i], in.tcp[i+1:]...)
+				return it.l
+			}
 		}
 	}
 	return nil
@@ -100,8 +113,8 @@ func (in *inherited) takeUnix(path string) net.Listener {
 // closeAll closes what nobody claimed (a listen: address dropped from the
 // config between the two processes).
 func (in *inherited) closeAll() {
-	for _, l := range in.tcp {
-		l.Close()
+	for _, it := range in.tcp {
+		it.l.Close()
 	}
 	for _, l := range in.unix {
 		l.Close()

@@ -17,15 +17,36 @@ type listeners struct {
 	gateway []net.Listener
 	socket  net.Listener
 	admin   net.Listener
+	// tcp is every TCP listener with its name (config.Listener.Name), in
+	// config order: the gateway's and the admin listener's (also above),
+	// each tcp app's ("tcp.APP"); what a hand-over passes on, by name.
+	tcp []named
+}
+
+// named is a listener and its name in a hand-over (LISTEN_FDNAMES).
+type named struct {
+	name string
+	l    net.Listener
+}
+
+// named returns the listeners of one name, in config order.
+func (ls *listeners) named(name string) []net.Listener {
+	var out []net.Listener
+	for _, n := range ls.tcp {
+		if n.name == name {
+			out = append(out, n.l)
+		}
+	}
+	return out
 }
 
 func (ls *listeners) all() []net.Listener {
-	all := append([]net.Listener{}, ls.gateway...)
+	var all []net.Listener
+	for _, n := range ls.tcp {
+		all = append(all, n.l)
+	}
 	if ls.socket != nil {
 		all = append(all, ls.socket)
-	}
-	if ls.admin != nil {
-		all = append(all, ls.admin)
 	}
 	return all
 }
@@ -37,7 +58,8 @@ func (ls *listeners) closeAll() {
 }
 
 // listen opens every listener, or none, taking inherited ones (from the
-// handoff process this one takes over from, or systemd) where they match.
+// handoff process this one takes over from, or systemd) where they match:
+// by name and address, else by address alone.
 func listen(cfg *config.Config) (*listeners, error) {
 	in, err := inheritListeners()
 	if err != nil {
@@ -49,30 +71,23 @@ func listen(cfg *config.Config) (*listeners, error) {
 		ls.closeAll()
 		return nil, err
 	}
-	tcp := func(addr, key string) (net.Listener, error) {
-		if l := in.takeTCP(addr); l != nil {
-			return l, nil
+	for _, want := range cfg.Listeners() {
+		l := in.takeTCP(want.Name, want.Addr)
+		if l == nil {
+			if l, err = net.Listen("tcp", want.Addr); err != nil {
+				return fail(fmt.Errorf("listen on %s (%s): %w", want.Addr, want.Key, err))
+			}
 		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("listen on %s (%s): %w", addr, key, err)
+		ls.tcp = append(ls.tcp, named{name: want.Name, l: l})
+		switch want.Name {
+		case "gateway":
+			ls.gateway = append(ls.gateway, l)
+		case "admin":
+			ls.admin = l
 		}
-		return l, nil
-	}
-	for _, addr := range cfg.Listen {
-		l, err := tcp(addr, "listen:")
-		if err != nil {
-			return fail(err)
-		}
-		ls.gateway = append(ls.gateway, l)
 	}
 	if ls.socket = in.takeUnix(cfg.Socket); ls.socket == nil {
 		if ls.socket, err = listenSocket(cfg.Socket); err != nil {
-			return fail(err)
-		}
-	}
-	if cfg.Admin.Listen != "" {
-		if ls.admin, err = tcp(cfg.Admin.Listen, "admin.listen"); err != nil {
 			return fail(err)
 		}
 	}

@@ -24,7 +24,7 @@ func modesKey(app string) string {
 }
 
 func (s *Server) restoreModes(ctx context.Context) error {
-	for _, app := range append([]string{""}, s.cfg.Apps.Names()...) {
+	for _, app := range append([]string{""}, s.gw.Apps()...) { // tcp apps have no modes
 		var m gateway.Modes
 		if _, err := s.store.Get(ctx, kindModes, modesKey(app), &m); err != nil {
 			return err
@@ -42,6 +42,9 @@ func (s *Server) SetMode(ctx context.Context, mode string, req control.ModeReque
 	if req.App != "" {
 		if app = s.cfg.Apps.Get(req.App); app == nil {
 			return &gateway.UnknownAppError{App: req.App}
+		}
+		if err := refuseTCPMode(app, mode); err != nil {
+			return err
 		}
 	}
 	if s.upgrading.Load() {

@@ -25,6 +25,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/h1"
 	"github.com/handoff-dev/handoff/internal/store"
 	"github.com/handoff-dev/handoff/internal/supervisor"
+	"github.com/handoff-dev/handoff/internal/tcpproxy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -36,6 +37,7 @@ type Server struct {
 	log      *slog.Logger
 	store    store.Store
 	gw       *gateway.Gateway
+	tcp      *tcpproxy.Proxy // the tcp apps' data path (tcp.go)
 	sup      atomic.Pointer[supervisor.Supervisor]
 	deployer *deploy.Deployer
 	registry *prometheus.Registry
@@ -121,11 +123,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		Logger: log, AccessLog: cfg.AccessLog, RetryBuffer: int(cfg.Gateway.RetryBuffer), ResponseTimeout: cfg.Gateway.ResponseTimeout.D(),
 		HoldRequests: cfg.Hold.MaxRequests, HoldBytes: int64(cfg.Hold.MaxBytes), Registerer: reg,
 	})
+	tcp := newTCPProxy(cfg, tcpproxy.Options{Logger: log, Registerer: reg})
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, opts: opts, log: log, store: st, gw: gw, registry: reg, ctx: sctx, cancel: cancel,
+	s := &Server{cfg: cfg, opts: opts, log: log, store: st, gw: gw, tcp: tcp, registry: reg, ctx: sctx, cancel: cancel,
 		ready: make(chan struct{}), handedOver: make(chan struct{}), ls: ls, token: token}
 	s.sup.Store(sup)
-	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg})
+	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, TCP: tcp, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg})
 	reg.MustRegister(&instanceCollector{sup: s.supervisor})
 	if err := s.restore(ctx); err != nil {
 		cancel()
@@ -166,7 +169,7 @@ func openSupervisor(ctx context.Context, cfg *config.Config, st store.Store, log
 const supervisorLockWait = 15 * time.Second
 
 func (s *Server) restore(ctx context.Context) error {
-	if err := s.gw.Configure(s.cfg.Apps); err != nil {
+	if err := s.gw.Configure(s.cfg.Apps.Kinds(config.KindHTTP, config.KindWorker)); err != nil {
 		return err
 	}
 	if err := s.deployer.Restore(ctx); err != nil {
@@ -213,6 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 		serve(s.adminServer(), ls.admin)
 		s.addrs.Admin = ls.admin.Addr().String()
 	}
+	s.serveTCP(errc)
 	s.startModes()
 	go s.monitorLiveness(s.ctx)
 	s.gw.SetLineAhead(s.lineAhead) // held requests of the process this one took over from go first
@@ -250,6 +254,7 @@ func (s *Server) shutdown() {
 	s.deployer.Halt() // deploys stop at their current step; they resume on restart
 	ctx, cancel := context.WithTimeout(context.Background(), s.longestDrain())
 	defer cancel()
+	defer func(tcp <-chan struct{}) { <-tcp }(s.drainTCP(ctx))
 	var gateways []*h1.Server
 	for _, srv := range s.servers {
 		if g, ok := srv.(*h1.Server); ok {

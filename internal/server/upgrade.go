@@ -164,18 +164,13 @@ func (s *Server) listenerFDs() ([]uintptr, []string, error) {
 		names = append(names, name)
 		return nil
 	}
-	for _, l := range s.ls.gateway {
-		if err := add(l, "gateway"); err != nil {
+	for _, n := range s.ls.tcp {
+		if err := add(n.l, n.name); err != nil {
 			return nil, nil, err
 		}
 	}
 	if err := add(s.ls.socket, "control"); err != nil {
 		return nil, nil, err
-	}
-	if s.ls.admin != nil {
-		if err := add(s.ls.admin, "admin"); err != nil {
-			return nil, nil, err
-		}
 	}
 	return fds, names, nil
 }
@@ -197,14 +192,20 @@ outer:
 // retire is the old process's end after a hand-over: it stops accepting
 // (the sockets stay open in the successor), and finishes its connections:
 // each response now says Connection: close, idle keep-alive connections
-// close at their idle timeout — never under a client that is sending — and
-// WebSockets get until the longest drain timeout, then a Close frame.
+// close at their idle timeout — never under a client that is sending —
+// WebSockets and tcp apps' connections get until the longest drain
+// timeout, then a Close frame, or are closed.
 func (s *Server) retire() {
 	s.gw.SetClosing(true)
 	defer s.followModes()() // a resume stored by the successor releases what this process holds
 	limit := s.cfg.Gateway.IdleTimeout.D() + s.longestDrain()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
+	// The tcp apps' connections are this process's to finish: their
+	// targets live on (the successor adopted the instances).
+	tcpCtx, tcpCancel := context.WithTimeout(context.Background(), s.longestDrain())
+	defer tcpCancel()
+	defer func(tcp <-chan struct{}) { <-tcp }(s.drainTCP(tcpCtx))
 	s.shutdownServers(ctx)
 	s.gw.GoAway(s.longestDrain())
 	s.log.Info("retired after the upgrade", "pid", os.Getpid())

@@ -84,8 +84,8 @@ func (s Spec) validate() error {
 	if len(s.Command) == 0 || s.Command[0] == "" {
 		errs = append(errs, errors.New("no command"))
 	}
-	if s.Kind != config.KindHTTP && s.Kind != config.KindWorker {
-		errs = append(errs, fmt.Errorf("kind %q is not http or worker", s.Kind))
+	if s.Kind != config.KindHTTP && s.Kind != config.KindWorker && s.Kind != config.KindTCP {
+		errs = append(errs, fmt.Errorf("kind %q is not http, worker or tcp", s.Kind))
 	}
 	if s.Index < 0 {
 		errs = append(errs, fmt.Errorf("negative index %d", s.Index))

@@ -279,7 +279,7 @@ func (s *Supervisor) Start(ctx context.Context, spec Spec) (Instance, error) {
 		return view, fmt.Errorf("start %s: %w (%s)", id, ErrExists, view.State)
 	}
 	port := 0
-	if spec.Kind == config.KindHTTP {
+	if spec.Kind != config.KindWorker { // http and tcp instances listen on PORT
 		var err error
 		if port, err = s.freePort(); err != nil {
 			s.mu.Unlock()

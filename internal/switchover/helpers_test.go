@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,10 +125,17 @@ func (a *appDB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// txer runs the app's transactions: the in-test endpoint, or a pool
+// connected to a real one.
+type txer interface {
+	tx(ctx context.Context, fn func(*sql.Tx) error) error
+	current() string // the server new transactions go to
+}
+
 // load is an app writing rows through the endpoint and recording every
 // write the database acknowledged (its COMMIT returned nil).
 type load struct {
-	db      *appDB
+	db      txer
 	insert  string // one parameter: the writer's note; returns the new id
 	mu      sync.Mutex
 	acked   map[int64]string
@@ -145,7 +153,7 @@ type commit struct {
 
 // startLoad runs writers until stop or maxDuration, each writing as fast as
 // its transactions commit, never retrying a failed one.
-func startLoad(t *testing.T, db *appDB, insert string, writers int) *load {
+func startLoad(t *testing.T, db txer, insert string, writers int) *load {
 	l := &load{db: db, insert: insert, acked: map[int64]string{}, stop: make(chan struct{})}
 	const maxDuration = 90 * time.Second
 	deadline := time.Now().Add(maxDuration)
@@ -208,6 +216,23 @@ func (l *load) waitAcked(t *testing.T, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("load: fewer than %d writes acknowledged in 60 s (failed %d: %v)", n, l.failed.Load(), l.errs)
+}
+
+// maxGap is the longest time between two consecutive acknowledged
+// commits: the write pause as the app saw it.
+func (l *load) maxGap() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := make([]time.Time, len(l.commits))
+	for i, c := range l.commits {
+		ts[i] = c.at
+	}
+	slices.SortFunc(ts, time.Time.Compare)
+	var gap time.Duration
+	for i := 1; i < len(ts); i++ {
+		gap = max(gap, ts[i].Sub(ts[i-1]))
+	}
+	return gap
 }
 
 // firstCommitOn is the time of the first commit acknowledged on addr.
