@@ -86,8 +86,9 @@ type Endpoint struct {
 	failed   uint64 // sessions closed because a move failed
 	keys     map[uint64]*pgSession
 	lns      []net.Listener
-	active   map[net.Conn]struct{}
+	active   map[net.Conn]*gate
 	closed   bool
+	draining bool // Shutdown: sessions are closed as they get between transactions
 	wg       sync.WaitGroup
 }
 
@@ -125,7 +126,7 @@ func New(opts Options) (*Endpoint, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Endpoint{opts: opts, log: log.With("database", opts.Name), addr: opts.Primary,
-		keys: map[uint64]*pgSession{}, active: map[net.Conn]struct{}{}}, nil
+		keys: map[uint64]*pgSession{}, active: map[net.Conn]*gate{}}, nil
 }
 
 func checkAddr(addr string) error {
@@ -161,7 +162,8 @@ func (e *Endpoint) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !e.track(c) {
+		g := e.track(c)
+		if g == nil {
 			e.refuse(c)
 			continue
 		}
@@ -171,9 +173,9 @@ func (e *Endpoint) Serve(l net.Listener) error {
 			defer e.untrack(c)
 			switch e.opts.Kind {
 			case Postgres:
-				e.servePG(c)
+				e.servePG(c, g)
 			case MySQL:
-				e.serveMySQL(c)
+				e.serveMySQL(c, g)
 			}
 		}()
 	}
@@ -190,15 +192,19 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-func (e *Endpoint) track(c net.Conn) bool {
+// track counts a new client connection and gives it its gate; nil: over
+// MaxConnections, or closed.
+func (e *Endpoint) track(c net.Conn) *gate {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed || e.conns >= e.opts.MaxConnections {
-		return false
+	if e.closed || e.draining || e.conns >= e.opts.MaxConnections {
+		return nil
 	}
 	e.conns++
-	e.active[c] = struct{}{}
-	return true
+	g := &gate{conn: c, state: stateStarting}
+	e.starting++
+	e.active[c] = g
+	return g
 }
 
 func (e *Endpoint) untrack(c net.Conn) {
@@ -224,6 +230,41 @@ func (e *Endpoint) refuse(c net.Conn) {
 			c.Write(mysqlErrPacket(0, 1040, "08004", "handoff: too many connections to this database endpoint (max_connections)"))
 		}
 	}()
+}
+
+// Shutdown stops accepting and closes each client connection as soon as
+// it is between transactions (at once for the idle ones: pools open new
+// connections — to the successor, after an upgrade); what is left when
+// ctx ends is closed.
+func (e *Endpoint) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	e.draining = true
+	for _, l := range e.lns {
+		l.Close()
+	}
+	for c, g := range e.active {
+		if g.state == stateIdle {
+			c.Close()
+		}
+	}
+	e.mu.Unlock()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		e.mu.Lock()
+		n := e.conns
+		e.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			e.Close()
+			return fmt.Errorf("shut down database endpoint %s: %d connections cut: %w", e.opts.Name, n, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+	return e.Close()
 }
 
 // Close stops accepting and closes every client connection.
@@ -353,6 +394,7 @@ func (e *Endpoint) Stats() Stats {
 // gate is one session's view of the endpoint's state machine. Its fields
 // are guarded by the endpoint's mu.
 type gate struct {
+	conn  net.Conn // the client's
 	state sessionState
 	gen   uint64 // the endpoint generation the session's server belongs to
 	addr  string // the session's server
@@ -424,11 +466,13 @@ func (e *Endpoint) current() (string, uint64) {
 }
 
 // settle marks an open session idle (between transactions): a pause may
-// be waiting for the last one.
-func (e *Endpoint) settle(g *gate) {
+// be waiting for the last one. It reports whether the endpoint shuts
+// down: the session is to be closed once its last answer is sent.
+func (e *Endpoint) settle(g *gate) (closeNow bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.settleLocked(g)
+	return e.draining
 }
 
 func (e *Endpoint) settleLocked(g *gate) {
@@ -447,14 +491,6 @@ func (e *Endpoint) settleLocked(g *gate) {
 
 // started marks a session that has logged in.
 func (e *Endpoint) started(g *gate) { e.settle(g) }
-
-// starts counts a session that is logging in.
-func (e *Endpoint) starts(g *gate) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	g.state = stateStarting
-	e.starting++
-}
 
 // leave is called once when a session ends, whatever its state.
 func (e *Endpoint) leave(g *gate) {

@@ -25,7 +25,7 @@ type mySession struct {
 	client net.Conn
 	cr     *myReader
 	cw     *bufio.Writer
-	g      gate // guarded by e.mu
+	g      *gate // guarded by e.mu
 	srv    *myServer
 	login  *myLogin
 	db     string // the current database (login, COM_INIT_DB, USE)
@@ -52,15 +52,14 @@ type myServer struct {
 	addr string
 }
 
-func (e *Endpoint) serveMySQL(c net.Conn) {
-	s := &mySession{e: e, client: c, cr: newMyReader(c), cw: bufio.NewWriterSize(c, 16<<10),
+func (e *Endpoint) serveMySQL(c net.Conn, g *gate) {
+	s := &mySession{e: e, client: c, cr: newMyReader(c), cw: bufio.NewWriterSize(c, 16<<10), g: g,
 		stmts: map[uint32]*myStmt{}, nextStmtID: 1}
-	e.starts(&s.g)
 	defer func() {
 		if s.srv != nil {
 			s.srv.quit()
 		}
-		e.leave(&s.g)
+		e.leave(s.g)
 	}()
 	c.SetDeadline(time.Now().Add(e.opts.StartupTimeout))
 	if err := s.relayLogin(); err != nil {
@@ -68,7 +67,7 @@ func (e *Endpoint) serveMySQL(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	e.started(&s.g)
+	e.started(s.g)
 	s.idle = true
 	if err := s.serve(); err != nil {
 		e.log.Debug("client session ended", "error", err)
@@ -246,7 +245,7 @@ func (s *mySession) command(p myPacket, cmd byte) error {
 		return s.cr.forward(s.srv.w, p)
 	}
 	if s.idle {
-		addr, stale, err := s.e.admit(&s.g, nil)
+		addr, stale, err := s.e.admit(s.g, nil)
 		if err != nil {
 			return err
 		}
@@ -309,10 +308,14 @@ func (s *mySession) command(p myPacket, cmd byte) error {
 	}
 	if s.status&(statusInTrans|statusCursorExists) == 0 && !s.longData {
 		s.idle = true
-		s.e.settle(&s.g)
+		if s.e.settle(s.g) {
+			return errShutdown // between transactions: the client's pool opens another connection
+		}
 	}
 	return nil
 }
+
+var errShutdown = errors.New("the endpoint shuts down")
 
 // stale reports whether the session's server is no longer the current one.
 func (s *mySession) stale() bool {
@@ -602,7 +605,7 @@ func (s *mySession) move(addr string) error {
 		return err
 	}
 	s.srv = srv
-	s.e.moveTo(&s.g, addr)
+	s.e.moveTo(s.g, addr)
 	return nil
 }
 

@@ -222,7 +222,7 @@ type myHandshake struct {
 func parseHandshake(payload []byte) (*myHandshake, error) {
 	h := &myHandshake{payload: payload, extCaps: -1}
 	if len(payload) < 1 || payload[0] != 10 {
-		return nil, fmt.Errorf("server handshake: protocol %d, want 10", payload[0])
+		return nil, fmt.Errorf("server handshake: not protocol 10")
 	}
 	_, rest, ok := cstring(payload[1:])
 	if !ok {

@@ -35,7 +35,7 @@ type pgSession struct {
 	key    uint64        // the client-facing BackendKeyData (pid<<32 | secret)
 
 	startup *pgproto3.StartupMessage
-	g       gate // guarded by e.mu
+	g       *gate // guarded by e.mu
 
 	mu       sync.Mutex // guards what follows
 	srv      *pgServer  // nil: none (lost while idle; opened at the next transaction)
@@ -63,10 +63,9 @@ type pgServer struct {
 var movableParams = []string{"application_name", "DateStyle", "IntervalStyle", "TimeZone",
 	"client_encoding", "standard_conforming_strings", "search_path"}
 
-func (e *Endpoint) servePG(c net.Conn) {
-	s := &pgSession{e: e, client: c, cr: newPGReader(c), cw: bufio.NewWriterSize(c, 16<<10),
+func (e *Endpoint) servePG(c net.Conn, g *gate) {
+	s := &pgSession{e: e, client: c, cr: newPGReader(c), cw: bufio.NewWriterSize(c, 16<<10), g: g,
 		gone: make(chan struct{}), params: map[string]string{}, stmts: map[string][]byte{}}
-	e.starts(&s.g)
 	defer func() {
 		close(s.gone)
 		c.Close() // a pump blocked writing to the client lets go
@@ -81,7 +80,7 @@ func (e *Endpoint) servePG(c net.Conn) {
 		e.mu.Lock()
 		delete(e.keys, s.key)
 		e.mu.Unlock()
-		e.leave(&s.g)
+		e.leave(s.g)
 	}()
 	c.SetDeadline(time.Now().Add(e.opts.StartupTimeout))
 	if !s.startupMessage() {
@@ -92,7 +91,7 @@ func (e *Endpoint) servePG(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	e.started(&s.g)
+	e.started(s.g)
 	s.mu.Lock()
 	s.idle = true
 	srv := s.srv
@@ -376,7 +375,7 @@ func (s *pgSession) gateAndTrack(m pgMessage) (*pgServer, error) {
 	defer s.mu.Unlock()
 	if s.idle && startsWork(m.typ) {
 		s.mu.Unlock()
-		addr, stale, err := s.e.admit(&s.g, s.gone)
+		addr, stale, err := s.e.admit(s.g, s.gone)
 		if err == nil && (stale || s.server() == nil) {
 			err = s.move(addr)
 		}
@@ -443,6 +442,7 @@ func (s *pgSession) pump(srv *pgServer) {
 			s.lost(srv, err)
 			return
 		}
+		closeAfter := false
 		if m.body != nil {
 			switch m.typ {
 			case 'Z':
@@ -450,7 +450,7 @@ func (s *pgSession) pump(srv *pgServer) {
 					s.lost(srv, &errMalformed{"ReadyForQuery of " + strconv.Itoa(len(m.body)) + " bytes"})
 					return
 				}
-				s.ready(m.body[0])
+				closeAfter = s.ready(m.body[0])
 			case 'S':
 				s.mu.Lock()
 				s.noteParam(m.body)
@@ -459,10 +459,15 @@ func (s *pgSession) pump(srv *pgServer) {
 		}
 		s.cwMu.Lock()
 		err = srv.r.forward(s.cw, m)
-		if err == nil && srv.r.r.Buffered() == 0 {
+		if err == nil && (srv.r.r.Buffered() == 0 || closeAfter) {
 			err = s.cw.Flush()
 		}
 		s.cwMu.Unlock()
+		if closeAfter {
+			// Shutting down, and between transactions: the client's
+			// pool opens another connection (to the successor).
+			s.client.Close()
+		}
 		if err != nil {
 			s.client.Close() // the client is gone: serve ends too
 			return
@@ -472,15 +477,16 @@ func (s *pgSession) pump(srv *pgServer) {
 
 // ready counts a ReadyForQuery: when every request is answered and no
 // transaction is open, the session is between transactions.
-func (s *pgSession) ready(status byte) {
+func (s *pgSession) ready(status byte) (closeAfter bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tx = status
 	s.pending = max(s.pending-1, 0)
 	if s.pending == 0 && !s.unsynced && status == 'I' && !s.idle {
 		s.idle = true
-		s.e.settle(&s.g)
+		return s.e.settle(s.g)
 	}
+	return false
 }
 
 // lost handles a server session that ended under its pump. Between
@@ -538,7 +544,7 @@ func (s *pgSession) move(addr string) error {
 	s.mu.Lock()
 	s.srv = srv
 	s.mu.Unlock()
-	s.e.moveTo(&s.g, addr)
+	s.e.moveTo(s.g, addr)
 	go s.pump(srv)
 	return nil
 }

@@ -546,3 +546,44 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPGShutdownBetweenTransactions: Shutdown closes an idle connection
+// at once, lets an open transaction commit, closes that connection after
+// it, and returns once none is left.
+func TestPGShutdownBetweenTransactions(t *testing.T) {
+	dbURL := testdb.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, through := pgEndpoint(t, dbURL, Options{})
+	idle, err := pgx.Connect(ctx, through)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(ctx)
+	busy, err := pgx.Connect(ctx, through)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close(ctx)
+	tx, err := busy.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Shutdown(ctx) }()
+	waitFor(t, 5*time.Second, func() bool { return e.Stats().Connections == 1 })
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("the open transaction was cut: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("the open transaction could not commit: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("shutdown did not return once the transaction ended: %+v", e.Stats())
+	}
+}
