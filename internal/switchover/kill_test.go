@@ -38,7 +38,7 @@ func TestSwitchoverKilledMidWayRecovers(t *testing.T) {
 			standby := old.Standby(t)
 			journal := filepath.Join(t.TempDir(), "state.db")
 
-			cmd := exec.Command(os.Args[0], "-test.run=^TestSwitchoverChild$", "-test.v")
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), "HANDOFF_SWITCHOVER_CHILD=1", "CHILD_JOURNAL="+journal,
 				"CHILD_FROM="+old.URL("postgres"), "CHILD_TO="+standby.URL("postgres"), "CHILD_STOP_AT="+string(tc.at))
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -125,19 +125,30 @@ func TestSwitchoverKilledMidWayRecovers(t *testing.T) {
 	}
 }
 
-// TestSwitchoverChild is the child process of the kill test.
-func TestSwitchoverChild(t *testing.T) {
-	if os.Getenv("HANDOFF_SWITCHOVER_CHILD") != "1" {
-		t.Skip("the kill test's child process; runs only when it starts it")
+// TestMain runs the kill test's child process when it is one.
+func TestMain(m *testing.M) {
+	if os.Getenv("HANDOFF_SWITCHOVER_CHILD") == "1" {
+		runChild()
+		return
 	}
+	os.Exit(m.Run())
+}
+
+// runChild runs a switchover that stops at CHILD_STOP_AT until the parent
+// kills it; it exits 1 if the switchover ends first.
+func runChild() {
 	ctx := context.Background()
+	fail := func(err error) {
+		fmt.Println("child:", err)
+		os.Exit(1)
+	}
 	st, err := store.Open(ctx, os.Getenv("CHILD_JOURNAL"))
 	if err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	pair, err := OpenPostgres(ctx, os.Getenv("CHILD_FROM"), os.Getenv("CHILD_TO"))
 	if err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	stopAt := Step(os.Getenv("CHILD_STOP_AT"))
 	_, err = Run(ctx, pair, Options{Name: "main", Deadline: 30 * time.Second, Journal: st,
@@ -147,5 +158,5 @@ func TestSwitchoverChild(t *testing.T) {
 				time.Sleep(time.Hour) // until the parent's SIGKILL
 			}
 		}})
-	t.Fatalf("the switchover ended before step %s: %v", stopAt, err)
+	fail(fmt.Errorf("the switchover ended before step %s: %v", stopAt, err))
 }
