@@ -102,6 +102,10 @@ func printStatus(w io.Writer, st *control.Status) {
 	}
 	tw.Flush()
 	printMigrations(w, st.Migrations)
+	if len(st.Nodes) > 0 {
+		fmt.Fprintln(w, "\nnodes:")
+		printNodes(w, st.Nodes)
+	}
 	if len(st.Warnings) > 0 {
 		fmt.Fprintln(w, "\nwarnings:")
 		for _, warn := range st.Warnings {

@@ -28,6 +28,9 @@ type API interface {
 	Logs(ctx context.Context, w io.Writer, app string, lines int, follow bool) error
 	// Upgrade hands over to the handoff binary on disk; see server.Upgrade.
 	Upgrade(ctx context.Context) (*Upgrade, error)
+	// FleetDrain and FleetForget act on the nodes sharing a Postgres state.
+	FleetDrain(ctx context.Context, req FleetRequest) (*FleetStatus, error)
+	FleetForget(ctx context.Context, req FleetRequest) (*FleetStatus, error)
 }
 
 // maxBody bounds a request body; every request here is small.
@@ -105,6 +108,7 @@ func Handler(api API, log *slog.Logger) http.Handler {
 	if s, ok := api.(SwitchoverAPI); ok {
 		switchoverRoutes(mux, s, log)
 	}
+	fleetRoutes(mux, api, log)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path)})
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/handoff-dev/handoff/internal/config"
 	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/fleet"
 	"github.com/handoff-dev/handoff/internal/gateway"
 	"github.com/handoff-dev/handoff/internal/store"
 	"github.com/handoff-dev/handoff/internal/supervisor"
@@ -25,6 +26,10 @@ type Status struct {
 	// and the current releases' own (what `handoff migrate` uses by default).
 	MigrationDirs []string `json:"migration_dirs,omitempty"`
 	Warnings      []string `json:"warnings,omitempty"`
+	// Node is this node's name and Nodes every node, when the state is
+	// shared by a fleet (docs/fleet.md).
+	Node  string       `json:"node,omitempty"`
+	Nodes []fleet.Node `json:"nodes,omitempty"`
 }
 
 // AppStatus is one app: the gateway's view plus its releases, deploy and

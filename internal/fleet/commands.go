@@ -74,6 +74,25 @@ func (f *Fleet) Send(ctx context.Context, c Command, appliedHere bool) (*Result,
 	return f.awaitAcks(ctx, c, targets, start)
 }
 
+// CheckLive returns a *LostError if a node that target names (every node
+// for "") is lost: a caller checks before it changes anything.
+func (f *Fleet) CheckLive(ctx context.Context, target string) error {
+	nodes, err := f.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	var lost []Node
+	for _, n := range nodes {
+		if n.Lost && (target == "" || n.Name == target) {
+			lost = append(lost, n)
+		}
+	}
+	if len(lost) > 0 {
+		return &LostError{Nodes: lost}
+	}
+	return nil
+}
+
 // record writes the command (and this node's ack) and notifies, in one
 // transaction: the notification is delivered at commit, when the row is
 // there to be read.

@@ -87,9 +87,15 @@ func (f *Fleet) join(ctx context.Context, first bool) error {
 	}
 	// The drain state is kept across restarts: a host drained at the load
 	// balancer stays out of rotation until it is told to be ready.
+	// A later process of this node (the successor of a `handoff upgrade`)
+	// takes the row over; an earlier one that finds its row taken does not
+	// take it back, it only puts back a row that was forgotten.
+	upsert := ` ON CONFLICT (name) DO UPDATE SET host = $2, instance = $3, pid = $4, started = now(), heartbeat = now()`
+	if !first {
+		upsert = ` ON CONFLICT (name) DO NOTHING`
+	}
 	_, err = f.pool.Exec(ctx, `INSERT INTO handoff_fleet_nodes (name, host, instance, pid, started, heartbeat, report)
-		VALUES ($1, $2, $3, $4, now(), now(), $5)
-		ON CONFLICT (name) DO UPDATE SET host = $2, instance = $3, pid = $4, started = now(), heartbeat = now()`,
+		VALUES ($1, $2, $3, $4, now(), now(), $5)`+upsert,
 		f.opts.Node, f.opts.Host, f.instance, os.Getpid(), rep)
 	if err != nil {
 		return fmt.Errorf("fleet: join as %s: %w", f.opts.Node, err)
@@ -146,9 +152,8 @@ func (f *Fleet) heartbeat(ctx context.Context) error {
 			WHERE name = $1 AND instance = $2 RETURNING 1`, f.opts.Node, f.instance, body, string(rep.Drain)).Scan(&tag)
 		cancel()
 		if errors.Is(err, pgx.ErrNoRows) {
-			// Forgotten while away (or taken over by a newer process of
-			// this name): join again rather than beat for a row that is
-			// not ours.
+			// Forgotten while away: join again. Taken over by a newer
+			// process of this node: leave the row to it.
 			err = f.join(ctx, false)
 		}
 	}

@@ -56,6 +56,7 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 	}
 	out.Warnings = append(out.Warnings, s.descriptorWarnings()...)
 	out.Migrations, out.MigrationDirs = s.migrations(ctx)
+	s.fleetInStatus(ctx, out)
 	return out, nil
 }
 

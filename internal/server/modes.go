@@ -90,6 +90,9 @@ func (s *Server) SetMode(ctx context.Context, mode string, req control.ModeReque
 	default:
 		return deploy.Errorf(deploy.ErrBadRequest, "unknown mode %q", mode)
 	}
+	if err := s.fleetCheckLive(ctx); err != nil {
+		return err // a lost node: changed nowhere rather than on some nodes
+	}
 	if err := s.store.Put(ctx, kindModes, modesKey(req.App), m); err != nil {
 		return err
 	}
@@ -101,7 +104,7 @@ func (s *Server) SetMode(ctx context.Context, mode string, req control.ModeReque
 		scope = req.App
 	}
 	s.event(req.App, "mode", req.Actor, "%s: %s", scope, what)
-	return nil
+	return s.fleetModes(ctx) // every other node applies it too, and says so
 }
 
 // startModes starts the read-only timer; stopModes stops it, so that only

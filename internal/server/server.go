@@ -21,6 +21,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/config"
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/fleet"
 	"github.com/handoff-dev/handoff/internal/gateway"
 	"github.com/handoff-dev/handoff/internal/h1"
 	"github.com/handoff-dev/handoff/internal/store"
@@ -53,6 +54,8 @@ type Server struct {
 	servers     []httpServer
 
 	migCache migrationsCache
+
+	fleet *fleetNode // this node's part in a fleet, when the state is shared (fleet.go)
 
 	upgrading  atomic.Bool   // an upgrade began: no more changes here
 	handedOver chan struct{} // closed once a successor serves
@@ -98,6 +101,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.IsShared() {
+		st = fleet.Scoped(st, cfg.NodeName()) // each host its own routes and deploys (fleet/scoped.go)
+	}
 	ls, err := listen(cfg)
 	if err != nil {
 		st.Close()
@@ -130,7 +136,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s.sup.Store(sup)
 	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, TCP: tcp, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg})
 	reg.MustRegister(&instanceCollector{sup: s.supervisor})
-	if err := s.restore(ctx); err != nil {
+	err = s.restore(ctx)
+	if err == nil {
+		err = s.openFleet(ctx) // once the routes are known: the first heartbeat reports them
+	}
+	if err != nil {
 		cancel()
 		gw.Close()
 		sup.Detach(context.Background())
@@ -195,6 +205,7 @@ func (s *Server) Gateway() *gateway.Gateway { return s.gw }
 func (s *Server) Run(ctx context.Context) error {
 	defer s.store.Close()
 	defer s.gw.Close()
+	defer s.closeFleet()
 	defer s.cancel()
 	ls := s.ls
 	errc := make(chan error, len(ls.all()))
@@ -332,7 +343,7 @@ func (s *Server) stopInstances() {
 // hands HTTP/2 prior-knowledge (h2c) connections to net/http.
 func (s *Server) gatewayServer() httpServer {
 	return &h1.Server{
-		Handler:           s.gw,
+		Handler:           s.fleetHandler(s.gw),
 		ReadHeaderTimeout: s.cfg.Gateway.HeaderTimeout.D(),
 		BodyTimeout:       s.cfg.Gateway.BodyTimeout.D(),
 		IdleTimeout:       s.cfg.Gateway.IdleTimeout.D(),

@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/testdb"
+)
+
+// fleetSpec is one node of a test fleet: its name, where its gateway and
+// agent port listen, the app's targets and the fleet: keys.
+type fleetSpec struct {
+	name, gateway, agent, state string
+	targets                     []string
+	fleet                       string // the fleet: mapping's keys, YAML flow style without braces
+	// exe serves instead of the handoff binary (a wrapper that enters a
+	// network namespace).
+	exe string
+}
+
+// defaultFleetKeys are quick enough for a test: a node is lost after 1.5s
+// of silence, and every node must acknowledge a command within 1s.
+const defaultFleetKeys = "heartbeat: 200ms, lost_after: 1500ms, ack_timeout: 1s, drain_path: /handoff/ready, lb_check: { interval: 300ms, threshold: 2 }, drain_timeout: 20s"
+
+// newFleetNode starts handoff serve as one node of a fleet.
+func newFleetNode(t *testing.T, sp fleetSpec) *node {
+	t.Helper()
+	dir := t.TempDir()
+	n := &node{t: t, exe: bin, dir: dir, config: filepath.Join(dir, "handoff.yaml"), socket: filepath.Join(dir, "handoff.sock"), gateway: sp.gateway}
+	if sp.exe != "" {
+		n.exe = sp.exe
+	}
+	if sp.fleet == "" {
+		sp.fleet = defaultFleetKeys
+	}
+	if sp.agent != "" {
+		sp.fleet += fmt.Sprintf(", agent_check: %q", sp.agent)
+	}
+	targets, _ := json.Marshal(sp.targets)
+	cfg := fmt.Sprintf(`listen: [%q]
+socket: %s
+state: %s
+node: %s
+logs: %s
+access_log: false
+fleet: { %s }
+apps:
+  web:
+    targets: %s
+    health: { path: /healthz, interval: 200ms }
+`, sp.gateway, n.socket, sp.state, sp.name, filepath.Join(dir, "logs"), sp.fleet, targets)
+	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+// fleetStatus is `handoff fleet status --json` on n.
+func fleetStatus(t *testing.T, n *node) control.FleetStatus {
+	t.Helper()
+	var st control.FleetStatus
+	if err := json.Unmarshal([]byte(n.must("fleet", "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// agentSays reads one answer of an agent-check port, as HAProxy does.
+func agentSays(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "unreachable: " + err.Error()
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, _ := io.ReadAll(c)
+	return strings.TrimSpace(string(b))
+}
+
+func getStatus(t *testing.T, method, url string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader("{}"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestFleetModesDrainAndLostNode: three nodes on one Postgres state. A
+// read-only switched on one node is acknowledged by all three within 1s
+// (ack_timeout: 1s) and refuses writes on every gateway; a drain of web-2
+// turns its agent port to "drain" and its drain path to 503, and is
+// reported drained once its traffic is gone; web-3 killed -9 is shown
+// lost and makes the next fleet-wide change fail naming it, changing
+// nothing; forgotten, it no longer blocks.
+func TestFleetModesDrainAndLostNode(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	var nodes []*node
+	var agents []string
+	for i := 1; i <= 3; i++ {
+		b := startBackend(t, fmt.Sprintf("v1-%d", i))
+		agents = append(agents, freeAddr(t))
+		nodes = append(nodes, newFleetNode(t, fleetSpec{name: fmt.Sprintf("web-%d", i), gateway: freeAddr(t), agent: agents[i-1], state: dsn, targets: []string{b.addr}}))
+	}
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	st := fleetStatus(t, n1)
+	if len(st.Nodes) != 3 || st.Node != "web-1" {
+		t.Fatalf("three nodes, this one web-1: %+v", st)
+	}
+	for _, n := range st.Nodes {
+		if n.Lost || n.Drain != "ready" || len(n.Releases["web"]) != 1 {
+			t.Fatalf("every node live, ready, serving one release: %+v", n)
+		}
+	}
+	for _, a := range agents {
+		if got := agentSays(t, a); got != "ready up" {
+			t.Fatalf("agent %s: %q", a, got)
+		}
+	}
+
+	start := time.Now()
+	n1.must("readonly", "on")
+	took := time.Since(start)
+	t.Logf("fleet read-only acknowledged by 3 nodes; the CLI took %s", took)
+	for _, n := range nodes {
+		if code := getStatus(t, "POST", "http://"+n.gateway+"/items"); code != http.StatusServiceUnavailable {
+			t.Fatalf("node %s: a write got %d, want 503 (read-only everywhere)", n.gateway, code)
+		}
+		if code := getStatus(t, "GET", "http://"+n.gateway+"/fast"); code != http.StatusOK {
+			t.Fatalf("node %s: a read got %d", n.gateway, code)
+		}
+	}
+
+	n1.must("fleet", "drain", "web-2", "--wait")
+	if got := agentSays(t, agents[1]); got != "drain" {
+		t.Fatalf("web-2's agent says %q, want drain", got)
+	}
+	if code := getStatus(t, "GET", "http://"+n2.gateway+"/handoff/ready"); code != http.StatusServiceUnavailable {
+		t.Fatalf("web-2's drain path: %d, want 503", code)
+	}
+	if code := getStatus(t, "GET", "http://"+n1.gateway+"/handoff/ready"); code != http.StatusOK {
+		t.Fatalf("web-1's drain path: %d, want 200", code)
+	}
+	for _, n := range fleetStatus(t, n3).Nodes {
+		if want := map[bool]string{true: "drained", false: "ready"}[n.Name == "web-2"]; string(n.Drain) != want {
+			t.Fatalf("%s: drain %s, want %s", n.Name, n.Drain, want)
+		}
+	}
+	n3.must("fleet", "ready", "web-2")
+	if got := agentSays(t, agents[1]); got != "ready up" {
+		t.Fatalf("web-2 back in rotation: agent says %q", got)
+	}
+
+	n3.kill9()
+	waitUntil(t, 10*time.Second, "web-3 to be lost", func() bool {
+		for _, n := range fleetStatus(t, n1).Nodes {
+			if n.Name == "web-3" {
+				return n.Lost
+			}
+		}
+		return false
+	})
+	r := n1.cli("readonly", "off")
+	if r.code != 1 || !strings.Contains(r.stderr, "node web-3 is lost") || !strings.Contains(r.stderr, "nothing was changed") {
+		t.Fatalf("readonly off with web-3 lost: exit %d, %s", r.code, r.stderr)
+	}
+	for _, n := range []*node{n1, n2} {
+		if code := getStatus(t, "POST", "http://"+n.gateway+"/items"); code != http.StatusServiceUnavailable {
+			t.Fatalf("the refused change changed nothing: a write on %s got %d", n.gateway, code)
+		}
+	}
+	out := n1.must("status")
+	if !strings.Contains(out, "node web-3 is lost") || !strings.Contains(out, "LOST") {
+		t.Fatalf("status shows web-3 lost:\n%s", out)
+	}
+	n1.must("fleet", "forget", "web-3")
+	n2.must("readonly", "off")
+	for _, n := range []*node{n1, n2} {
+		if code := getStatus(t, "POST", "http://"+n.gateway+"/items"); code == http.StatusServiceUnavailable {
+			t.Fatalf("read-only is off on %s", n.gateway)
+		}
+	}
+}
