@@ -28,6 +28,7 @@ type migrateFlags struct {
 	allow       []string
 	release     string
 	lockTimeout time.Duration
+	throttle    string
 	noThrottle  bool
 	rate        float64
 	batch       int
@@ -66,7 +67,8 @@ config's database.url and database.migrations are used (--config, or
 	bf := func(c *cobra.Command) *cobra.Command {
 		fl := c.Flags()
 		fl.StringVar(&f.release, "release", "", "working directory of command backfills (default: the current directory)")
-		fl.BoolVar(&f.noThrottle, "no-throttle", false, "run backfills flat out: no rest between batches, no rate cap, no lag wait")
+		fl.StringVar(&f.throttle, "throttle", "", "adaptive (the default: full speed while nothing suffers), fixed (the duty cycle of the config or marker) or off")
+		fl.BoolVar(&f.noThrottle, "no-throttle", false, "run backfills flat out: no rest between batches, no rate cap, no lag wait (--throttle off)")
 		fl.Float64Var(&f.rate, "rate", 0, "cap backfills at this many rows per second")
 		fl.IntVar(&f.batch, "batch", 0, "first batch size of backfills (adapts to the target batch time)")
 		fl.IntVar(&f.workers, "workers", 0, "parallel workers per backfill, on disjoint key ranges")
@@ -137,18 +139,23 @@ func (f *migrateFlags) options(c *cobra.Command, g *globals) (string, migrate.Op
 	if len(dirs) == 0 {
 		dirs = defaultMigrationDirs(g, db)
 	}
-	lt := f.lockTimeout
-	if lt == 0 {
-		lt = db.LockTimeout.D()
+	if _, err := evolve.ParseThrottle(f.throttle); err != nil {
+		return "", migrate.Options{}, usagef("--throttle: %v", err)
 	}
-	base := migrate.BackfillSettings(db.Backfill, lt)
-	return url, migrate.Options{Dirs: dirs, LockTimeout: lt, Backfill: &base, Release: f.release, Allow: f.allow,
-		Override: f.override(c)}, nil
+	o := migrate.ConfigOptions(db)
+	if f.lockTimeout != 0 {
+		o.LockTimeout = f.lockTimeout
+	}
+	o.Dirs, o.Release, o.Allow, o.Override = dirs, f.release, f.allow, f.override(c)
+	return url, o, nil
 }
 
 // override applies the backfill flags that were given.
 func (f *migrateFlags) override(c *cobra.Command) func(*evolve.Settings) {
 	return func(s *evolve.Settings) {
+		if f.throttle != "" {
+			*s = s.Throttled(evolve.ThrottleMode(f.throttle))
+		}
 		if f.noThrottle {
 			*s = s.Unthrottled()
 		}

@@ -100,16 +100,39 @@ type Backfill struct {
 	Batch int `yaml:"batch"`
 	// BatchTime is the batch duration the size adapts to; 0 keeps Batch.
 	BatchTime Duration `yaml:"batch_time"`
-	// Duty is the percentage of time spent in batches, the rest resting.
+	// Throttle is adaptive (the default: full speed while nothing
+	// suffers), fixed (the duty cycle Duty) or off.
+	Throttle string `yaml:"throttle"`
+	// Duty is the fixed throttle's percentage of time spent in batches,
+	// the rest resting (25 when unset). Given without throttle, it
+	// selects the fixed throttle, as it did before there was another.
 	Duty int `yaml:"duty"`
 	// Rate caps rows per second; 0 is no cap.
 	Rate int `yaml:"rate"`
 	// MaxLag pauses while a Postgres replica lags more; 0 ignores lag.
 	MaxLag Duration `yaml:"max_lag"`
-	// Workers run disjoint key ranges in parallel.
+	// Workers run disjoint key ranges in parallel; the adaptive throttle
+	// runs from one to this many at a time. 0: 2 adaptive, else 1.
 	Workers int `yaml:"workers"`
 	// Retries bounds the attempts at a conflicting batch before the run stops.
 	Retries int `yaml:"retries"`
+}
+
+func (b Backfill) validate(bad func(key, format string, args ...any)) {
+	switch b.Throttle {
+	case "", "adaptive", "fixed", "off":
+	default:
+		bad("database.backfill.throttle", "want adaptive, fixed or off, got %q", b.Throttle)
+	}
+	if b.Duty < 0 || b.Duty > 100 {
+		bad("database.backfill.duty", "want a percentage from 1 to 100, got %d", b.Duty)
+	}
+	if b.Batch < 1 {
+		bad("database.backfill.batch", "must be at least 1")
+	}
+	if b.Workers < 0 {
+		bad("database.backfill.workers", "must not be negative (0: the throttle's choice)")
+	}
 }
 
 // Gateway tunes client connections.
@@ -295,8 +318,8 @@ func Default() *Config {
 		Logs:      "./logs",
 		AccessLog: true,
 		Database: Database{Migrations: "./migrations", LockTimeout: Duration(100 * time.Millisecond), Escalate: Escalate(500 * time.Millisecond),
-			Backfill: Backfill{Batch: 1000, BatchTime: Duration(40 * time.Millisecond), Duty: 25,
-				MaxLag: Duration(10 * time.Second), Workers: 1, Retries: 50}},
+			Backfill: Backfill{Batch: 1000, BatchTime: Duration(40 * time.Millisecond),
+				MaxLag: Duration(10 * time.Second), Retries: 50}},
 		Gateway: Gateway{
 			IdleTimeout:    Duration(60 * time.Second),
 			MaxHeaderBytes: 64 << 10,

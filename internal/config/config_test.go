@@ -94,10 +94,18 @@ func TestDatabaseBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := cfg.Database.Backfill
-	if b.Rate != 2000 || b.Duty != 80 || b.Batch != 1000 || b.BatchTime.D() != 40*time.Millisecond || b.Workers != 1 {
+	if b.Rate != 2000 || b.Duty != 80 || b.Batch != 1000 || b.BatchTime.D() != 40*time.Millisecond || b.Workers != 0 || b.Throttle != "" {
 		t.Errorf("backfill settings with defaults: %+v", b)
 	}
 	if _, err := Parse("h.yaml", []byte("database:\n  backfill: { rows: 5 }\n")); err == nil || !strings.Contains(err.Error(), "h.yaml:2: database.backfill.rows: unknown key") {
 		t.Errorf("unknown backfill key: %v", err)
+	}
+	for yaml, want := range map[string]string{
+		"{ throttle: fast }": `database.backfill.throttle: want adaptive, fixed or off, got "fast"`,
+		"{ duty: 101 }":      "database.backfill.duty: want a percentage from 1 to 100, got 101",
+	} {
+		if _, err := Parse("h.yaml", []byte("database:\n  backfill: "+yaml+"\n")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("backfill %s: %v, want %q", yaml, err, want)
+		}
 	}
 }

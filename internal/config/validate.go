@@ -45,6 +45,7 @@ func (c *Config) validate(d *decoder) {
 	if c.Hold.MaxRequests < 1 {
 		bad("hold.max_requests", "must be at least 1")
 	}
+	c.Database.Backfill.validate(bad)
 	c.validateDatabases(bad)
 	c.validateFleet(bad)
 	c.validateListeners(bad)

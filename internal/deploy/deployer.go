@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/evolve"
 	"github.com/handoff-dev/handoff/internal/gateway"
 	"github.com/handoff-dev/handoff/internal/store"
 	"github.com/handoff-dev/handoff/internal/supervisor"
@@ -60,6 +61,9 @@ type Deployer struct {
 	drains      map[string]drainer
 	runs        sync.WaitGroup // one per claim
 	finished    *prometheus.CounterVec
+	// liveSignal makes the gateway's latency signal for a backfill; nil
+	// without a gateway that measures it.
+	liveSignal func() evolve.LiveSignal
 	// migrating serializes migration steps: deploys of two apps that share
 	// the database must not run the same backfill or contract at once.
 	migrating sync.Mutex
@@ -79,6 +83,10 @@ type Options struct {
 	Predecessor <-chan struct{}
 	// Registerer receives the deploy metrics; nil keeps them private.
 	Registerer prometheus.Registerer
+	// LiveSignal, when set, gives each backfill of a deploy the live
+	// requests' latency at the gateway, for its adaptive throttle; called
+	// as the backfill begins (its baseline is the time before).
+	LiveSignal func() evolve.LiveSignal
 }
 
 // New returns a Deployer. Deploys run under ctx, not under the request that
@@ -88,6 +96,7 @@ func New(ctx context.Context, o Options) *Deployer {
 		store: o.Store, gw: o.Gateway, tcp: o.TCP, sup: o.Supervisor, apps: o.Apps, db: o.Database, log: o.Logger,
 		predecessor: o.Predecessor, active: map[string]bool{}, drains: map[string]drainer{}, stalled: map[string]string{}, live: map[string]string{},
 	}
+	d.liveSignal = o.LiveSignal
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	d.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "handoff_deploys_total",

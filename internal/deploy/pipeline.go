@@ -85,11 +85,12 @@ func carried(dirs []string) ([]string, error) {
 
 // migrator opens the database with a deploy's migrations.
 func (d *Deployer) migrator(ctx context.Context, dep *Deploy, progress func(migrate.Event)) (*migrate.Migrator, error) {
-	base := migrate.BackfillSettings(d.db.Backfill, d.db.LockTimeout.D())
-	return migrate.Open(ctx, d.db.URL, migrate.Options{
-		Dirs: dep.MigrationDirs, LockTimeout: d.db.LockTimeout.D(), Backfill: &base,
-		Release: dep.To.Dir, Progress: progress, AppliedBy: "handoff deploy " + dep.ID,
-	})
+	o := migrate.ConfigOptions(d.db)
+	o.Dirs, o.Release, o.Progress, o.AppliedBy = dep.MigrationDirs, dep.To.Dir, progress, "handoff deploy "+dep.ID
+	if d.liveSignal != nil {
+		o.Live = d.liveSignal()
+	}
+	return migrate.Open(ctx, d.db.URL, o)
 }
 
 // withPipeline wraps a rollout plan in the migration steps, when the
@@ -349,7 +350,9 @@ func (d *Deployer) compatible(ctx context.Context, app *config.App, prev Release
 	if _, err := d.store.Get(ctx, kindRelease, app.Name+"/"+prev.Label, &r); err != nil {
 		return err
 	}
-	m, err := migrate.Open(ctx, d.db.URL, migrate.Options{Dirs: d.migrationDirs(prev), LockTimeout: d.db.LockTimeout.D()})
+	o := migrate.ConfigOptions(d.db)
+	o.Dirs = d.migrationDirs(prev)
+	m, err := migrate.Open(ctx, d.db.URL, o)
 	if err != nil {
 		return fmt.Errorf("check the database before a rollback: %w", err)
 	}

@@ -147,6 +147,23 @@ func quoteIdent(ident string) string {
 	return strings.Join(parts, ".")
 }
 
+// Rebind rewrites the ? placeholders of a portable statement into the
+// dialect's numbered ones ($1 or ?1). A ? inside a string literal would be
+// rewritten too: handoff's own statements have none.
+func Rebind(d Dialect, query string) string {
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteString(d.Param(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
 func countRows(ctx context.Context, d Dialect, table string) (int64, error) {
 	var n int64
 	if err := d.DB().QueryRowContext(ctx, `SELECT count(*) FROM `+d.Quote(table)).Scan(&n); err != nil {

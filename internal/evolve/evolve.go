@@ -156,6 +156,16 @@ func (s Settings) Unthrottled() Settings {
 	return s
 }
 
+// Throttled selects the throttle mode: off is Unthrottled, fixed keeps
+// the duty set, adaptive keeps the rest.
+func (s Settings) Throttled(mode ThrottleMode) Settings {
+	if mode == ThrottleOff {
+		return s.Unthrottled()
+	}
+	s.Throttle = mode
+	return s
+}
+
 // Fixed selects the fixed duty cycle: duty percent of wall time in batches.
 func (s Settings) Fixed(duty int) Settings {
 	s.Throttle, s.Duty = ThrottleFixed, duty

@@ -3,7 +3,6 @@ package evolve
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/dialect"
@@ -23,6 +22,9 @@ var schema = []string{
 		range_lo text NOT NULL,
 		range_hi text NOT NULL,
 		covered text NOT NULL DEFAULT '',
+		-- finished_once is THE record of whether the backfill completed a
+		-- full pass (a contract waits for it); migrate's history does not
+		-- say it again.
 		finished_once integer NOT NULL DEFAULT 0,
 		rows_total bigint NOT NULL DEFAULT 0,
 		batch integer NOT NULL DEFAULT 0,
@@ -69,19 +71,7 @@ func EnsureSchema(ctx context.Context, d dialect.Dialect) error {
 }
 
 // q rewrites ? placeholders into the dialect's numbered ones.
-func q(d dialect.Dialect, query string) string {
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteString(d.Param(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
-}
+func q(d dialect.Dialect, query string) string { return dialect.Rebind(d, query) }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 

@@ -93,6 +93,33 @@ func Finished(ctx context.Context, d dialect.Dialect, name string) (bool, error)
 	return s.Finished, err
 }
 
+// FinishedAll returns, for every backfill that has completed a full pass,
+// when its latest run finished: the record of whether a backfill is
+// finished (migrate's history keeps no other). One query, for callers
+// that ask about many.
+func FinishedAll(ctx context.Context, d dialect.Dialect) (map[string]time.Time, error) {
+	if err := EnsureSchema(ctx, d); err != nil {
+		return nil, err
+	}
+	rows, err := d.DB().QueryContext(ctx, `SELECT name, finished_at FROM handoff_evolve WHERE finished_once <> 0`)
+	if err != nil {
+		return nil, fmt.Errorf("list finished backfills: %w", err)
+	}
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var name, at string
+		if err := rows.Scan(&name, &at); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list finished backfills: %w", err)
+		}
+		out[name] = parseTime(at)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("list finished backfills: %w", err)
+	}
+	return out, nil
+}
+
 // Forget deletes a backfill's record and checkpoint, so that its next run
 // starts from the beginning (after a migration is rolled back).
 func Forget(ctx context.Context, d dialect.Dialect, name string) error {

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -132,6 +133,8 @@ func (b *BackfillSpec) option(k, v string) error {
 		}
 		b.Range = &evolve.Range{Lo: lo, Hi: hi}
 	case "batch", "workers", "retries", "duty":
+		// duty=N alone selects the fixed throttle, as it did before the
+		// adaptive one; a throttle= option (applied after it) wins.
 		n, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
 		if err != nil || n < 0 || (n == 0 && k != "retries") || (k == "duty" && n > 100) {
 			return fmt.Errorf("want a whole number%s, got %q", map[bool]string{true: " from 1 to 100", false: " above 0"}[k == "duty"], v)
@@ -145,7 +148,7 @@ func (b *BackfillSpec) option(k, v string) error {
 			case "retries":
 				s.Retries = n
 			case "duty":
-				s.Duty = n
+				*s = s.Fixed(n)
 			}
 		})
 	case "batch_time", "max_lag", "lock_timeout":
@@ -176,10 +179,11 @@ func (b *BackfillSpec) option(k, v string) error {
 		}
 		tune(func(s *evolve.Settings) { s.Isolation = iso })
 	case "throttle":
-		if v != "off" {
-			return fmt.Errorf(`the only value is "off", got %q`, v)
+		mode, err := evolve.ParseThrottle(v)
+		if err != nil || v == "" {
+			return fmt.Errorf("want adaptive, fixed or off, got %q", v)
 		}
-		tune(func(s *evolve.Settings) { *s = s.Unthrottled() })
+		tune(func(s *evolve.Settings) { *s = s.Throttled(mode) })
 	default:
 		return fmt.Errorf("unknown (want one of %s)", strings.Join(BackfillOptions, ", "))
 	}
@@ -220,13 +224,26 @@ func (b *BackfillSpec) check(stmts []Statement, line int, fail func(int, string,
 	return nil
 }
 
-// BackfillSettings turns the config's database.backfill into the base
-// settings of every backfill.
-func BackfillSettings(b config.Backfill, lockTimeout time.Duration) evolve.Settings {
+// ConfigOptions are a Migrator's options as the config's database section
+// sets them: the lock timeout and the base settings of every backfill
+// (database.backfill, before a marker's options). It is the one place
+// where config becomes options; callers add what is theirs (directories,
+// the release, progress, the live signal).
+func ConfigOptions(db config.Database) Options {
+	b := db.Backfill
 	s := evolve.DefaultSettings()
-	s.Batch, s.BatchTime, s.Duty, s.Rate = b.Batch, b.BatchTime.D(), b.Duty, float64(b.Rate)
-	s.MaxLag, s.Workers, s.Retries, s.LockTimeout = b.MaxLag.D(), b.Workers, b.Retries, lockTimeout
-	return s
+	s.Batch, s.BatchTime, s.Rate = cmp.Or(b.Batch, s.Batch), b.BatchTime.D(), float64(b.Rate)
+	s.MaxLag, s.Workers, s.Retries = b.MaxLag.D(), b.Workers, b.Retries
+	s.LockTimeout = 0                           // the migrator's (withDefaults), unless a marker sets one
+	mode, _ := evolve.ParseThrottle(b.Throttle) // the config checked it
+	if b.Throttle == "" && b.Duty > 0 {
+		mode = evolve.ThrottleFixed // duty alone: the fixed throttle, as before
+	}
+	if b.Duty > 0 {
+		s.Duty = b.Duty
+	}
+	s = s.Throttled(mode)
+	return Options{LockTimeout: db.LockTimeout.D(), Backfill: &s}
 }
 
 // verify counts the rows that still match the backfill's verify

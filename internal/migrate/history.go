@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"strings"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/dialect"
@@ -29,10 +28,13 @@ const historySchema = `CREATE TABLE IF NOT EXISTS handoff_migrations (
 	PRIMARY KEY (name, phase)
 )`
 
-// Record states.
+// Record states. A backfill's row is only ever started: whether the
+// backfill finished is recorded once, by evolve (handoff_evolve's
+// finished_once), and the Migrator reads it from there (Migrator.history).
 const (
 	stateRunning = "running"
 	stateDone    = "done"
+	stateStarted = "started"
 )
 
 // applied is one row of the history table.
@@ -48,6 +50,32 @@ type history struct{ d dialect.Dialect }
 func (h history) ensure(ctx context.Context) error {
 	if err := dialect.RetryBusy(ctx, h.d, func() error { return h.d.EnsureTables(ctx, historySchema) }); err != nil {
 		return fmt.Errorf("create history table: %w", err)
+	}
+	return h.upgrade(ctx)
+}
+
+// upgrade rewrites the backfill rows of a history written before the
+// backfill's finish had one record: they said running or done as well,
+// which could disagree with evolve's record (a kill between the two
+// writes). They become started; nothing reads their state. It writes only
+// when there is such a row, so that readers (status) take no write lock.
+func (h history) upgrade(ctx context.Context) error {
+	var n int
+	err := h.d.DB().QueryRowContext(ctx, q(h.d, `SELECT count(*) FROM handoff_migrations WHERE phase = ? AND state <> ?`),
+		string(Backfill), stateStarted).Scan(&n)
+	if err != nil || n == 0 {
+		return wrapUpgrade(err)
+	}
+	return wrapUpgrade(dialect.RetryBusy(ctx, h.d, func() error {
+		_, err := h.d.DB().ExecContext(ctx, q(h.d, `UPDATE handoff_migrations SET state = ?, finished_at = '' WHERE phase = ? AND state <> ?`),
+			stateStarted, string(Backfill), stateStarted)
+		return err
+	}))
+}
+
+func wrapUpgrade(err error) error {
+	if err != nil {
+		return fmt.Errorf("upgrade history table: %w", err)
 	}
 	return nil
 }
@@ -77,29 +105,22 @@ func (h history) load(ctx context.Context) (map[string]map[Phase]*applied, error
 }
 
 // q rewrites ? placeholders into the dialect's.
-func q(d dialect.Dialect, query string) string {
-	var b strings.Builder
-	n := 0
-	for _, c := range query {
-		if c == '?' {
-			n++
-			b.WriteString(d.Param(n))
-			continue
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
+func q(d dialect.Dialect, query string) string { return dialect.Rebind(d, query) }
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// begin writes the running row of a phase unless it is there already.
+// begin writes the running row of a phase (a backfill's: started) unless
+// it is there already.
 func (h history) begin(ctx context.Context, ex execer, m *Migration, s *Section, by string) error {
+	state := stateRunning
+	if s.Phase == Backfill {
+		state = stateStarted
+	}
 	_, err := ex.ExecContext(ctx, q(h.d, `INSERT INTO handoff_migrations (name, phase, checksum, state, step, started_at, applied_by)
 		VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (name, phase) DO NOTHING`),
-		m.Name, string(s.Phase), s.Checksum, stateRunning, now(), by)
+		m.Name, string(s.Phase), s.Checksum, state, now(), by)
 	return err
 }
 

@@ -33,6 +33,9 @@ type Options struct {
 	// Override is applied after the marker's options: the operator's word
 	// on the command line wins over the file's.
 	Override func(*evolve.Settings)
+	// Live is the live requests' latency at the gateway, for the adaptive
+	// throttle of the backfills (under handoff serve); nil elsewhere.
+	Live evolve.LiveSignal
 	// Release is the working directory of command backfills.
 	Release string
 	// Allow waives lint findings: a rule name, FILE:LINE, or FILE:LINE:RULE.
@@ -93,6 +96,11 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Backfill == nil {
 		s := evolve.DefaultSettings()
+		s.LockTimeout = 0
+		o.Backfill = &s
+	}
+	if o.Backfill.LockTimeout <= 0 {
+		s := *o.Backfill // the caller's copy stays as it was
 		s.LockTimeout = o.LockTimeout
 		o.Backfill = &s
 	}
@@ -275,11 +283,33 @@ func done(hist map[string]map[Phase]*applied, mig *Migration, p Phase) bool {
 
 // verified loads the history and checks that no applied phase was edited.
 func (m *Migrator) verified(ctx context.Context) (map[string]map[Phase]*applied, error) {
-	hist, err := m.hist.load(ctx)
+	hist, err := m.history(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return hist, verify(m.ms, hist)
+}
+
+// history loads the history with each backfill's state read from its one
+// record, evolve's: done once it has finished a full pass.
+func (m *Migrator) history(ctx context.Context) (map[string]map[Phase]*applied, error) {
+	hist, err := m.hist.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	finished, err := evolve.FinishedAll(ctx, m.d)
+	if err != nil {
+		return nil, err
+	}
+	for name, phases := range hist {
+		if a := phases[Backfill]; a != nil {
+			a.State, a.FinishedAt = stateRunning, time.Time{}
+			if at, ok := finished[name]; ok {
+				a.State, a.FinishedAt = stateDone, at
+			}
+		}
+	}
+	return hist, nil
 }
 
 // phase runs one DDL phase of mig unless the history says it is done.
@@ -307,10 +337,7 @@ func (m *Migrator) backfill(ctx context.Context, mig *Migration) error {
 	if err != nil {
 		return fmt.Errorf("backfill %s: %w", mig.Name, err)
 	}
-	if err := m.hist.advance(ctx, m.d.DB(), mig, Backfill, 1, true); err != nil {
-		return fmt.Errorf("record backfill of %s: %w", mig.Name, err)
-	}
-	return nil
+	return nil // evolve recorded the finish; the history does not say it again
 }
 
 // job turns a backfill section into an evolve job.
@@ -321,7 +348,8 @@ func (m *Migrator) job(mig *Migration) evolve.Job {
 	if m.opts.Override != nil {
 		m.opts.Override(&settings)
 	}
-	j := evolve.Job{Name: mig.Name, Table: b.Table, Key: b.Key, Range: b.Range, Command: b.Command, Dir: m.opts.Release, Settings: settings}
+	j := evolve.Job{Name: mig.Name, Table: b.Table, Key: b.Key, Range: b.Range, Command: b.Command, Dir: m.opts.Release, Settings: settings,
+		Live: m.opts.Live}
 	for _, st := range s.Statements {
 		j.Statements = append(j.Statements, st.Bind(m.d.Param))
 	}

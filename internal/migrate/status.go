@@ -42,7 +42,7 @@ type PhaseStatus struct {
 // Status lists every migration with the state of each of its phases, in
 // order, followed by migrations the history has and the files do not.
 func (m *Migrator) Status(ctx context.Context) ([]MigrationStatus, error) {
-	hist, err := m.hist.load(ctx)
+	hist, err := m.history(ctx)
 	if err != nil {
 		return nil, err
 	}

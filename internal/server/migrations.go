@@ -49,7 +49,9 @@ func (s *Server) migrations(ctx context.Context) ([]control.Migration, []string)
 }
 
 func (s *Server) readMigrations(ctx context.Context, dirs []string) ([]control.Migration, error) {
-	m, err := migrate.Open(ctx, s.cfg.Database.URL, migrate.Options{Dirs: dirs, LockTimeout: s.cfg.Database.LockTimeout.D()})
+	o := migrate.ConfigOptions(s.cfg.Database)
+	o.Dirs = dirs
+	m, err := migrate.Open(ctx, s.cfg.Database.URL, o)
 	if err != nil {
 		return nil, err
 	}

@@ -134,7 +134,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s := &Server{cfg: cfg, opts: opts, log: log, store: st, gw: gw, tcp: tcp, registry: reg, ctx: sctx, cancel: cancel,
 		ready: make(chan struct{}), handedOver: make(chan struct{}), ls: ls, token: token}
 	s.sup.Store(sup)
-	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, TCP: tcp, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg})
+	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, TCP: tcp, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg,
+		LiveSignal: liveSignals(sctx, gw, cfg.Apps)})
 	reg.MustRegister(&instanceCollector{sup: s.supervisor})
 	err = s.restore(ctx)
 	if err == nil {
