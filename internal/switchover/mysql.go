@@ -287,6 +287,13 @@ func (p *mysqlPair) Promote(ctx context.Context) error {
 	return nil
 }
 
+// Promoted: the replica is writable.
+func (p *mysqlPair) Promoted(ctx context.Context) (bool, error) {
+	var ro int
+	err := p.new.QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro)
+	return ro == 0, err
+}
+
 func (p *mysqlPair) Close() error { return errors.Join(p.old.Close(), p.new.Close()) }
 
 var _ Pair = (*mysqlPair)(nil)

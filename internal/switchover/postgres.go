@@ -304,6 +304,19 @@ func (p *pgPair) Promote(ctx context.Context) error {
 	return nil
 }
 
+// Promoted: a standby out of recovery, a subscriber without its
+// subscription.
+func (p *pgPair) Promoted(ctx context.Context) (bool, error) {
+	var done bool
+	var err error
+	if p.logical {
+		err = p.new.QueryRow(ctx, "SELECT count(*) = 0 FROM pg_subscription WHERE subname = $1", p.sub).Scan(&done)
+	} else {
+		err = p.new.QueryRow(ctx, "SELECT NOT pg_is_in_recovery()").Scan(&done)
+	}
+	return done, err
+}
+
 // checkSerials refuses a new primary on which the next value of a serial
 // or identity column's sequence would not exceed the column's largest
 // value: the first insert would collide.

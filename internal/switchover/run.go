@@ -219,6 +219,15 @@ func (r *run) finish(ctx context.Context) error {
 		return &Error{Step: Promoting, RolledBack: true, Err: err}
 	}
 	err := completeCommitted(fctx, r.pair, r.o.Endpoint, r.record)
+	var np notPromoted
+	if errors.As(err, &np) {
+		// The promotion failed and the replica is verifiably still a
+		// replica: the old primary is still the only one, so roll back.
+		if rerr := r.rollback(ctx, err); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return &Error{Step: Promoting, RolledBack: true, Err: err}
+	}
 	r.resumeAll()
 	if err != nil {
 		r.rec.Error = err.Error()
@@ -231,7 +240,18 @@ func (r *run) finish(ctx context.Context) error {
 // Recover, so that resuming after a crash is the same code path.
 func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, record func(context.Context, Step) error) error {
 	if err := pair.Promote(ctx); err != nil {
-		return fmt.Errorf("promote the replica: %w", err)
+		// What decides is where the replica is: promoted after all (an
+		// error after the fact) → go on; still a replica → roll back;
+		// unknown → stop here, the old primary fenced (writes fail, none
+		// is lost) and the record at promoting, retried at a restart.
+		err = fmt.Errorf("promote the replica: %w", err)
+		ok, perr := pair.Promoted(ctx)
+		switch {
+		case perr != nil:
+			return errors.Join(err, perr)
+		case !ok:
+			return notPromoted{err}
+		}
 	}
 	if err := record(ctx, Repointing); err != nil {
 		return err
@@ -244,6 +264,12 @@ func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, record func(
 	}
 	return record(ctx, Resuming)
 }
+
+// notPromoted is a failed promotion that left the replica a replica.
+type notPromoted struct{ err error }
+
+func (e notPromoted) Error() string { return e.err.Error() }
+func (e notPromoted) Unwrap() error { return e.err }
 
 func (r *run) resumeAll() {
 	if r.paused && r.o.Endpoint != nil {
@@ -308,10 +334,15 @@ func Recover(ctx context.Context, rec Record, pair Pair, ep Endpoint, j Journal)
 	if rec.Step.committed() {
 		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		defer cancel()
-		if err := completeCommitted(fctx, pair, ep, record); err != nil {
-			return rec, fmt.Errorf("finish the switchover of %s: %w", rec.Name, err)
+		err := completeCommitted(fctx, pair, ep, record)
+		var np notPromoted
+		if !errors.As(err, &np) {
+			if err != nil {
+				return rec, fmt.Errorf("finish the switchover of %s: %w", rec.Name, err)
+			}
+			return rec, record(fctx, Done)
 		}
-		return rec, record(fctx, Done)
+		rec.Error = err.Error() // still a replica: roll back instead
 	}
 	rctx, cancel := context.WithTimeout(ctx, rollbackTimeout)
 	defer cancel()

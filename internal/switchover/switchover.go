@@ -71,6 +71,9 @@ type Pair interface {
 	// Promote makes the replica a writable primary that no longer
 	// replicates from the old one.
 	Promote(ctx context.Context) error
+	// Promoted reports whether the replica has become a writable primary
+	// (asked after a failed Promote: if not, the switchover rolls back).
+	Promoted(ctx context.Context) (bool, error)
 	// Addrs are the host:port of the primary and of the replica, as the
 	// endpoint dials them.
 	Addrs() (primary, replica string)
