@@ -136,6 +136,11 @@ func (c *conn) awaitRequest() bool {
 	if c.br.Buffered() == 0 {
 		if c.served > 0 {
 			c.setIdleDeadline()
+			// The client sends its next request only once it has read
+			// this response: a read now would most often find nothing,
+			// and cost a system call before the wait. Other connections'
+			// work goes first; by then the request has often come.
+			runtime.Gosched()
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return false
@@ -440,10 +445,49 @@ func (c *conn) setHeaderDeadline() {
 type countingWriter struct {
 	w io.Writer
 	n atomic.Int64
+
+	// tail, when set, goes out right after the next write's bytes, in the
+	// same system call (see conn.write); tailN says how much of it went.
+	tail  []byte
+	tailN int
+	vec   [2][]byte
+	bufs  net.Buffers
 }
 
 func (cw *countingWriter) Write(p []byte) (int, error) {
+	if cw.tail != nil {
+		return cw.writeWithTail(p)
+	}
 	n, err := cw.w.Write(p)
 	cw.n.Add(int64(n))
+	return n, err
+}
+
+// writeWithTail writes p and then the tail with one writev.
+func (cw *countingWriter) writeWithTail(p []byte) (int, error) {
+	cw.vec[0], cw.vec[1] = p, cw.tail
+	cw.bufs, cw.tail = cw.vec[:], nil
+	n, err := cw.bufs.WriteTo(cw.w)
+	cw.bufs, cw.vec = nil, [2][]byte{}
+	cw.n.Add(n)
+	cw.tailN = int(max(n-int64(len(p)), 0))
+	return int(min(n, int64(len(p)))), err
+}
+
+// write writes p after the bytes bw holds. A p too long for bw goes out
+// with them in one system call, where bw would fill itself from p, write
+// that, and then write the rest: a response head and a large body write
+// cost one writev, not two writes.
+func (c *conn) write(p []byte) (int, error) {
+	if len(p) <= c.bw.Available() || c.bw.Buffered() == 0 {
+		return c.bw.Write(p)
+	}
+	c.out.tail, c.out.tailN = p, 0
+	err := c.bw.Flush()
+	n := c.out.tailN
+	c.out.tail, c.out.tailN = nil, 0 // unused when the flush failed early
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
 	return n, err
 }

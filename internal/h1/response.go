@@ -358,7 +358,7 @@ func (w *response) writeBody(p []byte) (int, error) {
 		if err := w.emit(); err != nil {
 			return 0, err
 		}
-		n, err := w.c.bw.Write(p)
+		n, err := w.c.write(p)
 		return n, w.noteErr(err)
 	}
 	if len(w.pending)+len(p) <= bufferBeforeCommit {
@@ -394,7 +394,7 @@ func (w *response) writeChunk(p []byte) error {
 	bw := w.c.bw
 	bw.Write(strconv.AppendUint(w.scratch[:0], uint64(len(p)), 16))
 	bw.WriteString("\r\n")
-	bw.Write(p)
+	w.c.write(p) // an error is sticky in bw: the next write reports it
 	_, err := bw.WriteString("\r\n")
 	return w.noteErr(err)
 }
