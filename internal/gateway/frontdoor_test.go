@@ -48,7 +48,11 @@ func newWireBackend(t *testing.T, respond func(c net.Conn, r *http.Request, body
 	b := &wireBackend{addr: l.Addr().String()}
 	var conns sync.WaitGroup
 	t.Cleanup(func() { l.Close(); conns.Wait() })
+	// The accept loop holds a count of its own, so that a connection's Add
+	// never meets a Wait on a zero counter (a race the detector reports).
+	conns.Add(1)
 	go func() {
+		defer conns.Done()
 		for {
 			c, err := l.Accept()
 			if err != nil {

@@ -88,15 +88,15 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 		// request's context is its connection's, which ends only after.)
 		x.stopCtx = context.AfterFunc(r.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
 	}
-	c.count.n = 0
+	c.count.n, c.sentPart, c.answerTimeout, c.timed = 0, false, g.opts.ResponseTimeout, false
 	writeHead(c.bw, r, o)
 	if body == nil {
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flushAwait(); err != nil {
 			return nil, g.failed(x, r, body, err, true)
 		}
 	} else if r.ContentLength > 0 && r.ContentLength <= syncBodyMax {
 		buf := copyBufs.Get().(*[]byte)
-		err := writeBody(c.bw, r, body, *buf)
+		err := writeBody(c.bw, r, body, *buf, c.flushAwait)
 		copyBufs.Put(buf)
 		if err != nil {
 			return nil, g.failed(x, r, body, err, false)
@@ -105,7 +105,7 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 		x.wrote = make(chan error, 1)
 		go func() {
 			buf := copyBufs.Get().(*[]byte)
-			err := writeBody(c.bw, r, body, *buf)
+			err := writeBody(c.bw, r, body, *buf, c.bw.Flush)
 			copyBufs.Put(buf)
 			if _, ok := err.(*clientBodyError); ok {
 				// The instance got part of a body that will never end: end
@@ -132,12 +132,9 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 // gets the request a 504 rather than holding it. The body then comes at
 // the instance's pace (an event stream may be quiet for long).
 func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request, h http.Header) (*response, error) {
-	d := g.opts.ResponseTimeout
-	if d > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(d)) // fails only once closed; the read says so
-	}
+	c.armTimeout() // set already when the request's last write waited for the answer
 	resp, err := readResponse(c.br, h, r.Method)
-	if d > 0 && err == nil {
+	if c.timed && err == nil {
 		_ = c.SetReadDeadline(time.Time{})
 		if r.Context().Err() != nil {
 			_ = c.SetDeadline(time.Unix(1, 0)) // an HTTP/2 client left meanwhile: keep its cancellation

@@ -156,13 +156,14 @@ func clientIP(r *http.Request) string {
 }
 
 // writeBody sends the request body, chunked when its length is unknown,
-// with the trailer the client sent after its last chunk.
-func writeBody(bw *bufio.Writer, r *http.Request, body io.Reader, buf []byte) error {
+// with the trailer the client sent after its last chunk; flush writes what
+// bw holds at the end.
+func writeBody(bw *bufio.Writer, r *http.Request, body io.Reader, buf []byte, flush func() error) error {
 	if length := r.ContentLength; length > 0 {
 		if _, err := io.CopyBuffer(bw, io.LimitReader(body, length), buf); err != nil {
 			return err
 		}
-		return bw.Flush()
+		return flush()
 	}
 	cw := httputil.NewChunkedWriter(bw)
 	if _, err := io.CopyBuffer(cw, body, buf); err != nil {
@@ -181,7 +182,7 @@ func writeBody(bw *bufio.Writer, r *http.Request, body io.Reader, buf []byte) er
 	if _, err := bw.WriteString("\r\n"); err != nil {
 		return err
 	}
-	return bw.Flush()
+	return flush()
 }
 
 // forwardedTrailer reports whether a request trailer field goes on to the

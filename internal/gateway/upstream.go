@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +23,121 @@ type upstreamConn struct {
 	count  countingReader
 	reused bool // served a request before this one
 	once   sync.Once
+	// awaitAnswer: the next write to the connection is a request's last,
+	// and waits for the answer to become readable (see writeAwait).
+	awaitAnswer bool
+	// sentPart: part of the current request went out before its last
+	// write, so the instance may have begun to answer.
+	sentPart bool
+	// answerTimeout is the response timeout of the request under way;
+	// timed says its deadline is set.
+	answerTimeout time.Duration
+	timed         bool
+	await         awaitWrite
+	// awaitStep as a method value, made once.
+	awaitStepFn func(uintptr) bool
+}
+
+// requestWriter is what bw writes to: the connection, or writeAwait for a
+// request's last write.
+type requestWriter struct{ c *upstreamConn }
+
+func (w requestWriter) Write(p []byte) (int, error) {
+	c := w.c
+	if c.awaitAnswer && c.raw != nil {
+		c.awaitAnswer = false
+		return c.writeAwait(p)
+	}
+	c.sentPart = true
+	return c.Conn.Write(p)
+}
+
+// flushAwait writes what bw holds, the request's last bytes, and returns
+// once the answer is readable (or the wait failed, which the read that
+// follows reports). The read then finds bytes: it is not first tried on an
+// empty socket, which on a host where the instance shares the gateway's
+// CPU it always is (the instance cannot answer before the gateway yields),
+// and where each system call is dear. Only a request sent in one write
+// waits so: of a longer one, the instance may have answered the first part
+// already (see writeAwait).
+func (c *upstreamConn) flushAwait() error {
+	if c.sentPart {
+		return c.bw.Flush()
+	}
+	c.armTimeout() // the wait is for the answer: the response timeout bounds it
+	c.awaitAnswer = true
+	err := c.bw.Flush()
+	c.awaitAnswer = false
+	return err
+}
+
+// armTimeout starts the response timeout of the request under way, once.
+func (c *upstreamConn) armTimeout() {
+	if c.answerTimeout > 0 && !c.timed {
+		c.timed = true
+		_ = c.SetReadDeadline(time.Now().Add(c.answerTimeout)) // fails only once closed; the read says so
+	}
+}
+
+// writeAwait writes p and waits until the connection is readable. The
+// wait is armed before the write: the poller's readiness is reset when a
+// raw read begins, so a wait begun after the write could miss an answer
+// that came in between, and wait for bytes that never come. The instance
+// cannot answer a request it has not received, so every byte of the answer
+// arrives after the reset, and wakes the wait. A write the socket does not
+// take whole at once is finished by the ordinary path, without the wait.
+func (c *upstreamConn) writeAwait(p []byte) (int, error) {
+	a := &c.await
+	*a = awaitWrite{p: p}
+	_ = c.raw.Read(c.awaitStepFn)
+	n, wrote, werr := a.n, a.wrote, a.err
+	*a = awaitWrite{}
+	// A failed wait (a deadline, a close) is not the write's: the read
+	// that follows reports it, as it would have without the wait.
+	switch {
+	case werr != nil:
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+	case !wrote:
+		return c.Conn.Write(p) // the raw read failed before the write: the ordinary path says why
+	case n < len(p):
+		m, err := c.Conn.Write(p[n:])
+		return n + m, err
+	}
+	return n, nil
+}
+
+// awaitWrite is writeAwait's state, kept in the connection so that the
+// raw read's callback (a method value made once per connection) costs no
+// allocation per request.
+type awaitWrite struct {
+	p     []byte
+	n     int
+	wrote bool
+	err   error
+}
+
+// awaitStep is writeAwait's raw read callback: the first call writes, the
+// next says the connection is readable.
+func (c *upstreamConn) awaitStep(fd uintptr) bool {
+	a := &c.await
+	if a.wrote {
+		return true // readable
+	}
+	a.wrote = true
+	for a.n < len(a.p) {
+		m, err := syscall.Write(int(fd), a.p[a.n:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return true // the rest by the ordinary path
+		case err != nil:
+			a.err = err
+			return true
+		}
+		a.n += m
+	}
+	return false // wait for the answer
 }
 
 // countingReader counts bytes read from the connection, so a failed request
@@ -53,9 +169,10 @@ func (t *Target) dial(ctx context.Context) (*upstreamConn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		c.raw, _ = tc.SyscallConn()
 	}
+	c.awaitStepFn = c.awaitStep
 	c.count.c = nc
 	c.br = bufio.NewReaderSize(&c.count, 16<<10)
-	c.bw = bufio.NewWriterSize(nc, 16<<10)
+	c.bw = bufio.NewWriterSize(requestWriter{c}, 16<<10)
 	t.track(c)
 	return c, nil
 }
