@@ -16,10 +16,12 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -98,6 +100,13 @@ func run(admin string, rows, clients int, baseline time.Duration, rate float64) 
 		return err
 	}
 	defer drop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs // a bench stopped half-way leaves no database behind
+		drop()
+		os.Exit(1)
+	}()
 	d, err := dialect.Open(ctx, dbURL, 100*time.Millisecond)
 	if err != nil {
 		return err

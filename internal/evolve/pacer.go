@@ -42,8 +42,11 @@ const (
 	// decision's own delay).
 	p99Limit = 1.25
 	// slowLimit: back off while batches take this multiple of what the
-	// same batch size took with nothing else running.
-	slowLimit = 2.0
+	// same batch size took with nothing else running. Live work that
+	// shares the cores slows a batch by itself (two cores, eight busy
+	// clients: about 2–4×) without a live query suffering much; at 3× the
+	// backfill is the one being crowded out, and so is the live work.
+	slowLimit = 3.0
 	// lockWaitLimit: back off when a live session has waited this long for
 	// a lock a batch holds.
 	lockWaitLimit = 50 * time.Millisecond

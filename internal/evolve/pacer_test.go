@@ -110,8 +110,8 @@ func TestPacerLiveP99(t *testing.T) {
 }
 
 // TestPacerSlowBatches: batches are compared with the time the same shape
-// of batch took while no other session ran: twice as slow or more backs
-// off; 1.5× does not. A shape never seen unloaded says nothing.
+// of batch took while no other session ran: three times as slow or more
+// backs off; 2.5× does not. A shape never seen unloaded says nothing.
 func TestPacerSlowBatches(t *testing.T) {
 	p, c := newTestPacer(1)
 	calmBatches(p, c, unloadedMin-1) // not yet enough to know the unloaded time
@@ -126,13 +126,13 @@ func TestPacerSlowBatches(t *testing.T) {
 		p.sessions(now.Add(-time.Millisecond), busy)
 		p.observe(now, 1, size, took)
 	}
-	step(1000, 60*time.Millisecond)
-	wantState(t, p, 1, 1, "1.5× slower")
+	step(1000, 100*time.Millisecond)
+	wantState(t, p, 1, 1, "2.5× slower")
 	step(40, 100*time.Millisecond) // another shape: nothing learned for it
 	wantState(t, p, 1, 1, "unknown shape")
-	step(1000, 100*time.Millisecond)
-	wantState(t, p, 0.5, 1, "2.5× slower")
-	if _, why := p.why(); !strings.Contains(why, "slow batches: 2.5× their unloaded time") {
+	step(1000, 140*time.Millisecond)
+	wantState(t, p, 0.5, 1, "3.5× slower")
+	if _, why := p.why(); !strings.Contains(why, "slow batches: 3.5× their unloaded time") {
 		t.Fatalf("why %q", why)
 	}
 }
