@@ -119,3 +119,11 @@ func (f *fakeAPI) Releases(context.Context, string) (*control.Releases, error) {
 func (f *fakeAPI) Logs(context.Context, io.Writer, string, int, bool) error { return errNotFaked }
 
 func (f *fakeAPI) Upgrade(context.Context) (*control.Upgrade, error) { return nil, errNotFaked }
+
+func (f *fakeAPI) FleetDrain(context.Context, control.FleetRequest) (*control.FleetStatus, error) {
+	return nil, errNotFaked
+}
+
+func (f *fakeAPI) FleetForget(context.Context, control.FleetRequest) (*control.FleetStatus, error) {
+	return nil, errNotFaked
+}

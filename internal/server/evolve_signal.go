@@ -45,13 +45,17 @@ type latencySample struct {
 }
 
 // liveSignals starts sampling and returns what makes each backfill's
-// signal; the sampling ends with ctx.
-func liveSignals(ctx context.Context, gw *gateway.Gateway, apps config.Apps) func() evolve.LiveSignal {
+// signal; the sampling ends with ctx. Without a database or an HTTP app
+// that uses it there is nothing to sample, and no signal (nil).
+func liveSignals(ctx context.Context, gw *gateway.Gateway, db config.Database, apps config.Apps) func() evolve.LiveSignal {
 	l := &liveLatency{gw: gw}
 	for _, a := range apps {
 		if a.UsesDatabase && a.Kind == config.KindHTTP {
 			l.apps = append(l.apps, a.Name)
 		}
+	}
+	if db.URL == "" || len(l.apps) == 0 {
+		return nil
 	}
 	go l.monitorLatency(ctx)
 	return func() evolve.LiveSignal { return &backfillLatency{l: l, began: time.Now()} }

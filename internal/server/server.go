@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		ready: make(chan struct{}), handedOver: make(chan struct{}), ls: ls, token: token}
 	s.sup.Store(sup)
 	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, TCP: tcp, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg,
-		LiveSignal: liveSignals(sctx, gw, cfg.Apps)})
+		LiveSignal: liveSignals(sctx, gw, cfg.Database, cfg.Apps)})
 	reg.MustRegister(&instanceCollector{sup: s.supervisor})
 	err = s.restore(ctx)
 	if err == nil {
