@@ -215,7 +215,7 @@ func (p *pgPair) Fence(ctx context.Context) error {
 	if _, err := p.old.Exec(ctx, "ALTER SYSTEM SET "+pgFenceSetting+" = on"); err != nil {
 		return err
 	}
-	if _, err := p.old.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+	if err := p.reload(ctx, "on"); err != nil {
 		return err
 	}
 	// Every transaction open now began before the fence and may write:
@@ -232,8 +232,42 @@ func (p *pgPair) Unfence(ctx context.Context) error {
 	if _, err := p.old.Exec(ctx, "ALTER SYSTEM RESET "+pgFenceSetting); err != nil {
 		return err
 	}
-	_, err := p.old.Exec(ctx, "SELECT pg_reload_conf()")
-	return err
+	return p.reload(ctx, "off")
+}
+
+// reload makes the server read its configuration again and returns once
+// every session has been told: pg_reload_conf() only signals the
+// postmaster, which re-reads the file and then signals every backend; a
+// new session sees what the postmaster has read, so once one sees want,
+// every existing session has had its signal and applies it before its
+// next statement. Without this wait a session could write just after the
+// fence, or fail to write just after a rollback.
+func (p *pgPair) reload(ctx context.Context, want string) error {
+	if _, err := p.old.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return err
+	}
+	cfg := p.old.Config().Copy()
+	delete(cfg.RuntimeParams, pgFenceSetting) // see the server's value, not ours
+	for {
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("check the reload: %w", err)
+		}
+		var got string
+		err = c.QueryRow(ctx, "SHOW "+pgFenceSetting).Scan(&got)
+		c.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("check the reload: %w", err)
+		}
+		if got == want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("a new session still sees %s = %s (a role or database setting?): %w", pgFenceSetting, got, ctx.Err())
+		case <-time.After(pollInterval):
+		}
+	}
 }
 
 // Prepare readies a subscriber to take over: every sequence past what the
