@@ -288,7 +288,9 @@ func TestTCPAppUnderLoad(t *testing.T) {
 			}
 			failed++
 			if failed <= 10 {
-				t.Errorf("connection to %s (started %s after the load began) failed after %d lines: %v", rec.target, rec.start.Sub(conns[0].start).Round(time.Millisecond), rec.lines, rec.err)
+				t.Errorf("connection to %q failed after %d lines, %s after it started: %v (it started %s after the deploy began, %s after the kill, %s after the upgrade began)",
+					rec.target, rec.lines, rec.end.Sub(rec.start).Round(time.Millisecond), rec.err, rec.start.Sub(deployStart).Round(time.Millisecond),
+					rec.start.Sub(killAt).Round(time.Millisecond), rec.start.Sub(upAt).Round(time.Millisecond))
 			}
 			continue
 		}

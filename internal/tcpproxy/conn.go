@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -48,17 +50,20 @@ func (p *Proxy) handle(a *app, client *net.TCPConn) {
 	c.splice(t)
 }
 
-// connect dials a target for a new connection. A target that refuses is
-// marked down and the next is tried at once, so a client never sees a
-// target that died; when none accepts, it tries again, all of them, for up
-// to the app's hold_max (a deploy's new targets coming up, a restart),
-// then gives up and the client's connection closes unanswered.
+// connect dials a target for a new connection. A target that refuses, or
+// resets the connection before either side has said a word (a process
+// dying with connections in its accept queue), is marked down and the
+// next is tried at once, so a client never sees a target that died; when
+// none accepts, it tries again, all of them, for up to the app's hold_max
+// (a deploy's new targets coming up, a restart), then gives up and the
+// client's connection closes unanswered.
 func (p *Proxy) connect(a *app, client *net.TCPConn) (*conn, *target) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.HoldMax.D())
 	defer cancel()
 	wait := retryEvery
 	for {
 		var tried []*target
+		closedAtOnce := false
 		for {
 			t := a.snap.Load().pick(tried)
 			if t == nil {
@@ -81,7 +86,25 @@ func (p *Proxy) connect(a *app, client *net.TCPConn) (*conn, *target) {
 				tried = tried[:len(tried)-1]
 				continue
 			}
+			if gone, reset := c.opening(openingWindow); gone {
+				// The target ended the connection before either side
+				// said a word: nothing was sent to it, so another target
+				// may take the client as if this one had refused.
+				t.untrack(c)
+				up.Close()
+				if reset {
+					t.dialFailed(p, errResetAtOnce)
+					continue
+				}
+				closedAtOnce = true
+				continue
+			}
 			return c, t
+		}
+		if closedAtOnce {
+			// Every target tried closed at once, without a reset: that is
+			// their answer, and the client gets it.
+			return nil, nil
 		}
 		if len(tried) == 0 && a.snap.Load().empty() {
 			// No route at all (never deployed): nothing will come up.
@@ -143,4 +166,70 @@ func (c *conn) pipe(dst, src *net.TCPConn, count func(int64)) {
 		}
 		return
 	}
+}
+
+// openingWindow bounds how long a new connection is watched for its
+// target's first word (or the client's) before the splice begins: past
+// it, or once the client has spoken, the connection is the target's and
+// is never moved (what the client sent may have been acted on).
+const openingWindow = 250 * time.Millisecond
+
+var errResetAtOnce = errors.New("reset the connection before a word was said")
+
+// opening watches a new connection, without reading from it, until one
+// side speaks or window passes, and reports whether the target closed it
+// first (gone) and whether by a reset. Only the target's silence is
+// waited for: a client that speaks first ends the watch at once, so a
+// client-first protocol pays nothing, and a server-first one (ssh, SMTP)
+// is moved off a target that died between its accept and its greeting.
+func (c *conn) opening(window time.Duration) (gone, reset bool) {
+	deadline := time.Now().Add(window)
+	c.up.SetReadDeadline(deadline)
+	c.client.SetReadDeadline(deadline)
+	ups, clients := make(chan peeked, 1), make(chan peeked, 1)
+	go func() { ups <- peek(c.up) }()
+	go func() { clients <- peek(c.client) }()
+	var up peeked
+	select {
+	case up = <-ups:
+		c.client.SetReadDeadline(time.Now()) // wake the client's watch
+		<-clients
+	case <-clients:
+		c.up.SetReadDeadline(time.Now())
+		up = <-ups // may still say the target closed at the same moment
+	}
+	c.up.SetReadDeadline(time.Time{})
+	c.client.SetReadDeadline(time.Time{})
+	if up.n > 0 || errors.Is(up.err, os.ErrDeadlineExceeded) {
+		return false, false
+	}
+	return true, errors.Is(up.err, syscall.ECONNRESET)
+}
+
+// peeked is what a look at a socket saw: bytes waiting (n > 0), an orderly
+// close (n == 0, no error), a reset, or the deadline.
+type peeked struct {
+	n   int
+	err error
+}
+
+// peek waits until c is readable and looks at one byte without taking it.
+func peek(c *net.TCPConn) peeked {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return peeked{err: err}
+	}
+	var res peeked
+	buf := make([]byte, 1)
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+			return false // not yet: wait for the poller
+		}
+		res = peeked{n: n, err: err}
+		return true
+	}); err != nil {
+		res.err = err
+	}
+	return res
 }

@@ -372,3 +372,41 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestResetBeforeAWordGoesElsewhere: a target that resets a connection it
+// had queued but never took (a process dying with connections in its
+// accept queue) has been sent nothing; the client goes to another target
+// and never sees the reset.
+func TestResetBeforeAWordGoesElsewhere(t *testing.T) {
+	a := startLineServer(t, "a")
+	queue, err := net.Listen("tcp", "127.0.0.1:0") // connects, never accepts
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, addr := newAppChecked(t, time.Second, time.Second, time.Hour)
+	p.SetRoute("ssh", gateway.Route{Pools: []gateway.Pool{
+		{Release: "v1", Targets: []string{queue.Addr().String()}, Weight: 100},
+		{Release: "v0", Targets: []string{a.addr()}, Weight: 0}, // only when v1 fails
+	}})
+	waitFor(t, "the first checks", func() bool {
+		for _, ps := range p.Status()[0].Pools {
+			if ps.Targets[0].CheckedAt.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		queue.Close() // the queued connection is reset
+	}()
+	c := dial(t, addr)
+	if got := c.line(); got != "hello a" {
+		t.Fatalf("greeted by %q", got)
+	}
+	for _, ts := range p.Status()[0].TCP.Targets {
+		if ts.Addr == queue.Addr().String() && ts.DialFailures != 1 {
+			t.Errorf("the resetting target: %+v", ts)
+		}
+	}
+}
