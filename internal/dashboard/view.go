@@ -36,6 +36,8 @@ type appView struct {
 	Running []releaseCount
 	// Health is each release's answers and latency, side by side.
 	Health []healthView
+	// TCP is a tcp app's listeners and counts (tcp.go).
+	TCP *tcpView
 }
 
 // releaseCount is how many instances run a release.
@@ -49,6 +51,10 @@ func (a appView) Mixed() bool { return len(a.Running) > 1 }
 
 // Worker reports whether the app gets no traffic (and so has no modes).
 func (a appView) Worker() bool { return a.Kind == "worker" }
+
+// NoModes reports whether the gateway's modes do not apply to the app: a
+// worker gets no traffic, a tcp app's does not pass the gateway.
+func (a appView) NoModes() bool { return a.Worker() || a.TCP != nil }
 
 // StateID and ModesID are the ids of the app's two parts of the page: the
 // event stream replaces each by id when it changes.
@@ -72,6 +78,8 @@ type instanceView struct {
 	Restarts             int
 	PID                  int
 	LastExit             string
+	// TCP is a tcp app's counts for this target.
+	TCP *tcpTargetView
 }
 
 // deployView is the deploy in progress, or the last one.
@@ -117,7 +125,7 @@ func newStatusView(st *control.Status) statusView {
 
 func newAppView(a control.AppStatus, targets map[string]gateway.TargetStatus) appView {
 	v := appView{Name: a.App, Kind: a.Kind, Mode: a.Mode, Hosts: a.Hosts, Current: a.Current, Previous: a.Previous,
-		Modes: a.Modes, Held: a.Held, Health: newHealthViews(a.Releases)}
+		Modes: a.Modes, Held: a.Held, Health: newHealthViews(a.Releases), TCP: newTCPView(a.TCP)}
 	if a.Deploy != nil {
 		v.Deploy = newDeployView(a.Deploy)
 	}
@@ -146,6 +154,7 @@ func newAppView(a control.AppStatus, targets map[string]gateway.TargetStatus) ap
 			cmp.Compare(x.Release, y.Release))
 	})
 	v.Running = running(v.Instances)
+	withTCP(v.Instances, v.TCP)
 	return v
 }
 
