@@ -87,10 +87,30 @@ func carried(dirs []string) ([]string, error) {
 func (d *Deployer) migrator(ctx context.Context, dep *Deploy, progress func(migrate.Event)) (*migrate.Migrator, error) {
 	o := migrate.ConfigOptions(d.db)
 	o.Dirs, o.Release, o.Progress, o.AppliedBy = dep.MigrationDirs, dep.To.Dir, progress, "handoff deploy "+dep.ID
+	o.Escalate, o.EscalateHold = d.escalate(), d.db.Escalate.D()
 	if d.liveSignal != nil {
 		o.Live = d.liveSignal()
 	}
 	return migrate.Open(ctx, d.db.URL, o)
+}
+
+// escalate lets a DDL statement that keeps losing its lock to live traffic
+// take it: the gateway holds new requests to the HTTP apps that use the
+// database for a moment, at most database.escalate (docs/migrations.md).
+// Nil when that is off, or when no such app takes traffic.
+func (d *Deployer) escalate() func(context.Context, time.Duration) (func(), error) {
+	var apps []string
+	for _, a := range d.apps {
+		if a.Kind == config.KindHTTP && a.UsesDatabase {
+			apps = append(apps, a.Name)
+		}
+	}
+	if d.db.Escalate.D() <= 0 || d.gw == nil || len(apps) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, hold time.Duration) (func(), error) {
+		return d.gw.QuiesceApps(ctx, apps, hold)
+	}
 }
 
 // withPipeline wraps a rollout plan in the migration steps, when the
@@ -143,6 +163,14 @@ func (d *Deployer) migrateStep(ctx context.Context, dep *Deploy, s *Step, report
 				if report != nil {
 					report(Progress{Time: now(), Deploy: dep.ID, Step: s.String(), State: Running, Message: msg})
 				}
+			}
+			return
+		}
+		if e.Kind == migrate.EventEscalate {
+			msg := migrate.EscalationMessage(e)
+			d.event(dep.App, "migration", "", "deploy %s: %s", dep.ID, msg)
+			if report != nil {
+				report(Progress{Time: now(), Deploy: dep.ID, Step: s.String(), State: Running, Message: msg})
 			}
 			return
 		}

@@ -208,6 +208,22 @@ func TestSilentInstance(t *testing.T) {
 	}
 }
 
+// A protocol switch waits for the instance's answer no longer than any
+// request does.
+func TestSilentInstanceUpgrade(t *testing.T) {
+	b := newWireBackend(t, func(c net.Conn, r *http.Request, body []byte) {
+		time.Sleep(2 * time.Second)
+	})
+	_, addr := frontDoor(t, b.addr)
+	resp, _, took := exchangeRaw(t, addr, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d %v, want 502", resp.StatusCode, resp.Header)
+	}
+	if took < 400*time.Millisecond || took > 1500*time.Millisecond {
+		t.Fatalf("answered after %v, want about the 500ms response timeout", took)
+	}
+}
+
 // The gateway routes, checks the allow-list and forwards on one path: the
 // one the app acts on.
 func TestPathRule(t *testing.T) {

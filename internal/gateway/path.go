@@ -162,6 +162,9 @@ func isUnreserved(c byte) bool {
 // that the app sees the Host it is configured for ("example.com." is
 // example.com), as nginx's $host does.
 func cleanHost(r *http.Request) {
+	if !strings.HasSuffix(r.Host, ".") && !strings.Contains(r.Host, ".:") {
+		return // no trailing dot, with or without a port (and no error to allocate)
+	}
 	host, port, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		host, port = r.Host, ""

@@ -88,7 +88,7 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 		// request's context is its connection's, which ends only after.)
 		x.stopCtx = context.AfterFunc(r.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
 	}
-	c.count.n, c.sentPart, c.answerTimeout, c.timed = 0, false, g.opts.ResponseTimeout, false
+	c.begin(g.opts.ResponseTimeout)
 	writeHead(c.bw, r, o)
 	if body == nil {
 		if err := c.flushAwait(); err != nil {

@@ -30,6 +30,11 @@ type response struct {
 	body       io.Reader
 	trailer    http.Header // a chunked body's trailers, once the body has been read
 	keep       []string    // headers a Connection header names: hop-by-hop too
+	lb         lengthBody  // body, when framed by length (one allocation less)
+	// vals holds the header values, one slot per field: the header map's
+	// slices are carved from it, so a head costs one allocation for them
+	// rather than one per field.
+	vals []string
 }
 
 var errMalformed = errors.New("malformed response from the instance")
@@ -124,7 +129,16 @@ func readHead(br *bufio.Reader, h http.Header) (*response, error) {
 				}
 			}
 		}
-		h[key] = append(h[key], value)
+		if prior, ok := h[key]; ok {
+			h[key] = append(prior, value)
+			continue
+		}
+		if len(resp.vals) == cap(resp.vals) {
+			resp.vals = make([]string, 0, 16)
+		}
+		resp.vals = append(resp.vals, value)
+		n := len(resp.vals)
+		h[key] = resp.vals[n-1 : n : n] // capped: an append elsewhere copies rather than overwrite the next field's
 	}
 }
 
@@ -193,7 +207,8 @@ func (resp *response) frame(br *bufio.Reader, h http.Header, method string) {
 		}
 		resp.body = &chunkedBody{r: httputil.NewChunkedReader(br), br: br, resp: resp}
 	case resp.length >= 0:
-		resp.body = &lengthBody{r: br, n: resp.length}
+		resp.lb = lengthBody{r: br, n: resp.length}
+		resp.body = &resp.lb
 	default:
 		resp.close = true
 		resp.body = br

@@ -72,6 +72,7 @@ func (g *Gateway) tunnel(w http.ResponseWriter, r *http.Request, a *appRoute, st
 // connection to c. It returns the status the client saw.
 func (g *Gateway) splice(w http.ResponseWriter, r *http.Request, c *upstreamConn, o outbound) int {
 	defer c.close()
+	c.begin(g.opts.ResponseTimeout)
 	writeHead(c.bw, r, o)
 	if err := c.bw.Flush(); err != nil {
 		g.refuse(w, r, nil, http.StatusBadGateway, "bad_gateway", "The app's instance did not answer.", 0, time.Now())

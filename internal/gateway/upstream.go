@@ -34,8 +34,9 @@ type upstreamConn struct {
 	answerTimeout time.Duration
 	timed         bool
 	await         awaitWrite
-	// awaitStep as a method value, made once.
-	awaitStepFn func(uintptr) bool
+	// awaitStep and peek as method values, made once.
+	awaitStepFn, peekFn func(uintptr) bool
+	quiet               bool // peek's finding
 }
 
 // requestWriter is what bw writes to: the connection, or writeAwait for a
@@ -69,6 +70,12 @@ func (c *upstreamConn) flushAwait() error {
 	err := c.bw.Flush()
 	c.awaitAnswer = false
 	return err
+}
+
+// begin readies the connection for a request whose answer must begin
+// within timeout (zero: no limit).
+func (c *upstreamConn) begin(timeout time.Duration) {
+	c.count.n, c.sentPart, c.answerTimeout, c.timed = 0, false, timeout, false
 }
 
 // armTimeout starts the response timeout of the request under way, once.
@@ -169,7 +176,7 @@ func (t *Target) dial(ctx context.Context) (*upstreamConn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		c.raw, _ = tc.SyscallConn()
 	}
-	c.awaitStepFn = c.awaitStep
+	c.awaitStepFn, c.peekFn = c.awaitStep, c.peek
 	c.count.c = nc
 	c.br = bufio.NewReaderSize(&c.count, 16<<10)
 	c.bw = bufio.NewWriterSize(requestWriter{c}, 16<<10)
@@ -188,15 +195,19 @@ func (c *upstreamConn) alive() bool {
 	if c.raw == nil {
 		return true
 	}
-	ok := false
+	c.quiet = false
+	err := c.raw.Read(c.peekFn)
+	return err == nil && c.quiet
+}
+
+// peek is alive's raw read callback (a method value made once per
+// connection, so that the check costs no allocation).
+func (c *upstreamConn) peek(fd uintptr) bool {
 	var buf [1]byte
-	err := c.raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		_ = n // 0 is EOF, more is data nobody asked for: either way, not reusable
-		ok = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
-		return true
-	})
-	return err == nil && ok
+	n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	_ = n // 0 is EOF, more is data nobody asked for: either way, not reusable
+	c.quiet = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+	return true
 }
 
 // close closes the connection once. Any goroutine may call it: a drain

@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/dialect"
@@ -100,12 +101,12 @@ const (
 // EscalationMessage says in a line what an EventEscalate reports, for the
 // deploy's progress and event log.
 func EscalationMessage(e Event) string {
-	held := e.Held.Round(time.Millisecond)
+	held, file := e.Held.Round(time.Millisecond), filepath.Base(e.File)
 	switch e.Reason {
 	case EscalateTook:
-		return fmt.Sprintf("%s:%d kept losing its lock to live traffic: new requests were held for %s while it took the lock", e.File, e.Line, held)
+		return fmt.Sprintf("%s:%d kept losing its lock to live traffic: new requests were held for %s while it took the lock", file, e.Line, held)
 	case EscalateLost:
-		return fmt.Sprintf("%s:%d kept losing its lock to live traffic: new requests were held for %s, but it lost the lock again (%v); retrying", e.File, e.Line, held, e.Err)
+		return fmt.Sprintf("%s:%d kept losing its lock to live traffic: new requests were held for %s, but it lost the lock again (%v); retrying", file, e.Line, held, e.Err)
 	}
-	return fmt.Sprintf("%s:%d kept losing its lock to live traffic: new requests were held for %s, but requests in flight did not finish in time (%v); retrying", e.File, e.Line, held, e.Err)
+	return fmt.Sprintf("%s:%d kept losing its lock to live traffic: new requests were held for %s, but requests in flight did not finish in time (%v); retrying", file, e.Line, held, e.Err)
 }
