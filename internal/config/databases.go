@@ -33,6 +33,10 @@ type DatabaseEndpoint struct {
 	// to a new server. None: no password (trust). A client's own login
 	// at connect is relayed to the server untouched either way.
 	CredentialsFile string `yaml:"credentials_file"`
+	// User is the user handoff's own checks (db status: the server's
+	// role) log in as, with its password from CredentialsFile. Default:
+	// postgres, or root for mysql.
+	User string `yaml:"user"`
 	// TLS to the server (postgres): disable, require (encrypted, not
 	// verified) or verify-full. Default: disable for a loopback primary,
 	// verify-full otherwise.
@@ -108,6 +112,12 @@ func (c *Config) validateDatabases(bad func(key, format string, args ...any)) {
 			bad(key+".kind", "say which server this is: postgres or mysql (MariaDB too)")
 		default:
 			bad(key+".kind", "want postgres or mysql, got %q", db.Kind)
+		}
+		if db.User == "" {
+			db.User = "postgres"
+			if db.Kind == DatabaseMySQL {
+				db.User = "root"
+			}
 		}
 		if db.Listen == "" {
 			bad(key+".listen", "give the address the app connects to, such as 127.0.0.1:6432")

@@ -96,6 +96,9 @@ func (c *Config) Listeners() []Listener {
 			out = append(out, Listener{Name: TCPListenerName(app.Name), Addr: addr, Key: fmt.Sprintf("apps.%s.listen[%d]", app.Name, i)})
 		}
 	}
+	for _, db := range c.Databases {
+		out = append(out, Listener{Name: DatabaseListenerName(db.Name), Addr: db.Listen, Key: "databases." + db.Name + ".listen"})
+	}
 	return out
 }
 

@@ -108,6 +108,9 @@ func Handler(api API, log *slog.Logger) http.Handler {
 	if s, ok := api.(SwitchoverAPI); ok {
 		switchoverRoutes(mux, s, log)
 	}
+	if d, ok := api.(DBStatusAPI); ok {
+		dbStatusRoutes(mux, d, log)
+	}
 	fleetRoutes(mux, api, log)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path)})

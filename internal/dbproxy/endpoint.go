@@ -232,27 +232,35 @@ func (e *Endpoint) refuse(c net.Conn) {
 	}()
 }
 
-// Shutdown stops accepting and closes each client connection as soon as
-// it is between transactions (at once for the idle ones: pools open new
-// connections — to the successor, after an upgrade); what is left when
-// ctx ends is closed.
+// QuietBeforeClose is how long a connection must have been idle between
+// transactions before Shutdown closes it. pgx's pool and its database/sql
+// driver ping a connection idle for more than a second before they use it
+// (go-sql-driver/mysql checks every one), so a connection closed after
+// this long is replaced by the client's pool without an error; one closed
+// sooner could be in use again before the client noticed.
+const QuietBeforeClose = 2 * time.Second
+
+// Shutdown stops accepting and closes each client connection once it has
+// been idle between transactions for QuietBeforeClose (the client's pool
+// opens another — to the successor, after an upgrade); what is left when
+// ctx ends is closed, and counted in the error.
 func (e *Endpoint) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	e.draining = true
 	for _, l := range e.lns {
 		l.Close()
 	}
-	for c, g := range e.active {
-		if g.state == stateIdle {
-			c.Close()
-		}
-	}
 	e.mu.Unlock()
-	t := time.NewTicker(20 * time.Millisecond)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		e.mu.Lock()
 		n := e.conns
+		for c, g := range e.active {
+			if g.state == stateIdle && time.Since(g.idleSince) >= QuietBeforeClose {
+				c.Close()
+			}
+		}
 		e.mu.Unlock()
 		if n == 0 {
 			break
@@ -394,10 +402,11 @@ func (e *Endpoint) Stats() Stats {
 // gate is one session's view of the endpoint's state machine. Its fields
 // are guarded by the endpoint's mu.
 type gate struct {
-	conn  net.Conn // the client's
-	state sessionState
-	gen   uint64 // the endpoint generation the session's server belongs to
-	addr  string // the session's server
+	conn      net.Conn // the client's
+	idleSince time.Time
+	state     sessionState
+	gen       uint64 // the endpoint generation the session's server belongs to
+	addr      string // the session's server
 }
 
 type sessionState int
@@ -466,13 +475,11 @@ func (e *Endpoint) current() (string, uint64) {
 }
 
 // settle marks an open session idle (between transactions): a pause may
-// be waiting for the last one. It reports whether the endpoint shuts
-// down: the session is to be closed once its last answer is sent.
-func (e *Endpoint) settle(g *gate) (closeNow bool) {
+// be waiting for the last one.
+func (e *Endpoint) settle(g *gate) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.settleLocked(g)
-	return e.draining
 }
 
 func (e *Endpoint) settleLocked(g *gate) {
@@ -487,6 +494,7 @@ func (e *Endpoint) settleLocked(g *gate) {
 		e.starting--
 	}
 	g.state = stateIdle
+	g.idleSince = time.Now()
 }
 
 // started marks a session that has logged in.

@@ -308,14 +308,10 @@ func (s *mySession) command(p myPacket, cmd byte) error {
 	}
 	if s.status&(statusInTrans|statusCursorExists) == 0 && !s.longData {
 		s.idle = true
-		if s.e.settle(s.g) {
-			return errShutdown // between transactions: the client's pool opens another connection
-		}
+		s.e.settle(s.g)
 	}
 	return nil
 }
-
-var errShutdown = errors.New("the endpoint shuts down")
 
 // stale reports whether the session's server is no longer the current one.
 func (s *mySession) stale() bool {

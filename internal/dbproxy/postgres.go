@@ -442,7 +442,6 @@ func (s *pgSession) pump(srv *pgServer) {
 			s.lost(srv, err)
 			return
 		}
-		closeAfter := false
 		if m.body != nil {
 			switch m.typ {
 			case 'Z':
@@ -450,7 +449,7 @@ func (s *pgSession) pump(srv *pgServer) {
 					s.lost(srv, &errMalformed{"ReadyForQuery of " + strconv.Itoa(len(m.body)) + " bytes"})
 					return
 				}
-				closeAfter = s.ready(m.body[0])
+				s.ready(m.body[0])
 			case 'S':
 				s.mu.Lock()
 				s.noteParam(m.body)
@@ -459,15 +458,10 @@ func (s *pgSession) pump(srv *pgServer) {
 		}
 		s.cwMu.Lock()
 		err = srv.r.forward(s.cw, m)
-		if err == nil && (srv.r.r.Buffered() == 0 || closeAfter) {
+		if err == nil && srv.r.r.Buffered() == 0 {
 			err = s.cw.Flush()
 		}
 		s.cwMu.Unlock()
-		if closeAfter {
-			// Shutting down, and between transactions: the client's
-			// pool opens another connection (to the successor).
-			s.client.Close()
-		}
 		if err != nil {
 			s.client.Close() // the client is gone: serve ends too
 			return
@@ -477,16 +471,15 @@ func (s *pgSession) pump(srv *pgServer) {
 
 // ready counts a ReadyForQuery: when every request is answered and no
 // transaction is open, the session is between transactions.
-func (s *pgSession) ready(status byte) (closeAfter bool) {
+func (s *pgSession) ready(status byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tx = status
 	s.pending = max(s.pending-1, 0)
 	if s.pending == 0 && !s.unsynced && status == 'I' && !s.idle {
 		s.idle = true
-		return s.e.settle(s.g)
+		s.e.settle(s.g)
 	}
-	return false
 }
 
 // lost handles a server session that ended under its pump. Between

@@ -39,6 +39,7 @@ type Server struct {
 	store    store.Store
 	gw       *gateway.Gateway
 	tcp      *tcpproxy.Proxy // the tcp apps' data path (tcp.go)
+	dbs      []*dbEndpoint   // the database endpoints (databases.go)
 	sup      atomic.Pointer[supervisor.Supervisor]
 	deployer *deploy.Deployer
 	registry *prometheus.Registry
@@ -117,6 +118,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 			return nil, err
 		}
 	}
+	dbs, err := openDatabases(cfg, log)
+	if err != nil {
+		ls.closeAll()
+		st.Close()
+		return nil, err
+	}
 	sup, err := openSupervisor(ctx, cfg, st, log)
 	if err != nil {
 		ls.closeAll()
@@ -134,6 +141,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	s := &Server{cfg: cfg, opts: opts, log: log, store: st, gw: gw, tcp: tcp, registry: reg, ctx: sctx, cancel: cancel,
 		ready: make(chan struct{}), handedOver: make(chan struct{}), ls: ls, token: token}
 	s.sup.Store(sup)
+	s.dbs = dbs
 	s.deployer = deploy.New(sctx, deploy.Options{Store: st, Gateway: gw, TCP: tcp, Supervisor: sup, Apps: cfg.Apps, Database: cfg.Database, Logger: log, Predecessor: predecessor(), Registerer: reg,
 		LiveSignal: liveSignals(sctx, gw, cfg.Database, cfg.Apps)})
 	reg.MustRegister(&instanceCollector{sup: s.supervisor})
@@ -229,6 +237,11 @@ func (s *Server) Run(ctx context.Context) error {
 		s.addrs.Admin = ls.admin.Addr().String()
 	}
 	s.serveTCP(errc)
+	if err := s.startDatabases(s.ctx, errc); err != nil {
+		s.ls.closeAll()
+		s.stopInstances()
+		return err
+	}
 	s.startModes()
 	go s.monitorLiveness(s.ctx)
 	s.gw.SetLineAhead(s.lineAhead) // held requests of the process this one took over from go first
@@ -281,6 +294,9 @@ func (s *Server) shutdown() {
 	soon, cancelSoon := context.WithTimeout(ctx, time.Second)
 	defer cancelSoon()
 	s.shutdownServers(soon)
+	// The app's database connections last until its requests are done;
+	// then each closes between transactions.
+	<-s.shutdownDatabases(ctx)
 }
 
 // busy reports whether a gateway server has a request in flight.

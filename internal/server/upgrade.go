@@ -206,6 +206,9 @@ func (s *Server) retire() {
 	tcpCtx, tcpCancel := context.WithTimeout(context.Background(), s.longestDrain())
 	defer tcpCancel()
 	defer func(tcp <-chan struct{}) { <-tcp }(s.drainTCP(tcpCtx))
+	// The database endpoints' clients reconnect to the successor as each
+	// connection is closed between transactions.
+	defer func(db <-chan struct{}) { <-db }(s.shutdownDatabases(tcpCtx))
 	s.shutdownServers(ctx)
 	s.gw.GoAway(s.longestDrain())
 	s.log.Info("retired after the upgrade", "pid", os.Getpid())

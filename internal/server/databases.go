@@ -1,0 +1,266 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/dbproxy"
+	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/switchover"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Database endpoints in the server: each databases: entry is a
+// dbproxy.Endpoint on its own listener, opened and handed over in an
+// upgrade with the others (listen.go: "db.NAME"). It starts where the last
+// switchover left it, and an unfinished switchover is recovered before it
+// serves. On a stop, and in the old process after an upgrade, each client
+// connection is closed as soon as it is between transactions (its pool
+// opens another, to the successor after an upgrade), bounded by the
+// longest drain_timeout.
+
+// dbEndpoint is one configured endpoint.
+type dbEndpoint struct {
+	cfg *config.DatabaseEndpoint
+	ep  *dbproxy.Endpoint
+}
+
+// openDatabases builds the endpoints; a bad credentials file or TLS CA
+// fails here, before any instance is adopted.
+func openDatabases(cfg *config.Config, log *slog.Logger) ([]*dbEndpoint, error) {
+	var out []*dbEndpoint
+	for _, db := range cfg.Databases {
+		opts := dbproxy.Options{Logger: log}
+		opts.Name, opts.Kind, opts.Primary = db.Name, dbproxy.Kind(db.Kind), db.Primary
+		opts.MaxConnections = db.MaxConnections
+		opts.ConnectTimeout, opts.StartupTimeout = db.ConnectTimeout.D(), db.StartupTimeout.D()
+		opts.HoldMax, opts.IdleTimeout = db.HoldMax.D(), db.IdleTimeout.D()
+		if db.CredentialsFile != "" {
+			pw, err := dbproxy.CredentialsFile(db.CredentialsFile)
+			if err != nil {
+				return nil, fmt.Errorf("databases.%s.credentials_file: %w", db.Name, err)
+			}
+			opts.Password = pw
+		}
+		tlsCfg, err := dbproxy.TLSConfig(db.TLS, db.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("databases.%s: %w", db.Name, err)
+		}
+		opts.TLS = tlsCfg
+		ep, err := dbproxy.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &dbEndpoint{cfg: db, ep: ep})
+	}
+	return out, nil
+}
+
+// startDatabases points each endpoint where the last switchover left it,
+// finishes or rolls back a switchover a killed handoff left unfinished,
+// and serves the endpoints' listeners.
+func (s *Server) startDatabases(ctx context.Context, errc chan<- error) error {
+	for _, d := range s.dbs {
+		primary, err := s.switchoverPrimary(ctx, d.cfg)
+		if err != nil {
+			return fmt.Errorf("database endpoint %s: %w", d.cfg.Name, err)
+		}
+		if err := d.ep.Repoint(primary); err != nil {
+			return err
+		}
+		if err := s.recoverSwitchover(ctx, d.cfg.Name, d.ep); err != nil {
+			return err
+		}
+		for _, l := range s.ls.named(config.DatabaseListenerName(d.cfg.Name)) {
+			go func() {
+				if err := d.ep.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) && !s.upgrading.Load() {
+					errc <- fmt.Errorf("serve database endpoint %s on %s: %w", d.cfg.Name, l.Addr(), err)
+				}
+			}()
+		}
+	}
+	if len(s.dbs) > 0 {
+		s.registry.MustRegister(&dbCollector{dbs: s.dbs})
+	}
+	return nil
+}
+
+// shutdownDatabases closes the endpoints' client connections as each gets
+// between transactions, bounded by ctx; the returned channel is closed
+// when that is over.
+func (s *Server) shutdownDatabases(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for _, d := range s.dbs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := d.ep.Shutdown(ctx); err != nil {
+					s.log.Warn("database endpoint shut down", "database", d.cfg.Name, "error", err)
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+	return done
+}
+
+func (s *Server) database(name string) *dbEndpoint {
+	for _, d := range s.dbs {
+		if d.cfg.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// DBSwitchover runs `handoff db switchover` on the named endpoint.
+func (s *Server) DBSwitchover(ctx context.Context, req control.SwitchoverRequest) (*switchover.Record, error) {
+	if s.upgrading.Load() {
+		return nil, deploy.Errorf(deploy.ErrConflict, "an upgrade is under way: switch over on the new handoff process")
+	}
+	d := s.database(req.Name)
+	if d == nil {
+		return nil, deploy.Errorf(deploy.ErrNotFound, "no database endpoint %q in the config (databases:)", req.Name)
+	}
+	if req.Deadline <= 0 {
+		req.Deadline = config.Duration(switchover.DefaultDeadline)
+	}
+	return s.runSwitchover(ctx, req, d.cfg, d.ep, d.ep.Stats().Primary)
+}
+
+// DBStatus reports every endpoint with its primary's role.
+func (s *Server) DBStatus(ctx context.Context) (*control.DBStatus, error) {
+	out := &control.DBStatus{Databases: make([]control.DatabaseStatus, len(s.dbs))}
+	var wg sync.WaitGroup
+	for i, d := range s.dbs {
+		st := d.ep.Stats()
+		out.Databases[i] = control.DatabaseStatus{Stats: st, Listen: d.cfg.Listen}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			role, err := probeRole(ctx, d, st.Primary)
+			out.Databases[i].Role = role
+			if err != nil {
+				out.Databases[i].Role, out.Databases[i].RoleError = "unknown", err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// probeTimeout bounds asking a server for its role.
+const probeTimeout = 2 * time.Second
+
+// probeRole asks the server at addr whether it is a primary, logging in as
+// the endpoint's user with its password from the credentials file.
+func probeRole(ctx context.Context, d *dbEndpoint, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	password := ""
+	if d.cfg.CredentialsFile != "" {
+		pw, err := dbproxy.CredentialsFile(d.cfg.CredentialsFile)
+		if err != nil {
+			return "", err
+		}
+		if password, err = pw(d.cfg.User); err != nil {
+			return "", err
+		}
+	}
+	switch d.cfg.Kind {
+	case config.DatabaseMySQL:
+		mc := mysql.NewConfig()
+		mc.User, mc.Passwd, mc.Net, mc.Addr, mc.Timeout = d.cfg.User, password, "tcp", addr, probeTimeout
+		conn, err := mysql.NewConnector(mc)
+		if err != nil {
+			return "", err
+		}
+		db := sql.OpenDB(conn)
+		defer db.Close()
+		var readOnly bool
+		if err := db.QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&readOnly); err != nil {
+			return "", err
+		}
+		if readOnly {
+			return "read-only", nil
+		}
+		return "primary", nil
+	default:
+		u := url.URL{Scheme: "postgres", User: url.UserPassword(d.cfg.User, password), Host: addr, Path: "/postgres"}
+		cfg, err := pgx.ParseConfig(u.String() + "?sslmode=disable&connect_timeout=2")
+		if err != nil {
+			return "", err
+		}
+		if cfg.TLSConfig, err = dbproxy.TLSConfig(d.cfg.TLS, d.cfg.TLSCAFile); err != nil {
+			return "", err
+		}
+		if cfg.TLSConfig != nil && cfg.TLSConfig.ServerName == "" {
+			cfg.TLSConfig.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close(context.Background())
+		var standby bool
+		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+			return "", err
+		}
+		if standby {
+			return "standby", nil
+		}
+		return "primary", nil
+	}
+}
+
+// dbCollector exports each endpoint's connections at scrape time.
+type dbCollector struct{ dbs []*dbEndpoint }
+
+var (
+	dbConnsDesc = prometheus.NewDesc("handoff_database_connections",
+		"Client connections of a database endpoint by state: idle (between transactions), in_transaction, held (by a pause), starting (logging in).",
+		[]string{"database", "state"}, nil)
+	dbPausedDesc = prometheus.NewDesc("handoff_database_paused",
+		"1 while a database endpoint holds new transactions (a switchover).", []string{"database"}, nil)
+	dbMovedDesc = prometheus.NewDesc("handoff_database_sessions_moved_total",
+		"Client sessions a database endpoint moved to another server between transactions.", []string{"database"}, nil)
+	dbMoveFailedDesc = prometheus.NewDesc("handoff_database_session_move_failures_total",
+		"Client sessions closed because they could not be moved to the new server.", []string{"database"}, nil)
+)
+
+func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- dbConnsDesc
+	ch <- dbPausedDesc
+	ch <- dbMovedDesc
+	ch <- dbMoveFailedDesc
+}
+
+func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, d := range c.dbs {
+		st := d.ep.Stats()
+		for state, n := range map[string]int{"idle": st.Idle, "in_transaction": st.InTransaction, "held": st.Held, "starting": st.Starting} {
+			ch <- prometheus.MustNewConstMetric(dbConnsDesc, prometheus.GaugeValue, float64(n), st.Name, state)
+		}
+		paused := 0.0
+		if st.Paused {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(dbPausedDesc, prometheus.GaugeValue, paused, st.Name)
+		ch <- prometheus.MustNewConstMetric(dbMovedDesc, prometheus.CounterValue, float64(st.Moved), st.Name)
+		ch <- prometheus.MustNewConstMetric(dbMoveFailedDesc, prometheus.CounterValue, float64(st.MoveFailures), st.Name)
+	}
+}
