@@ -27,9 +27,10 @@ type fleetSpec struct {
 	exe string
 }
 
-// defaultFleetKeys are quick enough for a test: a node is lost after 1.5s
-// of silence, and every node must acknowledge a command within 1s.
-const defaultFleetKeys = "heartbeat: 200ms, lost_after: 1500ms, ack_timeout: 1s, drain_path: /handoff/ready, lb_check: { interval: 300ms, threshold: 2 }, drain_timeout: 20s"
+// defaultFleetKeys are quick enough for a test: a node is lost after 3s
+// of silence (ten heartbeats: a loaded CI host does not lose one by
+// accident), and every node must acknowledge a command within 1s.
+const defaultFleetKeys = "heartbeat: 300ms, lost_after: 3s, ack_timeout: 1s, drain_path: /handoff/ready, lb_check: { interval: 300ms, threshold: 2 }, drain_timeout: 20s"
 
 // newFleetNode starts handoff serve as one node of a fleet.
 func newFleetNode(t *testing.T, sp fleetSpec) *node {
@@ -74,6 +75,18 @@ func fleetStatus(t *testing.T, n *node) control.FleetStatus {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// lastAck is the server's last line on a fleet-wide mode change's
+// acknowledgements (nodes, slowest_ms), for the test's log.
+func lastAck(n *node) string {
+	lines := strings.Split(n.output(), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "modes acknowledged by every node") {
+			return lines[i]
+		}
+	}
+	return "(none)"
 }
 
 // agentSays reads one answer of an agent-check port, as HAProxy does.
@@ -136,7 +149,7 @@ func TestFleetModesDrainAndLostNode(t *testing.T) {
 	start := time.Now()
 	n1.must("readonly", "on")
 	took := time.Since(start)
-	t.Logf("fleet read-only acknowledged by 3 nodes; the CLI took %s", took)
+	t.Logf("fleet read-only acknowledged by 3 nodes; the CLI took %s; %s", took, lastAck(n1))
 	for _, n := range nodes {
 		if code := getStatus(t, "POST", "http://"+n.gateway+"/items"); code != http.StatusServiceUnavailable {
 			t.Fatalf("node %s: a write got %d, want 503 (read-only everywhere)", n.gateway, code)

@@ -34,8 +34,11 @@ func (s *Server) Status(ctx context.Context, app string) (*control.Status, error
 		}
 		as.Instances = redacted(s.supervisor().List(name))
 		rec, err := s.deployer.Record(ctx, name)
-		if err != nil {
+		if err != nil && s.fleet == nil {
 			return nil, err
+		}
+		if err != nil {
+			rec = &deploy.Record{} // a node cut off from the shared state still shows what it serves (fleetInStatus says why)
 		}
 		if rec.Current != nil {
 			as.Current = rec.Current.Label

@@ -297,7 +297,7 @@ func (s *Server) applyFleet(ctx context.Context, c fleet.Command) error {
 	case cmdModes:
 		return s.reloadModes(ctx, c.By)
 	case cmdDrain, cmdReady, cmdMaint:
-		s.drainHere(ctx, drainStates[c.Kind], c.By)
+		s.drainHere(drainStates[c.Kind], c.By)
 		return nil
 	}
 	return fmt.Errorf("unknown fleet command %q (sent by %s, a newer handoff?)", c.Kind, c.By)
@@ -317,12 +317,21 @@ func (s *Server) reloadModes(ctx context.Context, by string) error {
 	return nil
 }
 
-func (s *Server) drainHere(ctx context.Context, d fleet.DrainState, by string) {
+// drainHere moves this node at the load balancer at once (the agent port
+// and the drain path answer from the next check on); the event and the
+// heartbeat that publishes it follow, so the sender's wait for the
+// acknowledgement is not theirs.
+func (s *Server) drainHere(d fleet.DrainState, by string) {
 	fn := s.fleet
-	if fn.setDrain(d) {
-		s.event("", "fleet", by, "node %s: %s at the load balancer", fn.f.Name(), d)
-		fn.f.Beat(ctx)
+	if !fn.setDrain(d) {
+		return
 	}
+	fn.wg.Add(1)
+	go func() {
+		defer fn.wg.Done()
+		s.event("", "fleet", by, "node %s: %s at the load balancer", fn.f.Name(), d)
+		fn.f.Beat(s.ctx)
+	}()
 }
 
 // fleetCheckLive refuses a fleet-wide change before anything is changed
@@ -343,9 +352,11 @@ func (s *Server) fleetModes(ctx context.Context) error {
 	if s.fleet == nil {
 		return nil
 	}
-	if _, err := s.fleet.f.Send(ctx, fleet.Command{Kind: cmdModes}, true); err != nil {
+	res, err := s.fleet.f.Send(ctx, fleet.Command{Kind: cmdModes}, true)
+	if err != nil {
 		return deploy.Errorf(deploy.ErrUnavailable, "%v", err)
 	}
+	s.log.Info("fleet: modes acknowledged by every node", "nodes", len(res.Acked), "slowest_ms", res.Slowest.Milliseconds())
 	return nil
 }
 
@@ -366,7 +377,7 @@ func (s *Server) FleetDrain(ctx context.Context, req control.FleetRequest) (*con
 		node = fn.f.Name()
 	}
 	if node == fn.f.Name() {
-		s.drainHere(ctx, d, req.Actor)
+		s.drainHere(d, req.Actor)
 	}
 	if _, err := fn.f.Send(ctx, fleet.Command{Kind: req.State, Target: node}, node == fn.f.Name()); err != nil {
 		return nil, deploy.Errorf(deploy.ErrUnavailable, "%v", err)
