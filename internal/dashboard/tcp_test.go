@@ -18,7 +18,7 @@ func TestPageTCPApp(t *testing.T) {
 	api.setStatus(func(st *control.Status) {
 		st.Apps = append(st.Apps, control.AppStatus{
 			AppStatus: gateway.AppStatus{App: "codehost", Kind: "tcp", Mode: "normal",
-				Pools: []gateway.PoolStatus{{Release: "r2", Weight: 100, Targets: []gateway.TargetStatus{{Addr: "10.0.0.7:22", Release: "r2", Healthy: true, Inflight: 12}}}},
+				Pools:    []gateway.PoolStatus{{Release: "r2", Weight: 100, Targets: []gateway.TargetStatus{{Addr: "10.0.0.7:22", Release: "r2", Healthy: true, Inflight: 12}}}},
 				Draining: []gateway.TargetStatus{{Addr: "10.0.0.6:22", Healthy: true, Inflight: 3, Draining: true}}},
 			Current: "r2",
 			TCP: &tcpproxy.Stats{Listen: []string{"0.0.0.0:2222"}, Open: 15, Cut: 1, Targets: []tcpproxy.TargetStats{
