@@ -225,8 +225,10 @@ func (g *Gateway) deliver(w http.ResponseWriter, x *exchange, banner []byte, met
 	}
 	resp := x.resp
 	h := w.Header()
-	for k := range hopHeaders {
-		delete(h, k)
+	if resp.hop { // most answers have none: ten deletes saved
+		for k := range hopHeaders {
+			delete(h, k)
+		}
 	}
 	for _, k := range resp.keep {
 		delete(h, k)

@@ -31,6 +31,7 @@ type response struct {
 	trailer    http.Header // a chunked body's trailers, once the body has been read
 	keep       []string    // headers a Connection header names: hop-by-hop too
 	lb         lengthBody  // body, when framed by length (one allocation less)
+	hop        bool        // the head has a hop-by-hop header (see hopHeaders)
 	// vals holds the header values, one slot per field: the header map's
 	// slices are carved from it, so a head costs one allocation for them
 	// rather than one per field.
@@ -128,6 +129,9 @@ func readHead(br *bufio.Reader, h http.Header) (*response, error) {
 					resp.keep = append(resp.keep, textproto.CanonicalMIMEHeaderKey(string(tok)))
 				}
 			}
+		}
+		if hopHeaders[key] {
+			resp.hop = true
 		}
 		if prior, ok := h[key]; ok {
 			h[key] = append(prior, value)
