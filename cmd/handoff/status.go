@@ -25,7 +25,9 @@ func statusCmd(g *globals) *cobra.Command {
 current and previous release, the deploy in progress or the last one, and
 each instance with its release, health and requests in flight. Warnings
 name what needs an operator: read-only left on, a failing instance, an
-open canary. --json prints the same as the API's GET /api/status.`,
+open canary. A tcp app shows its listeners, its open connections (as IN
+FLIGHT) and each target's connections, bytes and dial failures. --json
+prints the same as the API's GET /api/status.`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			var st *control.Status
