@@ -25,7 +25,7 @@ why), and the app's connections: idle between transactions, in a
 transaction, held by a switchover's pause, logging in; how many sessions
 were moved to another server and how many could not be.
 
---json prints {"databases": [...]} with the same fields (see docs/api.md).`,
+--json prints {"databases": [...]} with the same fields (see docs/databases.md).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			var st *control.DBStatus
