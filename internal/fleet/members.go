@@ -59,7 +59,7 @@ type Node struct {
 	Started   time.Time `json:"started"`
 	Heartbeat time.Time `json:"heartbeat"`
 	// Since is how long ago its last heartbeat was, by the database's clock.
-	Since time.Duration `json:"since_heartbeat"`
+	Since time.Duration `json:"since_heartbeat_ns"`
 	// Lost is true once it has been silent longer than fleet.lost_after.
 	Lost bool `json:"lost"`
 	// Report carries its drain state: what it was told (ready, draining,
