@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -13,11 +14,12 @@ import (
 // time and no such view; a batch that gets in the way there shows up as
 // busy conflicts instead.
 type SessionWatcher interface {
-	// TagTx names tx's session tag, so that the sessions it blocks can be
-	// told from those other work blocks. The name stays on the pooled
-	// connection after tx: whatever else the caller runs on it is its own
-	// work too, not live work.
-	TagTx(ctx context.Context, tx *sql.Tx, tag string) error
+	// BeginTagged is BeginWrite with the session named tag, so that the
+	// sessions it blocks can be told from those other work blocks; one
+	// round trip as BeginWrite's. The name stays on the pooled connection
+	// after the transaction: whatever else the caller runs on it is its
+	// own work too, not live work.
+	BeginTagged(ctx context.Context, isolation sql.IsolationLevel, lockTimeout time.Duration, tag string) (*sql.Tx, error)
 	// Sessions looks at the database's other client sessions now.
 	Sessions(ctx context.Context, tag string) (Sessions, error)
 }
@@ -45,14 +47,22 @@ func pgTag(tag string) string {
 	return tag
 }
 
-// TagTx sets application_name for the session (set_config's is_local
-// false): a transaction-local name would revert at COMMIT, and the
+// BeginTagged sets application_name for the session (set_config's
+// is_local false) in the statement that sets the transaction's lock
+// timeout: a transaction-local name would revert at COMMIT, and the
 // session's next BEGIN would show as untagged live work for a moment.
-func (p *postgres) TagTx(ctx context.Context, tx *sql.Tx, tag string) error {
-	if _, err := tx.ExecContext(ctx, `SELECT set_config('application_name', $1, false)`, pgTag(tag)); err != nil {
-		return fmt.Errorf("tag transaction: %w", err)
+func (p *postgres) BeginTagged(ctx context.Context, iso sql.IsolationLevel, lockTimeout time.Duration, tag string) (*sql.Tx, error) {
+	tx, err := p.db.BeginTx(ctx, &sql.TxOptions{Isolation: iso})
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return nil
+	_, err = tx.ExecContext(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('application_name', $2, false)`,
+		strconv.FormatInt(max(lockTimeout.Milliseconds(), 1), 10)+"ms", pgTag(tag))
+	if err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("set lock_timeout and application_name: %w", err)
+	}
+	return tx, nil
 }
 
 // Sessions asks pg_blocking_pids only of the sessions that wait for a

@@ -19,19 +19,20 @@ import (
 // rows its batches hold, it sees them wait (pg_stat_activity,
 // pg_blocking_pids) and backs off. Both runs change every row once.
 func TestAdaptiveThrottlePostgres(t *testing.T) {
-	const rows = 40000
+	const rows = 200000
 	settings := func() Settings {
 		s := DefaultSettings()
 		// Long batches hold their row locks long enough for a live writer
-		// to wait past lockWaitLimit.
-		s.Batch, s.BatchTime = 4000, 300*time.Millisecond
+		// to wait past lockWaitLimit; a tenth of the table at most, so
+		// that the run lasts several of the throttle's decisions.
+		s.Batch, s.BatchTime, s.MaxBatch = 4000, 300*time.Millisecond, rows/10
 		return s
 	}
 	setup := func(t *testing.T) (string, *sql.DB) {
 		url := testdb.Postgres(t)
 		d := open(t, url)
 		mustExec(t, d, `CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL, title_lower text, n int NOT NULL DEFAULT 0)`)
-		mustExec(t, d, `INSERT INTO items (id, title) SELECT g, 'Title ' || g FROM generate_series(1, 40000) g`)
+		mustExec(t, d, `INSERT INTO items (id, title) SELECT g, 'Title ' || g FROM generate_series(1, 200000) g`)
 		return url, d.DB()
 	}
 	run := func(t *testing.T, url string) []string {

@@ -104,16 +104,11 @@ func (r *runner) statements(ctx context.Context, tx *sql.Tx, lo, hi key) (int64,
 // can never be recorded twice.
 func (r *runner) checkpointTx(ctx context.Context, p *part, lo, hi key, change func(*sql.Tx) (int64, error)) (int64, error) {
 	s := r.job.Settings
-	tx, err := r.d.BeginWrite(ctx, s.Isolation, s.LockTimeout)
+	tx, err := r.begin(ctx, s)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	if w, ok := r.d.(dialect.SessionWatcher); ok && r.thr.pacer != nil {
-		if err := w.TagTx(ctx, tx, r.tag); err != nil {
-			return 0, err
-		}
-	}
 	rows, err := change(tx)
 	if err != nil {
 		return 0, err
@@ -130,6 +125,15 @@ func (r *runner) checkpointTx(ctx context.Context, p *part, lo, hi key, change f
 		return 0, err
 	}
 	return rows, nil
+}
+
+// begin opens a batch's transaction, its session named by the run's tag
+// where the adaptive throttle watches the sessions it blocks.
+func (r *runner) begin(ctx context.Context, s Settings) (*sql.Tx, error) {
+	if w, ok := r.d.(dialect.SessionWatcher); ok && r.thr.pacer != nil {
+		return w.BeginTagged(ctx, s.Isolation, s.LockTimeout, r.tag)
+	}
+	return r.d.BeginWrite(ctx, s.Isolation, s.LockTimeout)
 }
 
 // command runs the backfill command for [lo, hi) in the release directory.
