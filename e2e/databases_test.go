@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,6 +104,14 @@ func TestDatabaseEndpointServeAndUpgrade(t *testing.T) {
 		t.Fatalf("db status: %+v", st)
 	}
 	t.Logf("db status before the upgrade:\n%s", n.must("db", "status"))
+	metrics := adminGet(t, n, "/metrics")
+	for _, want := range []string{`handoff_database_connections{database="main",state="idle"}`,
+		`handoff_database_connections{database="main",state="in_transaction"}`, `handoff_database_paused{database="main"} 0`,
+		`handoff_database_sessions_moved_total{database="main"} 0`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s:\n%s", want, grepLines(metrics, "handoff_database"))
+		}
+	}
 
 	var up control.Upgrade
 	if err := json.Unmarshal([]byte(n.must("upgrade", "--json")), &up); err != nil {
