@@ -71,7 +71,7 @@ config's database.url and database.migrations are used (--config, or
 		fl.BoolVar(&f.noThrottle, "no-throttle", false, "run backfills flat out: no rest between batches, no rate cap, no lag wait (--throttle off)")
 		fl.Float64Var(&f.rate, "rate", 0, "cap backfills at this many rows per second")
 		fl.IntVar(&f.batch, "batch", 0, "first batch size of backfills (adapts to the target batch time)")
-		fl.IntVar(&f.workers, "workers", 0, "parallel workers per backfill, on disjoint key ranges")
+		fl.IntVar(&f.workers, "workers", 0, "parallel workers per backfill, on disjoint key ranges (the adaptive throttle runs from one to this many at a time)")
 		return c
 	}
 	run := func(use, short string, do func(*migrate.Migrator, context.Context) error) *cobra.Command {
