@@ -587,3 +587,34 @@ func TestPGShutdownBetweenTransactions(t *testing.T) {
 		t.Fatalf("shutdown did not return once the transaction ended: %+v", e.Stats())
 	}
 }
+
+// TestPGIdleTimeout: a connection idle between transactions past
+// IdleTimeout is closed; one inside a transaction is not.
+func TestPGIdleTimeout(t *testing.T) {
+	dbURL := testdb.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, through := pgEndpoint(t, dbURL, Options{IdleTimeout: 300 * time.Millisecond})
+	idle, err := pgx.Connect(ctx, through)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(ctx)
+	busy, err := pgx.Connect(ctx, through)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close(ctx)
+	tx, err := busy.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return e.Stats().Connections == 1 })
+	time.Sleep(500 * time.Millisecond)
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("a connection inside a transaction was closed: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
