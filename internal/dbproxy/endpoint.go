@@ -242,8 +242,11 @@ const QuietBeforeClose = 2 * time.Second
 
 // Shutdown stops accepting and closes each client connection once it has
 // been idle between transactions for QuietBeforeClose (the client's pool
-// opens another — to the successor, after an upgrade); what is left when
-// ctx ends is closed, and counted in the error.
+// opens another — to the successor, after an upgrade). When ctx ends,
+// what is left is closed at its next transaction boundary, however short
+// its idleness (a transaction is never cut if it ends within
+// BoundaryGrace); then the rest is cut. The error counts what was not
+// closed quietly.
 func (e *Endpoint) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	e.draining = true
@@ -253,11 +256,14 @@ func (e *Endpoint) Shutdown(ctx context.Context) error {
 	e.mu.Unlock()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	quiet, late := QuietBeforeClose, 0
+	var grace <-chan time.Time
+	done := ctx.Done()
 	for {
 		e.mu.Lock()
 		n := e.conns
 		for c, g := range e.active {
-			if g.state == stateIdle && time.Since(g.idleSince) >= QuietBeforeClose {
+			if g.state == stateIdle && time.Since(g.idleSince) >= quiet {
 				c.Close()
 			}
 		}
@@ -266,14 +272,25 @@ func (e *Endpoint) Shutdown(ctx context.Context) error {
 			break
 		}
 		select {
-		case <-ctx.Done():
+		case <-done:
+			quiet, late, done = 0, n, nil
+			grace = time.After(BoundaryGrace)
+		case <-grace:
 			e.Close()
-			return fmt.Errorf("shut down database endpoint %s: %d connections cut: %w", e.opts.Name, n, context.Cause(ctx))
+			return fmt.Errorf("shut down database endpoint %s: %d connections closed without a quiet pause, %d of them inside a transaction: %w", e.opts.Name, late, n, context.Cause(ctx))
 		case <-t.C:
 		}
 	}
+	if late > 0 {
+		e.Close()
+		return fmt.Errorf("shut down database endpoint %s: %d connections closed at a transaction boundary without a quiet pause: %w", e.opts.Name, late, context.Cause(ctx))
+	}
 	return e.Close()
 }
+
+// BoundaryGrace is how long Shutdown waits, once its ctx has ended, for
+// the transactions still open to end before it cuts them.
+const BoundaryGrace = 5 * time.Second
 
 // Close stops accepting and closes every client connection.
 func (e *Endpoint) Close() error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -616,5 +617,43 @@ func TestPGIdleTimeout(t *testing.T) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPGShutdownPastItsDeadline: once Shutdown's ctx has ended, a
+// connection kept busy is closed at its next transaction boundary, not
+// inside its transaction.
+func TestPGShutdownPastItsDeadline(t *testing.T) {
+	dbURL := testdb.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, through := pgEndpoint(t, dbURL, Options{})
+	conn, err := pgx.Connect(ctx, through)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer scancel()
+	done := make(chan error, 1)
+	go func() { done <- e.Shutdown(sctx) }()
+	time.Sleep(500 * time.Millisecond) // past the deadline, within the grace
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("the transaction was cut: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("the transaction could not commit: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "1 connections closed at a transaction boundary") {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("the connection was not closed at its boundary: %+v", e.Stats())
 	}
 }
