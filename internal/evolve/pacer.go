@@ -114,6 +114,25 @@ func (p *pacer) state() (float64, int) {
 	return p.duty, p.workers
 }
 
+// idleBatchScale is how much longer a batch may last while no other
+// session runs a statement: short batches exist so that live commits do
+// not wait long for a batch's row locks and WAL, and with none there, the
+// per-batch cost (five round trips, a commit's flush) is better spread
+// over more rows. The first live statement seen brings the target back
+// within a batch or two (the size halves per batch at most).
+const idleBatchScale = 5
+
+// batchScale multiplies the target batch time: idleBatchScale while the
+// latest fresh look found no other session running a statement, else 1.
+func (p *pacer) batchScale(now time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n, known := p.others(now); known && n == 0 {
+		return idleBatchScale
+	}
+	return 1
+}
+
 // rest is how long a worker rests after a batch that took elapsed.
 func (p *pacer) rest(elapsed time.Duration) time.Duration {
 	d, _ := p.state()

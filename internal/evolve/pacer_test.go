@@ -188,3 +188,25 @@ func TestThrottleSlots(t *testing.T) {
 		t.Fatalf("fixed throttle: pacer %v, %d workers", fixed.pacer, fixed.active())
 	}
 }
+
+// TestPacerIdleBatches: with no other session running a statement, the
+// target batch time is five times longer; the first live statement seen
+// brings it back, and a stale look says nothing.
+func TestPacerIdleBatches(t *testing.T) {
+	p, c := newTestPacer(2)
+	if got := p.batchScale(c.t); got != 1 {
+		t.Fatalf("scale before any look at the sessions: %d", got)
+	}
+	p.sessions(c.tick(), dialect.Sessions{})
+	if got := p.batchScale(c.t); got != idleBatchScale {
+		t.Fatalf("scale on an idle database: %d", got)
+	}
+	p.sessions(c.tick(), dialect.Sessions{Active: 1})
+	if got := p.batchScale(c.t); got != 1 {
+		t.Fatalf("scale with a live statement: %d", got)
+	}
+	p.sessions(c.tick(), dialect.Sessions{})
+	if got := p.batchScale(c.t.Add(signalFresh)); got != 1 {
+		t.Fatalf("scale from a stale look: %d", got)
+	}
+}

@@ -134,10 +134,13 @@ func (t *throttle) size(last int, elapsed time.Duration) int {
 		return t.fixed
 	}
 	n := t.s.Batch // without a target time, a size shrunk by conflicts returns to the set one
-	if t.s.BatchTime > 0 {
+	if target := t.s.BatchTime; target > 0 {
+		if t.pacer != nil {
+			target *= time.Duration(t.pacer.batchScale(time.Now()))
+		}
 		n = last
 		if elapsed > 0 {
-			f := float64(t.s.BatchTime) / float64(elapsed)
+			f := float64(target) / float64(elapsed)
 			n = int(float64(last) * min(max(f, 0.5), 2))
 		}
 	}
