@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql"
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/testdb"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -160,4 +161,85 @@ func sqlTx(ctx context.Context, db *sql.DB, w, seq int) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// TestMySQLDatabaseEndpointServeAndUpgrade: the same for MariaDB through
+// go-sql-driver/mysql (which checks a pooled connection before reusing
+// it): db status, then an upgrade under load, zero errors.
+func TestMySQLDatabaseEndpointServeAndUpgrade(t *testing.T) {
+	m := testdb.NewMariaDB(t)
+	m.Exec(t, "", "CREATE DATABASE app", "CREATE TABLE app.w (worker INT, seq INT, PRIMARY KEY (worker, seq))")
+	listen := freeAddr(t)
+	n := newNode(t, fmt.Sprintf("databases:\n  cat:\n    kind: mysql\n    listen: %q\n    primary: %q\n", listen, m.Addr()))
+	db, err := sql.Open("mysql", fmt.Sprintf("root@tcp(%s)/app?timeout=5s", listen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(6)
+	db.SetConnMaxLifetime(3 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var (
+		commits, failures atomic.Int64
+		stop              atomic.Bool
+		mu                sync.Mutex
+		firstErr          error
+		wg                sync.WaitGroup
+	)
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; !stop.Load() && seq < 100000; seq++ {
+				err := func() error {
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						return err
+					}
+					defer tx.Rollback()
+					if _, err := tx.ExecContext(ctx, "INSERT INTO w VALUES (?, ?)", w, seq); err != nil {
+						return err
+					}
+					return tx.Commit()
+				}()
+				if err != nil {
+					failures.Add(1)
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("worker %d seq %d: %w", w, seq, err)
+					}
+					mu.Unlock()
+					return
+				}
+				commits.Add(1)
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	waitUntil(t, 20*time.Second, "transactions through the endpoint", func() bool { return commits.Load() >= 100 })
+	var st control.DBStatus
+	if err := json.Unmarshal([]byte(n.must("db", "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Databases) != 1 || st.Databases[0].Role != "primary" || st.Databases[0].Kind != "mysql" || st.Databases[0].Connections == 0 {
+		t.Fatalf("db status: %+v", st)
+	}
+	var up control.Upgrade
+	if err := json.Unmarshal([]byte(n.must("upgrade", "--json")), &up); err != nil {
+		t.Fatal(err)
+	}
+	atUpgrade := commits.Load()
+	waitUntil(t, 60*time.Second, "the old handoff to close its sessions and exit", func() bool { return !processAlive(up.OldPID) })
+	waitUntil(t, 10*time.Second, "transactions after the upgrade", func() bool { return commits.Load() >= atUpgrade+200 })
+	stop.Store(true)
+	wg.Wait()
+	if f := failures.Load(); f > 0 {
+		t.Fatalf("%d client errors across the upgrade; the first: %v", f, firstErr)
+	}
+	var rows int64
+	if err := db.QueryRow("SELECT count(*) FROM w").Scan(&rows); err != nil || rows != commits.Load() {
+		t.Fatalf("%d rows for %d commits (%v)", rows, commits.Load(), err)
+	}
+	t.Logf("%d commits, %d after the upgrade began", commits.Load(), commits.Load()-atUpgrade)
 }
