@@ -2,6 +2,7 @@ package dbproxy
 
 import (
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 )
@@ -17,4 +18,11 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
