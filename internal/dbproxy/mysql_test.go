@@ -367,3 +367,71 @@ func TestMySQLMoveFails(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// TestMySQLSessionStateMoves: what the endpoint sees of a MySQL session
+// comes along when it moves — the database chosen with USE, autocommit
+// turned off, a statement prepared before the move — and an error inside
+// a transaction keeps it open (not between transactions).
+func TestMySQLSessionStateMoves(t *testing.T) {
+	addr, db := mariaDB(t)
+	_, other := mariaDB(t)
+	e, through := myEndpoint(t, addr, Options{})
+	second := newRelay(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool := openMy(t, through, db)
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"CREATE TABLE " + other + ".t (x INT PRIMARY KEY) ENGINE=InnoDB", "USE " + other, "SET autocommit = 0"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stmt, err := conn.PrepareContext(ctx, "SELECT count(*) FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// autocommit off: every statement opens a transaction; an error in it
+	// leaves it open.
+	if _, err := conn.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err == nil {
+		t.Fatal("a duplicate key was accepted")
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	if err := e.Pause(pctx); err == nil {
+		t.Fatal("pause returned while a transaction was open after an error in it")
+	}
+	pcancel()
+	e.Resume()
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Repoint(second.addr); err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&name); err != nil || name != other {
+		t.Fatalf("database after the move: %q, %v", name, err)
+	}
+	if second.conns.Load() != 1 {
+		t.Fatalf("the session did not move: relay %d", second.conns.Load())
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := stmt.QueryRowContext(ctx).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("after the move, autocommit off and the rollback: %d rows (want 1), %v", n, err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+}
