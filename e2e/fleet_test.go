@@ -25,6 +25,8 @@ type fleetSpec struct {
 	// exe serves instead of the handoff binary (a wrapper that enters a
 	// network namespace).
 	exe string
+	// app, when set, is app web's mapping instead of the targets one.
+	app string
 }
 
 // defaultFleetKeys are quick enough for a test: a node is lost after 3s
@@ -47,6 +49,10 @@ func newFleetNode(t *testing.T, sp fleetSpec) *node {
 		sp.fleet += fmt.Sprintf(", agent_check: %q", sp.agent)
 	}
 	targets, _ := json.Marshal(sp.targets)
+	app := sp.app
+	if app == "" {
+		app = fmt.Sprintf("{ targets: %s, health: { path: /healthz, interval: 200ms } }", targets)
+	}
 	cfg := fmt.Sprintf(`listen: [%q]
 socket: %s
 state: %s
@@ -55,10 +61,8 @@ logs: %s
 access_log: false
 fleet: { %s }
 apps:
-  web:
-    targets: %s
-    health: { path: /healthz, interval: 200ms }
-`, sp.gateway, n.socket, sp.state, sp.name, filepath.Join(dir, "logs"), sp.fleet, targets)
+  web: %s
+`, sp.gateway, n.socket, sp.state, sp.name, filepath.Join(dir, "logs"), sp.fleet, app)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +210,74 @@ func TestFleetModesDrainAndLostNode(t *testing.T) {
 	for _, n := range []*node{n1, n2} {
 		if code := getStatus(t, "POST", "http://"+n.gateway+"/items"); code == http.StatusServiceUnavailable {
 			t.Fatalf("read-only is off on %s", n.gateway)
+		}
+	}
+}
+
+// TestFleetDeployHostByHost: a release missing on one host is refused
+// naming it, nothing changed; a release present everywhere goes out host
+// by host (each drained, deployed, back in rotation); a release that
+// crashes on the last host halts the fleet deploy, which rolls the hosts
+// already done back and leaves every host serving the old release, in
+// rotation.
+func TestFleetDeployHostByHost(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	var nodes []*node
+	for i := 1; i <= 3; i++ {
+		root := filepath.Join(t.TempDir(), "releases")
+		makeRelease(t, root, "v1", "")
+		makeRelease(t, root, "v2", "")
+		if i < 3 {
+			makeRelease(t, root, "v3", "")
+			makeRelease(t, root, "v4", "")
+		} else {
+			makeRelease(t, root, "v4", "crash")
+		}
+		app := fmt.Sprintf("{ command: [bin/app], releases: %s, instances: 2, health: { path: /healthz, interval: 200ms }, drain_timeout: 1s, start_timeout: 10s }", root)
+		n := newFleetNode(t, fleetSpec{name: fmt.Sprintf("web-%d", i), gateway: freeAddr(t), state: dsn, app: app,
+			fleet: defaultFleetKeys + ", wait: 200ms"})
+		n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+		nodes = append(nodes, n)
+	}
+	current := func() string {
+		var out []string
+		for _, n := range nodes {
+			out = append(out, n.appStatus("web").Current)
+		}
+		return strings.Join(out, ",")
+	}
+
+	r := nodes[0].cli("fleet", "deploy", "web", "--release", "v3")
+	if r.code != 1 || !strings.Contains(r.stderr, "release v3 is not on every host, nothing was changed") || !strings.Contains(r.stderr, "node web-3 failed: release v3 is not in") {
+		t.Fatalf("v3 is missing on web-3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := current(); got != "v1,v1,v1" {
+		t.Fatalf("a refused fleet deploy changes nothing: %s", got)
+	}
+
+	start := time.Now()
+	out := nodes[1].must("fleet", "deploy", "web", "--release", "v2")
+	t.Logf("fleet deploy of v2 over 3 hosts took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
+	if got := current(); got != "v2,v2,v2" {
+		t.Fatalf("after the fleet deploy every host runs v2: %s", got)
+	}
+	for _, n := range fleetStatus(t, nodes[0]).Nodes {
+		if n.Drain != "ready" || strings.Join(n.Releases["web"], ",") != "v2" {
+			t.Fatalf("%s: back in rotation on v2 alone: %+v", n.Name, n)
+		}
+	}
+
+	r = nodes[2].cli("fleet", "deploy", "web", "--release", "v4")
+	t.Logf("fleet deploy of v4 (crashes on web-3):\n%s%s", r.stdout, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "host web-3") || !strings.Contains(r.stderr, "web-1 reverted, web-2 reverted, web-3 failed") {
+		t.Fatalf("want the fleet deploy halted at web-3 and web-1, web-2 reverted: exit %d", r.code)
+	}
+	if got := current(); got != "v2,v2,v2" {
+		t.Fatalf("after the halted fleet deploy every host runs v2 again: %s", got)
+	}
+	for _, n := range fleetStatus(t, nodes[0]).Nodes {
+		if n.Drain != "ready" {
+			t.Fatalf("%s is back in rotation after the halt: %+v", n.Name, n)
 		}
 	}
 }

@@ -19,7 +19,7 @@ func init() { commands = append(commands, newFleetCmd) }
 
 func newFleetCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "fleet status|drain|ready|maint|forget",
+		Use:   "fleet status|drain|ready|maint|forget|deploy",
 		Short: "The nodes sharing a Postgres state: who is live, who is lost, who is out of rotation",
 		Long: `Every handoff serve whose state: is the same postgres:// URL is a node of one
 fleet (see docs/fleet.md). 'handoff fleet status' lists them; drain, ready
@@ -31,7 +31,7 @@ Any node's socket can act on any node.`,
 			return usagef("missing subcommand: status, drain, ready, maint or forget\nRun 'handoff fleet --help' for usage.")
 		},
 	}
-	cmd.AddCommand(fleetStatusCmd(g), fleetForgetCmd(g))
+	cmd.AddCommand(fleetStatusCmd(g), fleetForgetCmd(g), fleetDeployCmd(g))
 	for _, s := range []struct{ state, short string }{
 		{"drain", "Take a node out of rotation at the load balancer and wait (--wait) until its traffic has stopped"},
 		{"ready", "Put a node back into rotation at the load balancer"},
@@ -129,6 +129,48 @@ A live node is refused. If the node starts again it joins again.`,
 			return nil
 		},
 	}
+}
+
+func fleetDeployCmd(g *globals) *cobra.Command {
+	var req control.FleetDeployRequest
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "deploy APP --release NAME",
+		Short: "Roll a release out host by host: drain each at the load balancer, deploy, put it back",
+		Long: `Roll a release of a supervised app out over every node, fleet.batch hosts at
+a time with fleet.wait between batches. The release is looked up by its name
+(the last element of --release) in each host's releases: directory; if a host
+lacks it, nothing changes and the hosts are named. Each host of a batch is
+drained at the load balancer, runs its own deploy (bricks, release command,
+health gate, as 'handoff deploy' on it), and is put back into rotation. A
+failure halts the fleet deploy: the hosts already done are rolled back and
+every host is put back into rotation. One fleet deploy of an app at a time
+(a lease); any node may run it.`,
+		Example: "  handoff fleet deploy web --release v42",
+		Args:    args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			req.App, req.Actor = a[0], actor()
+			var d *control.FleetDeploy
+			err := g.call(24*time.Hour, func(ctx context.Context, cl *control.Client) (err error) {
+				d, err = cl.FleetDeploy(ctx, req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.OutOrStdout(), d)
+			}
+			for _, h := range d.Hosts {
+				fmt.Fprintf(c.OutOrStdout(), "batch %d  %s  %s %s\n", h.Batch, h.Node, h.State, h.Detail)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&req.Release, "release", "", "the release: its name, or a path whose last element is its name")
+	c.Flags().StringVar((*string)(&req.Strategy), "strategy", "", "each host's own deploy: rolling or all (default: as the app deploys)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the hosts as JSON")
+	return c
 }
 
 // printNodes lists the fleet's nodes, lost ones included, and says

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -44,6 +45,13 @@ type Result struct {
 // node (its own change, made under its own locks): this node's
 // acknowledgement is recorded with the command.
 func (f *Fleet) Send(ctx context.Context, c Command, appliedHere bool) (*Result, error) {
+	return f.SendWait(ctx, c, appliedHere, f.opts.AckTimeout)
+}
+
+// SendWait is Send with its own bound on the wait for acknowledgements,
+// for a command a node acknowledges only when it is done (a deploy on
+// that node; see ErrAckLater).
+func (f *Fleet) SendWait(ctx context.Context, c Command, appliedHere bool, wait time.Duration) (*Result, error) {
 	nodes, err := f.Nodes(ctx)
 	if err != nil {
 		return nil, err
@@ -71,7 +79,7 @@ func (f *Fleet) Send(ctx context.Context, c Command, appliedHere bool) (*Result,
 	if err := f.record(ctx, &c, appliedHere && slices.Contains(targets, f.opts.Node)); err != nil {
 		return nil, err
 	}
-	return f.awaitAcks(ctx, c, targets, start)
+	return f.awaitAcks(ctx, c, targets, start, wait)
 }
 
 // CheckLive returns a *LostError if a node that target names (every node
@@ -128,8 +136,8 @@ func (f *Fleet) record(ctx context.Context, c *Command, ackHere bool) error {
 // 1 s a fleet-wide mode change is allowed.
 const ackPoll = 10 * time.Millisecond
 
-func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, start time.Time) (*Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.opts.AckTimeout)
+func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, start time.Time, wait time.Duration) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	res := &Result{Command: c, Acked: map[string]time.Duration{}}
 	failed := map[string]string{}
@@ -173,7 +181,7 @@ func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, star
 			for n := range res.Acked {
 				acked = append(acked, n)
 			}
-			return nil, &AckError{Command: c, Missing: missing, Failed: failed, Acked: acked, Timeout: f.opts.AckTimeout}
+			return nil, &AckError{Command: c, Missing: missing, Failed: failed, Acked: acked, Timeout: wait}
 		}
 		select {
 		case <-ctx.Done():
@@ -230,12 +238,16 @@ func (f *Fleet) applyNew(ctx context.Context) error {
 	}
 	for _, c := range cmds {
 		msg := ""
-		if err := f.opts.Apply(ctx, c); err != nil {
+		err := f.opts.Apply(ctx, c)
+		if errors.Is(err, ErrAckLater) {
+			continue
+		}
+		if err != nil {
 			msg = err.Error()
 			f.log.Warn("fleet: apply a command", "command", c.ID, "kind", c.Kind, "by", c.By, "error", err)
 		}
 		actx, cancel := context.WithTimeout(ctx, max(f.opts.Heartbeat, time.Second))
-		_, err := f.pool.Exec(actx, `INSERT INTO handoff_fleet_acks (command, node, error) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, c.ID, f.opts.Node, msg)
+		_, err = f.pool.Exec(actx, `INSERT INTO handoff_fleet_acks (command, node, error) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, c.ID, f.opts.Node, msg)
 		cancel()
 		if err != nil {
 			// Applied but not acknowledged: applying again is harmless
@@ -247,6 +259,23 @@ func (f *Fleet) applyNew(ctx context.Context) error {
 	defer f.mu.Unlock()
 	for _, c := range cmds {
 		f.applied = max(f.applied, c.ID)
+	}
+	return nil
+}
+
+// ErrAckLater, returned by Options.Apply, says the node acknowledges the
+// command itself with Ack once it is done (a deploy runs for minutes; the
+// command loop goes on meanwhile).
+var ErrAckLater = errors.New("fleet: acknowledged when done")
+
+// Ack acknowledges command id for this node, with the error it ended with.
+func (f *Fleet) Ack(ctx context.Context, id int64, failed error) error {
+	msg := ""
+	if failed != nil {
+		msg = failed.Error()
+	}
+	if _, err := f.pool.Exec(ctx, `INSERT INTO handoff_fleet_acks (command, node, error) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, id, f.opts.Node, msg); err != nil {
+		return fmt.Errorf("fleet: acknowledge command %d: %w", id, err)
 	}
 	return nil
 }

@@ -35,6 +35,10 @@ type fleetNode struct {
 	inflight atomic.Int64 // gateway requests in flight
 	lastReq  atomic.Int64 // when the last one arrived (UnixNano)
 
+	// deploys are the fleet deploy commands this node runs (command ID →
+	// struct{}), so that a command read twice starts no second deploy.
+	deploys sync.Map
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -299,6 +303,8 @@ func (s *Server) applyFleet(ctx context.Context, c fleet.Command) error {
 	case cmdDrain, cmdReady, cmdMaint:
 		s.drainHere(drainStates[c.Kind], c.By)
 		return nil
+	case cmdHasRelease, cmdDeploy, cmdRollback:
+		return s.applyFleetDeploy(c) // fleet_deploy.go
 	}
 	return fmt.Errorf("unknown fleet command %q (sent by %s, a newer handoff?)", c.Kind, c.By)
 }
