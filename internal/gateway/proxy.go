@@ -22,6 +22,9 @@ const maxAttempts = 3
 // reading the response.
 const syncBodyMax = 64 << 10
 
+// noFlush leaves a body in the connection's buffer for the flush after it.
+func noFlush() error { return nil }
+
 // copyBufs hold a response body on its way through: 64 KiB, so that a body
 // of that size costs one read and one write.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
@@ -90,14 +93,22 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 	}
 	c.begin(g.opts.ResponseTimeout)
 	writeHead(c.bw, r, o)
+	// A request released from a hold lets the next in line go once all of
+	// it is with the connection: before the flush that waits for the
+	// answer, not after it (the line would go at the app's pace).
 	if body == nil {
+		dispatched(r)
 		if err := c.flushAwait(); err != nil {
 			return nil, g.failed(x, r, body, err, true)
 		}
 	} else if r.ContentLength > 0 && r.ContentLength <= syncBodyMax {
 		buf := copyBufs.Get().(*[]byte)
-		err := writeBody(c.bw, r, body, *buf, c.flushAwait)
+		err := writeBody(c.bw, r, body, *buf, noFlush)
 		copyBufs.Put(buf)
+		if err == nil {
+			dispatched(r)
+			err = c.flushAwait()
+		}
 		if err != nil {
 			return nil, g.failed(x, r, body, err, false)
 		}
@@ -115,7 +126,7 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 			x.wrote <- err
 		}()
 	}
-	dispatched(r) // a request released from a hold: the next in line may go
+	dispatched(r) // a streamed body: its writer goes on beside the wait
 	resp, err := g.awaitResponse(c, r, h)
 	if err == nil && resp.status == http.StatusSwitchingProtocols {
 		err = errNotUpgrade
