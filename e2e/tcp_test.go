@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/supervisor"
 )
 
 var (
@@ -533,5 +535,47 @@ apps:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "handoff.db")); err == nil {
 		t.Error("a refused config still created the state store")
+	}
+}
+
+// TestTCPHungInstanceIsRestarted: a supervised tcp instance whose process
+// lives but says nothing (SIGSTOP: the kernel still accepts its
+// connections, so only health.expect can tell) is restarted after
+// health.restart_after, and greets new connections again.
+func TestTCPHungInstanceIsRestarted(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "releases")
+	makeTCPRelease(t, root, "v1")
+	listen := freeAddr(t)
+	n := newNode(t, fmt.Sprintf(`  codehost:
+    kind: tcp
+    listen: [%q]
+    command: [bin/app]
+    releases: %s
+    health: { expect: "hello", interval: 200ms, timeout: 300ms, restart_after: 2s }
+    stop: { timeout: 1s }
+`, listen, root))
+	n.must("deploy", "codehost", "--release", filepath.Join(root, "v1"))
+	before := n.instances("codehost")
+	if len(before) != 1 || greeter(t, listen) != "v1" {
+		t.Fatalf("instances: %+v", before)
+	}
+	if err := syscall.Kill(before[0].PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	var after []supervisor.Instance
+	waitUntil(t, 30*time.Second, "the hung instance to be restarted", func() bool {
+		after = n.instances("codehost")
+		return len(after) == 1 && after[0].PID != before[0].PID && after[0].PID != 0 && after[0].State == supervisor.StateRunning
+	})
+	if took := time.Since(stopped); took < 2*time.Second {
+		t.Errorf("restarted %s after SIGSTOP, before health.restart_after (2s)", took)
+	}
+	if after[0].Port != before[0].Port {
+		t.Errorf("restarted on port %d, was %d", after[0].Port, before[0].Port)
+	}
+	waitUntil(t, 10*time.Second, "new connections to be greeted again", func() bool { return greeter(t, listen) == "v1" })
+	if !strings.Contains(n.output(), "failing its health check") {
+		t.Errorf("the restart's reason is not in the log:\n%s", grepLines(n.output(), "restart"))
 	}
 }

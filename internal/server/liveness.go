@@ -21,10 +21,10 @@ const livenessEvery = 250 * time.Millisecond
 // deadlock, a stopped process: its socket accepts and nothing answers).
 // The gateway has taken it out of rotation at its first failed check, and
 // requests already sent to it end with 504 after the response timeout; the
-// restart gives the app its capacity back. The gateway only reports
-// health (it knows nothing of processes); the supervisor restarts. Crashed
-// instances are the supervisor's own business, and external targets are
-// never restarted.
+// restart gives the app its capacity back. The gateway (for a tcp app,
+// the tcp proxy) only reports health (it knows nothing of processes); the
+// supervisor restarts. Crashed instances are the supervisor's own
+// business, and external targets are never restarted.
 func (s *Server) monitorLiveness(ctx context.Context) {
 	var (
 		wg         sync.WaitGroup
@@ -46,11 +46,11 @@ func (s *Server) monitorLiveness(ctx context.Context) {
 		sup := s.supervisor()
 		now := time.Now()
 		for _, app := range s.cfg.Apps {
-			if app.Kind != config.KindHTTP || app.Health.RestartAfter <= 0 {
+			if app.Kind == config.KindWorker || app.Health.RestartAfter <= 0 {
 				continue
 			}
 			for _, inst := range sup.List(app.Name) {
-				why, due := hung(s.gw, app, inst, now)
+				why, due := hung(s.targetHealth(app), app, inst, now)
 				mu.Lock()
 				busy := restarting[inst.ID] == inst.PID
 				if due && !busy {
@@ -80,11 +80,11 @@ func (s *Server) monitorLiveness(ctx context.Context) {
 // from the later of its first failed check and its process's start; a
 // process that has not passed a check since it started (it may be slow to
 // start) gets start_timeout more first, as a deploy would give it.
-func hung(gw *gateway.Gateway, app *config.App, inst supervisor.Instance, now time.Time) (string, bool) {
+func hung(health func(addr string) (gateway.TargetHealth, bool), app *config.App, inst supervisor.Instance, now time.Time) (string, bool) {
 	if inst.PID == 0 || inst.Port == 0 || (inst.State != supervisor.StateRunning && inst.State != supervisor.StateCrashLoop) {
 		return "", false
 	}
-	h, ok := gw.TargetHealth(inst.Addr())
+	h, ok := health(inst.Addr())
 	if !ok {
 		return "", false // no route lists it: not the gateway's to judge
 	}

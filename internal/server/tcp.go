@@ -7,6 +7,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/config"
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/gateway"
 	"github.com/handoff-dev/handoff/internal/tcpproxy"
 )
 
@@ -71,4 +72,13 @@ func newTCPProxy(cfg *config.Config, o tcpproxy.Options) *tcpproxy.Proxy {
 	p := tcpproxy.New(o)
 	p.Configure(cfg.Apps)
 	return p
+}
+
+// targetHealth is where the health of an app's targets is known: the tcp
+// proxy for a tcp app, else the gateway.
+func (s *Server) targetHealth(app *config.App) func(addr string) (gateway.TargetHealth, bool) {
+	if app.Kind == config.KindTCP {
+		return func(addr string) (gateway.TargetHealth, bool) { return s.tcp.TargetHealth(app.Name, addr) }
+	}
+	return s.gw.TargetHealth
 }
