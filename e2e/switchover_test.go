@@ -39,6 +39,10 @@ func startDBApp(t *testing.T, endpoint string) *dbApp {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(15 * time.Second) // a long request, in flight across the switchover
+		fmt.Fprint(w, "slow done")
+	})
 	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
 		var id int64
 		err := db.QueryRowContext(r.Context(), "INSERT INTO acks (note) VALUES ($1) RETURNING id", r.URL.Query().Get("note")).Scan(&id)
@@ -178,7 +182,8 @@ databases:
 // keep-alive clients posting writes that go through the gateway, the app,
 // and the database endpoint; the switchover holds HTTP and the database,
 // moves to the standby, and releases both. Zero failed requests, every
-// acknowledged write on the new primary.
+// acknowledged write on the new primary; a 15 s request in flight all the
+// while finishes.
 func TestSwitchoverUnderHTTPLoad(t *testing.T) {
 	old := testdb.NewPG(t)
 	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
@@ -188,6 +193,21 @@ func TestSwitchoverUnderHTTPLoad(t *testing.T) {
 	l := startWriteLoad(n.gateway, 32)
 	defer l.halt()
 	waitUntil(t, 30*time.Second, "writes through the gateway", func() bool { return l.count() >= 300 })
+	// A request that stays in flight for longer than the deadline does not
+	// stop the switchover, and is not cut by it.
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + n.gateway + "/slow")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "slow done" {
+				err = fmt.Errorf("%d %s", resp.StatusCode, body)
+			}
+		}
+		slow <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
 	start := time.Now()
 	out := n.must("db", "switchover", "main", "--to", standby.URL("postgres"), "--deadline", "5s")
 	took := time.Since(start)
@@ -202,6 +222,9 @@ func TestSwitchoverUnderHTTPLoad(t *testing.T) {
 		t.Fatalf("%d failed requests: %v", f, l.errs[:min(len(l.errs), 5)])
 	}
 	l.checkOn(t, standby)
+	if err := <-slow; err != nil {
+		t.Fatalf("the long request in flight across the switchover: %v", err)
+	}
 	// The old primary refuses writes; a second switchover back is refused
 	// (it is no replica of the new one), changing nothing.
 	oldDB, err := sql.Open("pgx", old.URL("postgres"))
