@@ -436,6 +436,14 @@ func TestTCPSupervisedDeployAndRollback(t *testing.T) {
 	if got := greeter(t, listen); got != "v1" {
 		t.Fatalf("after the first deploy: greeted by %q", got)
 	}
+	if r := n.cli("readonly", "on", "--app", "codehost"); r.code != 2 || !strings.Contains(r.stderr, "app codehost is a tcp app: readonly is a mode of the HTTP gateway") {
+		t.Errorf("readonly on a tcp app: exit %d, %s", r.code, r.stderr)
+	}
+	n.must("pause") // every app: the HTTP apps' pause leaves tcp apps alone
+	if got := greeter(t, listen); got != "v1" {
+		t.Errorf("under a global pause: greeted by %q", got)
+	}
+	n.must("resume")
 
 	for _, step := range []struct{ from, to string }{{"v1", "v2"}, {"v2", "v1"}} {
 		old := dialLine(t, listen)
