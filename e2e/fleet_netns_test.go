@@ -113,16 +113,6 @@ func (h *hosts) wrapper(i int) string {
 	return path
 }
 
-// startIn runs the handoff binary with args in host i until the test ends.
-func (h *hosts) startIn(i int, args ...string) {
-	h.t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.names[i-1], bin}, args...)...)
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-}
-
 // forwarder carries TCP from one address to another: each host reaches
 // the real Postgres (listening on 127.0.0.1 only) through its own, so that
 // closing one cuts that host off from the shared state and no other.
@@ -263,6 +253,9 @@ backend web
 // per host. Under load through HAProxy by clients that never retry:
 //   - web-2 drained through its agent port: HAProxy stops sending to it,
 //     the drain completes, no request fails; put back, it serves again;
+//   - a fleet rolling deploy of v2: host by host, each drained at HAProxy,
+//     deployed (its own supervised instances) and put back; afterwards
+//     every host serves v2 and none v1;
 //   - read-only switched on at web-1 is acknowledged by every node within
 //     1 s (ack_timeout: 1s) and refuses writes on all three;
 //   - web-3 cut off from Postgres keeps serving what it has, shows as
@@ -278,14 +271,21 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	var gateways, agents []string
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("web-%d", i)
-		// The sample app on the host's loopback: only its own handoff reaches it.
-		h.startIn(i, "sampleapp", "--release", "v1-"+name, "--listen", "127.0.0.1:7001")
+		// Each host's releases answer with X-Release v1@web-1 and so on, so
+		// that the load can tell which host and release served a request.
+		root := filepath.Join(t.TempDir(), "releases")
+		for _, v := range []string{"v1", "v2"} {
+			makeTaggedRelease(t, root, v, v+"@"+name)
+		}
 		fwd := newForwarder(t, fmt.Sprintf("%s:%d", h.root(), 15430+i), "127.0.0.1:5432")
 		fwds = append(fwds, fwd)
 		gateways = append(gateways, h.addr(i)+":8080")
 		agents = append(agents, h.addr(i)+":9901")
-		nodes = append(nodes, newFleetNode(t, fleetSpec{name: name, gateway: gateways[i-1], agent: agents[i-1], exe: h.wrapper(i),
-			state: stateVia(t, dsn, fwd.l.Addr().String()), targets: []string{"127.0.0.1:7001"}}))
+		app := fmt.Sprintf("{ command: [bin/app], releases: %s, instances: 2, health: { path: /healthz, interval: 200ms }, drain_timeout: 2s, start_timeout: 20s }", root)
+		n := newFleetNode(t, fleetSpec{name: name, gateway: gateways[i-1], agent: agents[i-1], exe: h.wrapper(i),
+			state: stateVia(t, dsn, fwd.l.Addr().String()), app: app, fleet: defaultFleetKeys + ", wait: 500ms"})
+		n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+		nodes = append(nodes, n)
 	}
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	front := freeAddr(t)
@@ -311,7 +311,7 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	for i := 1; i <= 3; i++ {
-		if lastOf(fmt.Sprintf("v1-web-%d", i)).IsZero() {
+		if lastOf(fmt.Sprintf("v1@web-%d", i)).IsZero() {
 			t.Fatalf("web-%d served nothing through HAProxy", i)
 		}
 	}
@@ -322,12 +322,26 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	drained := time.Now()
 	t.Logf("web-2 drained at HAProxy in %s", drained.Sub(start).Round(time.Millisecond))
 	time.Sleep(time.Second)
-	if l := lastOf("v1-web-2"); l.After(drained) {
+	if l := lastOf("v1@web-2"); l.After(drained) {
 		t.Fatalf("web-2 drained at %s still got a request at %s", drained.Format(time.StampMilli), l.Format(time.StampMilli))
 	}
 	n2.must("fleet", "ready", "web-2")
 	back := time.Now()
-	waitUntil(t, 5*time.Second, "web-2 back in rotation", func() bool { return lastOf("v1-web-2").After(back) })
+	waitUntil(t, 5*time.Second, "web-2 back in rotation", func() bool { return lastOf("v1@web-2").After(back) })
+
+	// A fleet rolling deploy of v2, host by host, under the load.
+	start = time.Now()
+	out := n1.must("fleet", "deploy", "web", "--release", "v2")
+	deployed := time.Now()
+	t.Logf("fleet deploy of v2 over 3 hosts behind HAProxy took %s:\n%s", deployed.Sub(start).Round(time.Millisecond), out)
+	waitUntil(t, 5*time.Second, "every host to serve v2 through HAProxy", func() bool {
+		return lastOf("v2@web-1").After(deployed) && lastOf("v2@web-2").After(deployed) && lastOf("v2@web-3").After(deployed)
+	})
+	for i := 1; i <= 3; i++ {
+		if l := lastOf(fmt.Sprintf("v1@web-%d", i)); l.After(deployed) {
+			t.Fatalf("web-%d served v1 at %s, after the fleet deploy ended", i, l.Format(time.StampMilli))
+		}
+	}
 
 	// A fleet-wide read-only, acknowledged by every node within 1 s.
 	start = time.Now()
@@ -353,7 +367,7 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	})
 	t.Logf("web-3 shown lost %s after its cut", time.Since(cut).Round(time.Millisecond))
 	time.Sleep(time.Second)
-	if l := lastOf("v1-web-3"); !l.After(cut.Add(time.Second)) {
+	if l := lastOf("v2@web-3"); !l.After(cut.Add(time.Second)) {
 		t.Fatalf("web-3 cut off from the state must keep serving: its last request started at %s, cut at %s", l.Format(time.StampMilli), cut.Format(time.StampMilli))
 	}
 	if out := n3.must("status"); !strings.Contains(out, "cannot reach the shared state") {
@@ -370,5 +384,19 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	}
 	if res.Requests < 1000 {
 		t.Fatalf("too little load to prove anything: %d requests", res.Requests)
+	}
+}
+
+// makeTaggedRelease writes a release of the sample app that answers with
+// X-Release tag.
+func makeTaggedRelease(t *testing.T, root, label, tag string) {
+	t.Helper()
+	dir := filepath.Join(root, label, "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf("#!/bin/sh\nexec %s sampleapp --release %s \"$@\"\n", bin, tag)
+	if err := os.WriteFile(filepath.Join(dir, "app"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
