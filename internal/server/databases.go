@@ -80,21 +80,55 @@ func (s *Server) startDatabases(ctx context.Context, errc chan<- error) error {
 			return err
 		}
 		if err := s.recoverSwitchover(ctx, d.cfg.Name, d.ep); err != nil {
-			return err
+			// The app and its other endpoints are served; this endpoint
+			// waits (its clients' connects queue) until the switchover it
+			// was in is finished or rolled back: it must not serve a server
+			// that is fenced or not yet promoted.
+			s.log.Error("database endpoint waits for its switchover's recovery", "database", d.cfg.Name, "error", err)
+			go s.recoverThenServe(ctx, d, errc)
+			continue
 		}
-		for _, l := range s.ls.named(config.DatabaseListenerName(d.cfg.Name)) {
-			go func() {
-				if err := d.ep.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) && !s.upgrading.Load() {
-					errc <- fmt.Errorf("serve database endpoint %s on %s: %w", d.cfg.Name, l.Addr(), err)
-				}
-			}()
-		}
+		s.serveDatabase(d, errc)
 	}
 	if len(s.dbs) > 0 {
 		s.registry.MustRegister(&dbCollector{dbs: s.dbs})
 	}
 	return nil
 }
+
+func (s *Server) serveDatabase(d *dbEndpoint, errc chan<- error) {
+	for _, l := range s.ls.named(config.DatabaseListenerName(d.cfg.Name)) {
+		go func() {
+			if err := d.ep.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) && !s.upgrading.Load() {
+				errc <- fmt.Errorf("serve database endpoint %s on %s: %w", d.cfg.Name, l.Addr(), err)
+			}
+		}()
+	}
+}
+
+// recoverThenServe tries an unfinished switchover's recovery again until
+// it succeeds (or the server stops), then serves the endpoint.
+func (s *Server) recoverThenServe(ctx context.Context, d *dbEndpoint, errc chan<- error) {
+	t := time.NewTicker(recoveryRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.recoverSwitchover(ctx, d.cfg.Name, d.ep); err != nil {
+			s.log.Warn("database endpoint still waits for its switchover's recovery", "database", d.cfg.Name, "error", err)
+			continue
+		}
+		s.log.Info("database endpoint serves after its switchover's recovery", "database", d.cfg.Name, "primary", d.ep.Stats().Primary)
+		s.serveDatabase(d, errc)
+		return
+	}
+}
+
+// recoveryRetry is how often a failed switchover recovery is tried again.
+const recoveryRetry = 2 * time.Second
 
 // shutdownDatabases closes the endpoints' client connections as each gets
 // between transactions, bounded by ctx; the returned channel is closed
