@@ -3,6 +3,7 @@ package switchover
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,23 +25,33 @@ func TestSwitchoverKilledMidWayRecovers(t *testing.T) {
 	for _, tc := range []struct {
 		at       Step
 		finishes bool
+		mariadb  bool
 	}{
-		{Fencing, false},    // recorded, the fence perhaps half-applied
-		{CatchingUp, false}, // fenced
-		{Promoting, true},   // recorded, not yet promoted: the point of no return
-		{Repointing, true},  // promoted
+		{Fencing, false, false},    // recorded, the fence perhaps half-applied
+		{CatchingUp, false, false}, // fenced
+		{Promoting, true, false},   // recorded, not yet promoted: the point of no return
+		{Repointing, true, false},  // promoted
+		{CatchingUp, false, true},  // MariaDB: read_only on the old server
+		{Repointing, true, true},   // MariaDB: replication reset, replica writable
 	} {
-		t.Run(string(tc.at), func(t *testing.T) {
+		name := string(tc.at)
+		if tc.mariadb {
+			name = "mariadb-" + name
+		}
+		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			old := testdb.NewPG(t)
-			old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL); INSERT INTO acks (note) SELECT 'before' FROM generate_series(1, 100)")
-			standby := old.Standby(t)
+			var s killServers
+			if tc.mariadb {
+				s = mariadbKillServers(t)
+			} else {
+				s = pgKillServers(t)
+			}
 			journal := filepath.Join(t.TempDir(), "state.db")
 
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), "HANDOFF_SWITCHOVER_CHILD=1", "CHILD_JOURNAL="+journal,
-				"CHILD_FROM="+old.URL("postgres"), "CHILD_TO="+standby.URL("postgres"), "CHILD_STOP_AT="+string(tc.at))
+				"CHILD_FROM="+s.fromURL, "CHILD_TO="+s.toURL, "CHILD_STOP_AT="+string(tc.at))
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 			out, err := cmd.StdoutPipe()
 			if err != nil {
@@ -92,7 +103,7 @@ func TestSwitchoverKilledMidWayRecovers(t *testing.T) {
 			if rec.Step != tc.at {
 				t.Fatalf("journal at %s, want %s", rec.Step, tc.at)
 			}
-			ep := newAppDB(t, rec.Primary(), pgOpen)
+			ep := newAppDB(t, rec.Primary(), s.open)
 			pair, err := Reopen(ctx, rec)
 			if err != nil {
 				t.Fatal(err)
@@ -102,9 +113,9 @@ func TestSwitchoverKilledMidWayRecovers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("recover: %v", err)
 			}
-			want, wantStep, other := old.Addr(), RolledBack, standby.Addr()
+			want, wantStep, other := s.fromAddr, RolledBack, s.toAddr
 			if tc.finishes {
-				want, wantStep, other = standby.Addr(), Done, old.Addr()
+				want, wantStep, other = s.toAddr, Done, s.fromAddr
 			}
 			var saved Record
 			if _, err := st.Get(ctx, JournalKind, "main", &saved); err != nil || saved.Step != wantStep || !saved.Recovered {
@@ -113,16 +124,69 @@ func TestSwitchoverKilledMidWayRecovers(t *testing.T) {
 			if ep.current() != want {
 				t.Fatalf("endpoint at %s, want %s", ep.current(), want)
 			}
-			// Exactly one writable primary: the endpoint's, with every row.
-			var n int
-			if err := pgDB(t, want).QueryRow("INSERT INTO acks (note) VALUES ('after') RETURNING (SELECT count(*) FROM acks)").Scan(&n); err != nil || n != 100 {
-				t.Fatalf("write on %s after recovery: %d rows before it, %v; want 100", want, n, err)
+			// Exactly one writable primary (to the app's user): the
+			// endpoint's, with every row.
+			wdb, err := s.open(want)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if _, err := pgDB(t, other).Exec("INSERT INTO acks (note) VALUES ('two primaries?')"); err == nil {
+			defer wdb.Close()
+			var n int
+			if err := wdb.QueryRow("SELECT count(*) FROM acks").Scan(&n); err != nil || n != 100 {
+				t.Fatalf("%s after recovery: %d rows, %v; want 100", want, n, err)
+			}
+			if _, err := wdb.Exec(s.insertOne); err != nil {
+				t.Fatalf("write on %s after recovery: %v", want, err)
+			}
+			odb, err := s.open(other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer odb.Close()
+			if _, err := odb.Exec(s.insertOne); err == nil {
 				t.Fatalf("%s is writable too: two primaries", other)
 			}
 		})
 	}
+}
+
+// killServers is a primary with 100 rows and its replica, for the kill test.
+type killServers struct {
+	fromURL, toURL   string
+	fromAddr, toAddr string
+	open             func(addr string) (*sql.DB, error) // as the app's user
+	insertOne        string
+}
+
+func pgKillServers(t *testing.T) killServers {
+	old := testdb.NewPG(t)
+	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL); INSERT INTO acks (note) SELECT 'before' FROM generate_series(1, 100)")
+	standby := old.Standby(t)
+	return killServers{fromURL: old.URL("postgres"), toURL: standby.URL("postgres"), fromAddr: old.Addr(), toAddr: standby.Addr(),
+		open: pgOpen, insertOne: "INSERT INTO acks (note) VALUES ('after')"}
+}
+
+func mariadbKillServers(t *testing.T) killServers {
+	old, replica := newMariaDBPair(t)
+	old.Exec(t, "app", "INSERT INTO acks (note) SELECT 'before' FROM seq_1_to_100")
+	waitReplicated(t, replica.Addr(), 100)
+	return killServers{fromURL: myURL(old), toURL: myURL(replica), fromAddr: old.Addr(), toAddr: replica.Addr(),
+		open: myOpen, insertOne: "INSERT INTO acks (note) VALUES ('after')"}
+}
+
+func waitReplicated(t *testing.T, addr string, rows int) {
+	db, err := myOpen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		var n int
+		if db.QueryRow("SELECT count(*) FROM acks").Scan(&n) == nil && n == rows {
+			return
+		}
+	}
+	t.Fatalf("the replica %s did not get %d rows", addr, rows)
 }
 
 // TestMain runs the kill test's child process when it is one.
@@ -146,7 +210,7 @@ func runChild() {
 	if err != nil {
 		fail(err)
 	}
-	pair, err := OpenPostgres(ctx, os.Getenv("CHILD_FROM"), os.Getenv("CHILD_TO"))
+	pair, err := Open(ctx, os.Getenv("CHILD_FROM"), os.Getenv("CHILD_TO"))
 	if err != nil {
 		fail(err)
 	}
