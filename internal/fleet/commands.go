@@ -141,6 +141,7 @@ func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, star
 	defer cancel()
 	res := &Result{Command: c, Acked: map[string]time.Duration{}}
 	failed := map[string]string{}
+	var lastLostCheck time.Time
 	for {
 		rows, err := f.pool.Query(ctx, `SELECT a.node, a.error, a.at - c.at FROM handoff_fleet_acks a
 			JOIN handoff_fleet_commands c ON c.id = a.command WHERE a.command = $1`, c.ID)
@@ -176,12 +177,15 @@ func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, star
 			}
 			return res, nil
 		}
-		if len(missing) == 0 || ctx.Err() != nil {
+		// A target lost while it works (killed, cut off) will not answer:
+		// a long wait (a deploy) ends as soon as that is known.
+		lost := f.lostOf(ctx, missing, &lastLostCheck)
+		if len(missing) == 0 || ctx.Err() != nil || len(lost) > 0 {
 			acked := make([]string, 0, len(res.Acked))
 			for n := range res.Acked {
 				acked = append(acked, n)
 			}
-			return nil, &AckError{Command: c, Missing: missing, Failed: failed, Acked: acked, Timeout: wait}
+			return nil, &AckError{Command: c, Missing: missing, Lost: lost, Failed: failed, Acked: acked, Timeout: wait}
 		}
 		select {
 		case <-ctx.Done():
@@ -189,6 +193,26 @@ func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, star
 		}
 		_ = err // a failed read is retried until the deadline
 	}
+}
+
+// lostOf returns those of nodes that are lost, looking at most once a
+// heartbeat.
+func (f *Fleet) lostOf(ctx context.Context, nodes []string, last *time.Time) []string {
+	if len(nodes) == 0 || time.Since(*last) < f.opts.Heartbeat {
+		return nil
+	}
+	*last = time.Now()
+	all, err := f.Nodes(ctx)
+	if err != nil {
+		return nil
+	}
+	var lost []string
+	for _, n := range all {
+		if n.Lost && slices.Contains(nodes, n.Name) {
+			lost = append(lost, n.Name)
+		}
+	}
+	return lost
 }
 
 // poke asks the command loop to read the commands now.

@@ -194,9 +194,10 @@ func (e *LostError) Error() string {
 // time, or failed.
 type AckError struct {
 	Command Command
-	// Missing did not answer within the ack timeout; Failed answered with
-	// an error (node → error).
+	// Missing did not answer within the ack timeout (or before it was
+	// lost: Lost); Failed answered with an error (node → error).
 	Missing []string
+	Lost    []string
 	Failed  map[string]string
 	Acked   []string
 	Timeout time.Duration
@@ -204,7 +205,9 @@ type AckError struct {
 
 func (e *AckError) Error() string {
 	msg := "fleet: " + e.Command.Kind
-	if len(e.Missing) > 0 {
+	if len(e.Lost) > 0 {
+		msg += fmt.Sprintf(": node %s was lost before it acknowledged (no heartbeat for fleet.lost_after)", joinNames(e.Lost))
+	} else if len(e.Missing) > 0 {
 		msg += fmt.Sprintf(": %s did not acknowledge within %s", joinNames(e.Missing), e.Timeout)
 	}
 	for _, n := range sortedKeys(e.Failed) {

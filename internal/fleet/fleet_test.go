@@ -313,3 +313,28 @@ func TestLeaseFencing(t *testing.T) {
 	}
 	lc.Release(ctx)
 }
+
+// TestTargetLostWhileItWorks: a long wait for a node that is lost in the
+// meantime (killed while it ran a deploy) ends once it is lost, naming it,
+// not at the end of the wait.
+func TestTargetLostWhileItWorks(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	a := openNode(t, dsn, "web-1")
+	b := openNode(t, dsn, "web-2")
+	ch := make(chan struct{})
+	b.block.Store(&ch)
+	defer close(ch)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		b.cancel() // its loops stop: no heartbeat, no acknowledgement
+	}()
+	start := time.Now()
+	_, err := a.SendWait(context.Background(), Command{Kind: "deploy", Target: "web-2"}, false, time.Minute)
+	var ack *AckError
+	if !errors.As(err, &ack) || !strings.Contains(err.Error(), "node web-2 was lost before it acknowledged") {
+		t.Fatalf("want web-2 named lost: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the wait ended %s after the send; lost_after is 1s", took)
+	}
+}
