@@ -43,7 +43,7 @@ func newMetrics(p *Proxy, reg prometheus.Registerer) *metrics {
 		}, []string{"app", "target", "direction"}),
 		dialFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "handoff_tcp_dial_failures_total",
-			Help: "Connections to a tcp app's target that failed (the client's connection went to another target), by app and target.",
+			Help: "Attempts to connect to a tcp app's target that it refused or reset at once (the client's connection went to another target, or waited for one up to hold_max, trying again), by app and target.",
 		}, []string{"app", "target"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "handoff_tcp_refused_total",
