@@ -280,4 +280,31 @@ func TestFleetDeployHostByHost(t *testing.T) {
 			t.Fatalf("%s is back in rotation after the halt: %+v", n.Name, n)
 		}
 	}
+
+	// kill -9 of web-3's handoff as its own part of a fleet deploy of v1
+	// begins:
+	// the fleet deploy halts naming web-3 lost, and reverts the others.
+	done := make(chan result, 1)
+	go func() { done <- nodes[0].cli("fleet", "deploy", "web", "--release", "v1") }()
+	waitUntil(t, 60*time.Second, "the fleet deploy to reach web-3's own deploy", func() bool {
+		for _, n := range fleetStatus(t, nodes[0]).Nodes {
+			if n.Name == "web-3" {
+				return n.Drain == "drained" // then its own deploy starts
+			}
+		}
+		return false
+	})
+	nodes[2].kill9()
+	killed := time.Now()
+	r = <-done
+	t.Logf("fleet deploy with web-3 killed, ended %s after the kill:\n%s%s", time.Since(killed).Round(time.Millisecond), r.stdout, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "web-3") || !strings.Contains(r.stderr, "web-1 reverted, web-2 reverted") {
+		t.Fatalf("want the fleet deploy halted naming web-3, web-1 and web-2 reverted: exit %d", r.code)
+	}
+	for _, n := range nodes[:2] {
+		if got := n.appStatus("web").Current; got != "v2" {
+			t.Fatalf("a host done before the kill is reverted to v2: %s", got)
+		}
+	}
+	nodes[2].start() // adopts its instances; the test's cleanup stops them
 }

@@ -216,10 +216,7 @@ func (e *AckError) Error() string {
 	if len(e.Acked) > 0 {
 		msg += fmt.Sprintf(" (acknowledged by %s)", joinNames(e.Acked))
 	}
-	if len(e.Missing) == 0 {
-		return msg
-	}
-	return msg + "; the change is recorded in the shared state, and a node that missed it applies it when it reads the state again"
+	return msg
 }
 
 // HeldError is a lease another node holds.

@@ -359,6 +359,10 @@ func (s *Server) fleetModes(ctx context.Context) error {
 		return nil
 	}
 	res, err := s.fleet.f.Send(ctx, fleet.Command{Kind: cmdModes}, true)
+	var ack *fleet.AckError
+	if errors.As(err, &ack) && len(ack.Missing) > 0 {
+		return deploy.Errorf(deploy.ErrUnavailable, "%v; the change is recorded in the shared state, and a node that missed it applies it when it reads the state again", err)
+	}
 	if err != nil {
 		return deploy.Errorf(deploy.ErrUnavailable, "%v", err)
 	}
