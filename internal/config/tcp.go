@@ -138,7 +138,9 @@ func (c *Config) validateListeners(bad func(key, format string, args ...any)) {
 func sameListener(a, b string) bool {
 	ha, pa, erra := net.SplitHostPort(a)
 	hb, pb, errb := net.SplitHostPort(b)
-	if erra != nil || errb != nil || pa != pb {
+	// Port 0 is "any free port": two of them never clash (the demo and
+	// the tests ask for it).
+	if erra != nil || errb != nil || pa != pb || pa == "0" {
 		return false
 	}
 	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }

@@ -70,3 +70,12 @@ func TestTCPAppErrors(t *testing.T) {
 		})
 	}
 }
+
+// Port 0 asks the kernel for a free port: two such listeners never clash
+// (handoff demo listens so, and so do the tests).
+func TestPortZeroNeverClashes(t *testing.T) {
+	yaml := "listen: [\"127.0.0.1:0\"]\nadmin: { listen: \"127.0.0.1:0\", token_file: t }\n"
+	if _, err := Parse("h.yaml", []byte(yaml)); err != nil {
+		t.Fatal(err)
+	}
+}
