@@ -53,6 +53,7 @@ func startEndpoint(t *testing.T, kind dbproxy.Kind, primary string) (*dbproxy.En
 // endpoint, the switchover moving the endpoint under 16 writers that never
 // retry. Zero failed writes, every acknowledged write on the new primary.
 func TestSwitchoverThroughTheDatabaseEndpoint(t *testing.T) {
+	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
 	t.Run("postgres-physical", func(t *testing.T) {
 		old := testdb.NewPG(t)
 		old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")

@@ -40,6 +40,7 @@ func myServers(old, replica *testdb.MariaDB) servers {
 }
 
 func TestSwitchoverMariaDB(t *testing.T) {
+	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
 	old, replica := newMariaDBPair(t)
 	switchoverUnderLoad(t, myServers(old, replica), "mysql-gtid")
 	db, err := myOpen(replica.Addr())
@@ -70,6 +71,7 @@ func sqlDB(t *testing.T, m *testdb.MariaDB) *sql.DB {
 // The replica's SQL thread stops and a client that bypasses the endpoint
 // writes: the replica cannot catch up, the switchover rolls back.
 func TestSwitchoverMariaDBRollsBackPastDeadline(t *testing.T) {
+	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	old, replica := newMariaDBPair(t)

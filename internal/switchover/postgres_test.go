@@ -42,6 +42,7 @@ func pgServers(old, replica *testdb.PG) servers {
 }
 
 func TestSwitchoverPostgresPhysical(t *testing.T) {
+	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
 	old := testdb.NewPG(t)
 	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
 	standby := old.Standby(t)
@@ -56,6 +57,7 @@ func TestSwitchoverPostgresPhysical(t *testing.T) {
 // replicated, so without the engine's sync the first insert on the new
 // primary would collide with a replicated row.
 func TestSwitchoverPostgresLogical(t *testing.T) {
+	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
 	old := testdb.NewPG(t)
 	old.Exec(t, "postgres", `CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL);
 		CREATE TABLE tags (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);
@@ -80,6 +82,7 @@ func TestSwitchoverPostgresLogical(t *testing.T) {
 // A replica that stops applying after the fence: the deadline passes, the
 // switchover rolls back, the old primary takes writes again, nothing is lost.
 func TestSwitchoverPostgresRollsBackPastDeadline(t *testing.T) {
+	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	old := testdb.NewPG(t)
@@ -139,6 +142,7 @@ func TestSwitchoverPostgresRollsBackPastDeadline(t *testing.T) {
 // Preconditions refuse, changing nothing: a replica of another cluster, a
 // long transaction on the primary.
 func TestSwitchoverPostgresRefuses(t *testing.T) {
+	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	old := testdb.NewPG(t)
