@@ -140,7 +140,11 @@ func (s *Server) switchoverPrimary(ctx context.Context, db *config.DatabaseEndpo
 
 // recoverSwitchover finishes or rolls back a switchover that a killed
 // handoff left unfinished (its record not final), with ep started on
-// switchoverPrimary's answer.
+// switchoverPrimary's answer. A recovery that cannot be done now (a server
+// down) is logged and left for the next start, and does not stop this one:
+// the gateway and the other endpoints must serve; the record stays
+// unfinished, so no new switchover of this database starts meanwhile.
+// Only a state store that cannot be read is an error.
 func (s *Server) recoverSwitchover(ctx context.Context, name string, ep switchover.Endpoint) error {
 	var rec switchover.Record
 	ok, err := s.store.Get(ctx, switchover.JournalKind, name, &rec)
@@ -148,13 +152,14 @@ func (s *Server) recoverSwitchover(ctx context.Context, name string, ep switchov
 		return err
 	}
 	pair, err := switchover.Reopen(ctx, rec)
-	if err != nil {
-		return fmt.Errorf("recover the switchover of %s: %w", name, err)
+	if err == nil {
+		defer pair.Close()
+		rec, err = switchover.Recover(ctx, rec, pair, ep, s.store)
 	}
-	defer pair.Close()
-	rec, err = switchover.Recover(ctx, rec, pair, ep, s.store)
 	if err != nil {
-		return err
+		s.log.Error("switchover: recovery failed; it is tried again at the next start", "database", name, "step", string(rec.Step), "error", err)
+		s.event("", "switchover", "handoff", "switchover of %s, interrupted at step %s, could not be recovered: %v (tried again at the next start)", name, rec.Step, err)
+		return nil
 	}
 	s.event("", "switchover", "handoff", "switchover of %s, interrupted at a restart, is %s: the endpoint points at %s", name, rec.Step, rec.Primary())
 	return nil
