@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +99,15 @@ func (h *hosts) root() string { return h.subnet + ".1" }
 
 func (h *hosts) remove() {
 	for _, ns := range h.names {
+		// Whatever still runs in the namespace is this test's (a server
+		// that could not stop its instances, say): it would keep the
+		// namespace alive after its name is gone.
+		out, _ := exec.Command("ip", "netns", "pids", ns).Output()
+		for _, pid := range strings.Fields(string(out)) {
+			if n, err := strconv.Atoi(pid); err == nil && n > 1 {
+				syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
 		// Deleting the namespace deletes its veth end, and with it the peer.
 		exec.Command("ip", "netns", "del", ns).Run()
 	}
@@ -259,7 +270,8 @@ backend web
 //   - read-only switched on at web-1 is acknowledged by every node within
 //     1 s (ack_timeout: 1s) and refuses writes on all three;
 //   - web-3 cut off from Postgres keeps serving what it has, shows as
-//     lost on web-1, says on itself that it cannot reach the state.
+//     lost on web-1, says on itself that it cannot reach the state; with
+//     its forwarder back it is live again.
 //
 // Zero failed requests over the whole run.
 func TestFleetOnThreeHosts(t *testing.T) {
@@ -376,6 +388,17 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	if r := n2.cli("readonly", "on"); r.code != 1 || !strings.Contains(r.stderr, "node web-3 is lost") {
 		t.Fatalf("a fleet-wide change with web-3 lost fails naming it: exit %d %s", r.code, r.stderr)
 	}
+
+	// Its forwarder back: web-3 is live again, and stops cleanly.
+	newForwarder(t, fwds[2].l.Addr().String(), "127.0.0.1:5432")
+	waitUntil(t, 15*time.Second, "web-3 to be live again", func() bool {
+		for _, n := range fleetStatus(t, n1).Nodes {
+			if n.Name == "web-3" {
+				return !n.Lost
+			}
+		}
+		return false
+	})
 
 	res := load.Stop()
 	t.Logf("load through HAProxy: %s", res)
