@@ -248,7 +248,7 @@ func TestSwitchoverKilledServeRollsBackOnRestart(t *testing.T) {
 	old := testdb.NewPG(t)
 	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
 	standby := old.Standby(t)
-	n, _ := switchoverNode(t, old)
+	n, app := switchoverNode(t, old)
 
 	l := startWriteLoad(n.gateway, 8)
 	defer l.halt()
@@ -279,6 +279,12 @@ func TestSwitchoverKilledServeRollsBackOnRestart(t *testing.T) {
 	}
 	l.halt()
 	acked := l.count()
+	// The kill cut the app's connections to the endpoint; a pool finds a
+	// dead one only by using it (one failed query each). That is the cost
+	// of killing handoff, not of the switchover: start the app's pool
+	// afresh, as the app's own restart or health check would.
+	app.db.SetMaxIdleConns(0)
+	app.db.SetMaxIdleConns(16)
 
 	// Recovery runs as the restarted handoff starts, before its endpoint
 	// serves (the control socket may answer first).
