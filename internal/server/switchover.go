@@ -140,11 +140,9 @@ func (s *Server) switchoverPrimary(ctx context.Context, db *config.DatabaseEndpo
 
 // recoverSwitchover finishes or rolls back a switchover that a killed
 // handoff left unfinished (its record not final), with ep started on
-// switchoverPrimary's answer. A recovery that cannot be done now (a server
-// down) is logged and left for the next start, and does not stop this one:
-// the gateway and the other endpoints must serve; the record stays
-// unfinished, so no new switchover of this database starts meanwhile.
-// Only a state store that cannot be read is an error.
+// switchoverPrimary's answer. An error (a server down) leaves the record
+// unfinished: the caller keeps the endpoint from serving and tries again
+// (databases.go), and no new switchover of this database starts meanwhile.
 func (s *Server) recoverSwitchover(ctx context.Context, name string, ep switchover.Endpoint) error {
 	var rec switchover.Record
 	ok, err := s.store.Get(ctx, switchover.JournalKind, name, &rec)
@@ -157,9 +155,7 @@ func (s *Server) recoverSwitchover(ctx context.Context, name string, ep switchov
 		rec, err = switchover.Recover(ctx, rec, pair, ep, s.store)
 	}
 	if err != nil {
-		s.log.Error("switchover: recovery failed; it is tried again at the next start", "database", name, "step", string(rec.Step), "error", err)
-		s.event("", "switchover", "handoff", "switchover of %s, interrupted at step %s, could not be recovered: %v (tried again at the next start)", name, rec.Step, err)
-		return nil
+		return fmt.Errorf("recover the switchover of %s (interrupted at step %s): %w", name, rec.Step, err)
 	}
 	s.event("", "switchover", "handoff", "switchover of %s, interrupted at a restart, is %s: the endpoint points at %s", name, rec.Step, rec.Primary())
 	return nil
