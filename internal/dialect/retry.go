@@ -26,9 +26,13 @@ func RetryBusy(ctx context.Context, d Dialect, f func() error) error {
 
 // Backoff is the wait before retry n (from 0): 20 ms doubling to 2 s, with
 // jitter so that racing writers spread out.
-func Backoff(n int) time.Duration {
-	d := 20 * time.Millisecond << min(n, 7)
-	d = min(d, 2*time.Second)
+func Backoff(n int) time.Duration { return BackoffFrom(20*time.Millisecond, 2*time.Second, n) }
+
+// BackoffFrom is the wait before retry n (from 0): first doubling to
+// last, jittered (between half and all of it) so that several clients
+// do not retry in step.
+func BackoffFrom(first, last time.Duration, n int) time.Duration {
+	d := min(first<<min(max(n, 0), 7), last)
 	return d/2 + rand.N(d/2+1)
 }
 

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"regexp"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
 )
 
 // StatementError is a statement the database refused, at its file and line.
@@ -196,7 +197,7 @@ func (m *Migrator) retryLocks(ctx context.Context, mig *Migration, s *Section, s
 		if held {
 			continue // at once: the hold's wait for requests in flight is the pause
 		}
-		if err := sleep(ctx, ddlBackoff(attempt)); err != nil {
+		if err := dialect.Sleep(ctx, ddlBackoff(attempt)); err != nil {
 			return &StatementError{File: mig.Path, Line: st.Line, Phase: s.Phase, Err: err}
 		}
 	}
@@ -205,17 +206,5 @@ func (m *Migrator) retryLocks(ctx context.Context, mig *Migration, s *Section, s
 // ddlBackoff grows from about 50 ms to about 5 s, jittered so that several
 // migrators do not retry in step.
 func ddlBackoff(attempt int) time.Duration {
-	d := min(50*time.Millisecond<<min(attempt-1, 7), 5*time.Second)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return dialect.BackoffFrom(50*time.Millisecond, 5*time.Second, attempt-1)
 }
