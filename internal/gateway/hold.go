@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,8 +91,10 @@ func (g *Gateway) reserveHold(size int64) bool {
 // holdQueue is an app's line of held requests. It outlives snapshots, so
 // that a resume reaches requests held under an older one.
 type holdQueue struct {
-	mu      sync.Mutex
-	paused  bool
+	mu     sync.Mutex
+	paused bool
+	// on is paused, readable without the lock by the hot path (heldBehind).
+	on      atomic.Bool
 	waiting []*waiter // in arrival order
 	count   int       // waiters not yet released or gone
 	tail    *waiter   // the last waiter of the line released last
@@ -181,8 +185,43 @@ func newHoldQueue() *holdQueue { return &holdQueue{} }
 func (q *holdQueue) setPaused(on bool) {
 	q.mu.Lock()
 	q.paused = on
+	q.on.Store(on)
 	q.mu.Unlock()
 }
+
+// heldBehind sends r back to be held when a pause or a quiesce of its app
+// began after r read its snapshot but before r was counted on t: a quiesce
+// publishes its hold, then waits for the targets' counts to reach zero, so
+// r must not reach the instance behind its back (the DDL statement the
+// quiesce is for would queue behind r). The queue's flag is stored before
+// the new snapshot and the counts are atomics: either the quiesce sees r
+// counted, or r sees the flag here. Only a request none of whose body has
+// been read may go back (it starts over, as a released one does).
+func (g *Gateway) heldBehind(w http.ResponseWriter, r *http.Request, a *appRoute, t *Target) bool {
+	if a.hold == nil || !a.hold.on.Load() {
+		return false
+	}
+	t.inflight.Add(-1)
+	// The flag is set before the snapshot is published: wait the moment
+	// between the two for the paused snapshot, whose admit holds r.
+	for range maxHeldBehindSpins {
+		if cur := g.snap.Load().apps[a.name]; cur != nil {
+			if _, paused := cur.mode.(pausedMode); paused {
+				cur.mode.admit(g, w, r, cur)
+				return true
+			}
+		}
+		if !a.hold.on.Load() {
+			break // the hold ended before r saw it published: go on
+		}
+		runtime.Gosched()
+	}
+	t.inflight.Add(1)
+	return false
+}
+
+// maxHeldBehindSpins bounds heldBehind's wait for a hold's snapshot.
+const maxHeldBehindSpins = 1000
 
 // wait holds the caller until release, max, or ctx; it reports whether the
 // request was released, and when it was released from the line, its

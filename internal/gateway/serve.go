@@ -96,7 +96,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 	}
 	var tried []*Target
 	var lastErr error
-	waited := false
+	waited, sent := false, false
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		var t *Target
 		a, t, p = g.acquire(r, a, p, tried)
@@ -110,6 +110,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 		if t == nil {
 			break
 		}
+		if !sent && g.heldBehind(w, r, a, t) {
+			return
+		}
+		sent = true
 		x, err := g.roundTrip(r, t, body, o, w.Header())
 		if err != nil {
 			t.inflight.Add(-1)
