@@ -306,7 +306,11 @@ func TestInstanceResponses(t *testing.T) {
 	}{
 		{"NUL in a value", "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n", 502, "", nil},
 		{"bad name", "HTTP/1.1 200 OK\r\nX A: b\r\nContent-Length: 0\r\n\r\n", 502, "", nil},
-		{"101 without Upgrade", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n", 502, "", nil},
+		{"101 without Upgrade", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n", 502, "", func(t *testing.T, resp *http.Response) {
+			if resp.Header.Get("Upgrade") != "" {
+				t.Errorf("the 502 carries the 101's Upgrade: %v", resp.Header)
+			}
+		}},
 		{"status 999", "HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n", 502, "", nil},
 		{"status 099", "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", 502, "", nil},
 		{"too many fields", "HTTP/1.1 200 OK\r\n" + many + "Content-Length: 0\r\n\r\n", 502, "", nil},

@@ -129,6 +129,7 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 	dispatched(r) // a streamed body: its writer goes on beside the wait
 	resp, err := g.awaitResponse(c, r, h)
 	if err == nil && resp.status == http.StatusSwitchingProtocols {
+		clear(h) // the 101's Upgrade and Connection must not go out on the 502
 		err = errNotUpgrade
 	}
 	if err != nil {
