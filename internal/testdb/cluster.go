@@ -44,11 +44,47 @@ type PG struct {
 	Dir  string // the data directory
 	Port int    // on 127.0.0.1
 
-	t    testing.TB
-	bin  string
+	t   testing.TB
+	bin string
+	process
+}
+
+// process is a temp server's running process: started by launch, stopped
+// (and waited for) by stop.
+type process struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	exit chan struct{} // closed when cmd has been waited for
+}
+
+// launch starts cmd and returns the channel closed once it has exited.
+func (p *process) launch(cmd *exec.Cmd) (exit <-chan struct{}, err error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	p.mu.Lock()
+	p.cmd, p.exit = cmd, done
+	p.mu.Unlock()
+	return done, nil
+}
+
+// stop sends sig and waits for the process to exit, killing it after 30 s.
+func (p *process) stop(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd, exit := p.cmd, p.exit
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exit:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exit
+	}
 }
 
 // NewPG initdb's and starts a fresh cluster (superuser postgres, trust auth
@@ -101,15 +137,11 @@ func (p *PG) Start(t testing.TB) {
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = serverAttr(t, "postgres")
-	if err := cmd.Start(); err != nil {
+	exit, err := p.launch(cmd)
+	logf.Close()
+	if err != nil {
 		t.Fatalf("start postgres: %v", err)
 	}
-	logf.Close()
-	exit := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exit) }()
-	p.mu.Lock()
-	p.cmd, p.exit = cmd, exit
-	p.mu.Unlock()
 	t.Cleanup(func() { p.stop(syscall.SIGQUIT) })
 	if err := waitFor(exit, func(ctx context.Context) error {
 		c, err := pgx.Connect(ctx, p.URL("postgres"))
@@ -127,22 +159,6 @@ func (p *PG) Kill() { p.stop(syscall.SIGKILL) }
 
 // Stop shuts the cluster down (fast: open sessions are ended).
 func (p *PG) Stop() { p.stop(syscall.SIGINT) }
-
-func (p *PG) stop(sig syscall.Signal) {
-	p.mu.Lock()
-	cmd, exit := p.cmd, p.exit
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exit:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exit
-	}
-}
 
 // Exec runs SQL (several statements allowed) on database db.
 func (p *PG) Exec(t testing.TB, db, sql string) {
@@ -251,9 +267,7 @@ type MariaDB struct {
 	Socket   string
 	ServerID int
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	exit chan struct{}
+	process
 }
 
 var serverIDs struct {
@@ -314,14 +328,10 @@ func (m *MariaDB) Start(t testing.TB) {
 	}
 	cmd := exec.Command("mariadbd", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	exit, err := m.launch(cmd)
+	if err != nil {
 		t.Fatalf("start mariadbd: %v", err)
 	}
-	exit := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exit) }()
-	m.mu.Lock()
-	m.cmd, m.exit = cmd, exit
-	m.mu.Unlock()
 	t.Cleanup(func() { m.stop(syscall.SIGTERM) })
 	if err := waitFor(exit, func(ctx context.Context) error {
 		db, err := m.open("")
@@ -340,22 +350,6 @@ func (m *MariaDB) Kill() { m.stop(syscall.SIGKILL) }
 
 // Stop shuts the server down.
 func (m *MariaDB) Stop() { m.stop(syscall.SIGTERM) }
-
-func (m *MariaDB) stop(sig syscall.Signal) {
-	m.mu.Lock()
-	cmd, exit := m.cmd, m.exit
-	m.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exit:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exit
-	}
-}
 
 func (m *MariaDB) open(db string) (*sql.DB, error) {
 	return sql.Open("mysql", m.DSN(db))
