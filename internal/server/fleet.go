@@ -332,6 +332,7 @@ func (s *Server) drainHere(d fleet.DrainState, by string) {
 	if !fn.setDrain(d) {
 		return
 	}
+	s.tellLoadBalancer(d)
 	fn.wg.Add(1)
 	go func() {
 		defer fn.wg.Done()
