@@ -27,6 +27,8 @@ type fleetSpec struct {
 	exe string
 	// app, when set, is app web's mapping instead of the targets one.
 	app string
+	// extra is more of the config, after the apps (databases:).
+	extra string
 }
 
 // defaultFleetKeys are quick enough for a test: a node is lost after 3s
@@ -62,7 +64,7 @@ access_log: false
 fleet: { %s }
 apps:
   web: %s
-`, sp.gateway, n.socket, sp.state, sp.name, filepath.Join(dir, "logs"), sp.fleet, app)
+%s`, sp.gateway, n.socket, sp.state, sp.name, filepath.Join(dir, "logs"), sp.fleet, app, sp.extra)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

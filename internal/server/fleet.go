@@ -38,6 +38,8 @@ type fleetNode struct {
 	// deploys are the fleet deploy commands this node runs (command ID →
 	// struct{}), so that a command read twice starts no second deploy.
 	deploys sync.Map
+	// holds are the switchovers' HTTP holds this node runs (fleet_hold.go).
+	holds holdSet
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -303,6 +305,8 @@ func (s *Server) applyFleet(ctx context.Context, c fleet.Command) error {
 	case cmdDrain, cmdReady, cmdMaint:
 		s.drainHere(drainStates[c.Kind], c.By)
 		return nil
+	case cmdHold, cmdRelease:
+		return s.applyHold(c) // fleet_hold.go
 	case cmdHasRelease, cmdDeploy, cmdRollback:
 		return s.applyFleetDeploy(c) // fleet_deploy.go
 	}
