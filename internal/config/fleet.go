@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -44,7 +45,19 @@ type Fleet struct {
 	// failed checks take it out: a drain waits interval × threshold before
 	// it counts the host's traffic as gone.
 	LBCheck LBCheck `yaml:"lb_check"`
+	// HAProxyAPI is HAProxy's runtime API (a stats socket at level admin:
+	// a unix socket's absolute path or host:port); empty: none. Each drain,
+	// ready and maint of this node is also sent there as "set server
+	// HAProxyServer state …", for an HAProxy told rather than asking.
+	HAProxyAPI string `yaml:"haproxy_api"`
+	// HAProxyServer is this node's server line in HAProxy, BACKEND/SERVER.
+	HAProxyServer string `yaml:"haproxy_server"`
 }
+
+// haproxyServer is what HAProxy allows in a proxy's and a server's name;
+// it also keeps a second command (a space, ';', a newline) out of the
+// runtime API's socket.
+var haproxyServer = regexp.MustCompile(`^[A-Za-z0-9._:-]+/[A-Za-z0-9._:-]+$`)
 
 // LBCheck is the load balancer's health-check cadence.
 type LBCheck struct {
@@ -146,6 +159,20 @@ func (c *Config) validateFleet(bad func(key, format string, args ...any)) {
 	}
 	if f.AgentCheck != "" {
 		checkAddr(bad, "fleet.agent_check", f.AgentCheck)
+	}
+	switch {
+	case f.HAProxyAPI != "" && f.HAProxyServer == "":
+		bad("fleet.haproxy_server", "fleet.haproxy_api needs the server line it drives, as BACKEND/SERVER in haproxy.cfg")
+	case f.HAProxyAPI == "" && f.HAProxyServer != "":
+		bad("fleet.haproxy_api", "fleet.haproxy_server needs HAProxy's runtime API: a stats socket's path or host:port")
+	}
+	if f.HAProxyAPI != "" && !strings.HasPrefix(f.HAProxyAPI, "/") {
+		if _, port, err := net.SplitHostPort(f.HAProxyAPI); err != nil || port == "" {
+			bad("fleet.haproxy_api", "want a stats socket's absolute path (/run/haproxy/admin.sock) or host:port, got %q", f.HAProxyAPI)
+		}
+	}
+	if f.HAProxyServer != "" && !haproxyServer.MatchString(f.HAProxyServer) {
+		bad("fleet.haproxy_server", "want BACKEND/SERVER as in haproxy.cfg (letters, digits, '.', '_', ':', '-'), got %q", f.HAProxyServer)
 	}
 	if f.DrainPath != "" && (!strings.HasPrefix(f.DrainPath, "/") || strings.ContainsAny(f.DrainPath, "?# ")) {
 		bad("fleet.drain_path", "want a path such as /handoff/ready, got %q", f.DrainPath)

@@ -14,7 +14,7 @@ func TestFleetDefaultsAndKeys(t *testing.T) {
 	f := cfg.Fleet
 	if cfg.NodeName() != "web-3" || f.Heartbeat.D() != 500*time.Millisecond || f.LostAfter.D() != 3*time.Second ||
 		f.Batch != (Batch{N: 25, Percent: true}) || f.AgentCheck != "127.0.0.1:9901" || f.DrainPath != "/handoff/ready" ||
-		f.LBCheck.Interval.D() != time.Second || f.LBCheck.Threshold != 2 {
+		f.LBCheck.Interval.D() != time.Second || f.LBCheck.Threshold != 2 || f.HAProxyAPI != "" {
 		t.Errorf("fleet keys not read: %+v", f)
 	}
 	if f.AckTimeout.D() != 2*time.Second || f.DrainTimeout.D() != time.Minute || f.Wait.D() != 10*time.Second {
@@ -25,6 +25,13 @@ func TestFleetDefaultsAndKeys(t *testing.T) {
 	}
 	if got := (Batch{N: 25, Percent: true}).Of(3); got != 1 {
 		t.Errorf("25%% of 3 nodes is still one: got %d", got)
+	}
+	api, err := Parse("h.yaml", []byte("state: postgres://db/handoff\nfleet: { haproxy_api: 10.0.0.5:9999, haproxy_server: be_web/web-3 }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api.Fleet.HAProxyAPI != "10.0.0.5:9999" || api.Fleet.HAProxyServer != "be_web/web-3" {
+		t.Errorf("haproxy_api and haproxy_server not read: %+v", api.Fleet)
 	}
 	def, err := Parse("h.yaml", []byte("state: postgres://db/handoff\n"))
 	if err != nil {
@@ -46,6 +53,11 @@ func TestFleetBadValuesNameTheKey(t *testing.T) {
 		{"fleet: { drain_path: ready }\n", "fleet.drain_path: want a path"},
 		{"fleet: { lb_check: { threshold: 0 } }\n", "fleet.lb_check.threshold: must be at least 1"},
 		{"fleet: { agent: 1 }\n", "fleet.agent: unknown key"},
+		{"fleet: { haproxy_api: /run/haproxy/admin.sock }\n", "fleet.haproxy_server: fleet.haproxy_api needs the server line"},
+		{"fleet: { haproxy_server: web/web-1 }\n", "fleet.haproxy_api: fleet.haproxy_server needs HAProxy's runtime API"},
+		{"fleet: { haproxy_api: admin.sock, haproxy_server: web/web-1 }\n", "fleet.haproxy_api: want a stats socket's absolute path"},
+		{"fleet: { haproxy_api: /run/haproxy/admin.sock, haproxy_server: web-1 }\n", "fleet.haproxy_server: want BACKEND/SERVER"},
+		{"fleet: { haproxy_api: /run/haproxy/admin.sock, haproxy_server: 'web/web-1 state maint' }\n", "fleet.haproxy_server: want BACKEND/SERVER"},
 	} {
 		_, err := Parse("h.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
