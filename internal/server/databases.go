@@ -2,22 +2,18 @@ package server
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/handoff-dev/handoff/internal/config"
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/dbproxy"
 	"github.com/handoff-dev/handoff/internal/deploy"
 	"github.com/handoff-dev/handoff/internal/switchover"
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,6 +30,9 @@ import (
 type dbEndpoint struct {
 	cfg *config.DatabaseEndpoint
 	ep  *dbproxy.Endpoint
+	// probes keeps the last probe of the servers for db status and the
+	// dashboard (databases_status.go).
+	probes probeCache
 }
 
 // openDatabases builds the endpoints; a bad credentials file or TLS CA
@@ -174,91 +173,6 @@ func (s *Server) DBSwitchover(ctx context.Context, req control.SwitchoverRequest
 		req.Deadline = config.Duration(switchover.DefaultDeadline)
 	}
 	return s.runSwitchover(ctx, req, d.cfg, d.ep, d.ep.Stats().Primary)
-}
-
-// DBStatus reports every endpoint with its primary's role.
-func (s *Server) DBStatus(ctx context.Context) (*control.DBStatus, error) {
-	out := &control.DBStatus{Databases: make([]control.DatabaseStatus, len(s.dbs))}
-	var wg sync.WaitGroup
-	for i, d := range s.dbs {
-		st := d.ep.Stats()
-		out.Databases[i] = control.DatabaseStatus{Stats: st, Listen: d.cfg.Listen}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			role, err := probeRole(ctx, d, st.Primary)
-			out.Databases[i].Role = role
-			if err != nil {
-				out.Databases[i].Role, out.Databases[i].RoleError = "unknown", err.Error()
-			}
-		}()
-	}
-	wg.Wait()
-	return out, nil
-}
-
-// probeTimeout bounds asking a server for its role.
-const probeTimeout = 2 * time.Second
-
-// probeRole asks the server at addr whether it is a primary, logging in as
-// the endpoint's user with its password from the credentials file.
-func probeRole(ctx context.Context, d *dbEndpoint, addr string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	password := ""
-	if d.cfg.CredentialsFile != "" {
-		pw, err := dbproxy.CredentialsFile(d.cfg.CredentialsFile)
-		if err != nil {
-			return "", err
-		}
-		if password, err = pw(d.cfg.User); err != nil {
-			return "", err
-		}
-	}
-	switch d.cfg.Kind {
-	case config.DatabaseMySQL:
-		mc := mysql.NewConfig()
-		mc.User, mc.Passwd, mc.Net, mc.Addr, mc.Timeout = d.cfg.User, password, "tcp", addr, probeTimeout
-		conn, err := mysql.NewConnector(mc)
-		if err != nil {
-			return "", err
-		}
-		db := sql.OpenDB(conn)
-		defer db.Close()
-		var readOnly bool
-		if err := db.QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&readOnly); err != nil {
-			return "", err
-		}
-		if readOnly {
-			return "read-only", nil
-		}
-		return "primary", nil
-	default:
-		u := url.URL{Scheme: "postgres", User: url.UserPassword(d.cfg.User, password), Host: addr, Path: "/postgres"}
-		cfg, err := pgx.ParseConfig(u.String() + "?sslmode=disable&connect_timeout=2")
-		if err != nil {
-			return "", err
-		}
-		if cfg.TLSConfig, err = dbproxy.TLSConfig(d.cfg.TLS, d.cfg.TLSCAFile); err != nil {
-			return "", err
-		}
-		if cfg.TLSConfig != nil && cfg.TLSConfig.ServerName == "" {
-			cfg.TLSConfig.ServerName, _, _ = net.SplitHostPort(addr)
-		}
-		conn, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close(context.Background())
-		var standby bool
-		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
-			return "", err
-		}
-		if standby {
-			return "standby", nil
-		}
-		return "primary", nil
-	}
 }
 
 // dbCollector exports each endpoint's connections at scrape time.
