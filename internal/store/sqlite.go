@@ -20,6 +20,21 @@ type sqlStore struct {
 
 var _ Store = (*sqlStore)(nil)
 
+// opTimeout bounds a store operation whose caller set no deadline: a state
+// database that stops answering (a dropped link, a hung server) must make
+// `handoff status` or a deploy step fail saying so, not hang. It is longer
+// than SQLite's busy timeout (10 s), so that a second process holding the
+// file's lock during an upgrade is waited for, not failed.
+var opTimeout = 15 * time.Second
+
+// bound gives ctx opTimeout when it has no deadline of its own.
+func bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, opTimeout)
+}
+
 func openSQLite(ctx context.Context, path string) (Store, error) {
 	// A zero-length file is what a crash or a full disk can leave of a
 	// store: taken for a new one, it would know none of the instances that
@@ -52,6 +67,8 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 
 // migrate runs the schema statements in one transaction.
 func (s *sqlStore) migrate(ctx context.Context, schema []string) error {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("create schema: %w", err)
@@ -79,6 +96,8 @@ func (s *sqlStore) q(query string) string {
 }
 
 func (s *sqlStore) Get(ctx context.Context, kind, key string, v any) (bool, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	var body string
 	err := s.db.QueryRowContext(ctx, s.q(`SELECT body FROM handoff_docs WHERE kind = ? AND key = ?`), kind, key).Scan(&body)
 	if err == sql.ErrNoRows {
@@ -98,6 +117,8 @@ func (s *sqlStore) Put(ctx context.Context, kind, key string, v any) error {
 }
 
 func (s *sqlStore) PutAll(ctx context.Context, docs ...Put) error {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("put: %w", err)
@@ -123,6 +144,8 @@ func (s *sqlStore) PutAll(ctx context.Context, docs ...Put) error {
 }
 
 func (s *sqlStore) Delete(ctx context.Context, kind, key string) error {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM handoff_docs WHERE kind = ? AND key = ?`), kind, key); err != nil {
 		return fmt.Errorf("delete %s/%s: %w", kind, key, err)
 	}
@@ -130,6 +153,8 @@ func (s *sqlStore) Delete(ctx context.Context, kind, key string) error {
 }
 
 func (s *sqlStore) List(ctx context.Context, kind string) ([]Doc, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT key, body FROM handoff_docs WHERE kind = ? ORDER BY key`), kind)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", kind, err)
@@ -150,6 +175,8 @@ func (s *sqlStore) List(ctx context.Context, kind string) ([]Doc, error) {
 }
 
 func (s *sqlStore) Append(ctx context.Context, e Event) (Event, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
@@ -163,6 +190,8 @@ func (s *sqlStore) Append(ctx context.Context, e Event) (Event, error) {
 }
 
 func (s *sqlStore) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, time, app, kind, actor, message FROM handoff_events WHERE id > ? ORDER BY id LIMIT ?`), after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
