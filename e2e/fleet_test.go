@@ -218,13 +218,15 @@ func TestFleetModesDrainAndLostNode(t *testing.T) {
 
 // TestFleetDeployHostByHost: a release missing on one host is refused
 // naming it, nothing changed; a release present everywhere goes out host
-// by host (each drained, deployed, back in rotation); a release that
+// by host with a plain `handoff deploy --release` (each drained, deployed,
+// back in rotation); a release that
 // crashes on the last host halts the fleet deploy, which rolls the hosts
 // already done back and leaves every host serving the old release, in
 // rotation.
 func TestFleetDeployHostByHost(t *testing.T) {
 	dsn := testdb.Postgres(t)
 	var nodes []*node
+	var roots []string
 	for i := 1; i <= 3; i++ {
 		root := filepath.Join(t.TempDir(), "releases")
 		makeRelease(t, root, "v1", "")
@@ -238,8 +240,10 @@ func TestFleetDeployHostByHost(t *testing.T) {
 		app := fmt.Sprintf("{ command: [bin/app], releases: %s, instances: 2, health: { path: /healthz, interval: 200ms }, drain_timeout: 1s, start_timeout: 10s }", root)
 		n := newFleetNode(t, fleetSpec{name: fmt.Sprintf("web-%d", i), gateway: freeAddr(t), state: dsn, app: app,
 			fleet: defaultFleetKeys + ", wait: 200ms"})
-		n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+		// Each host alone: the fleet grows as the nodes start.
+		n.must("deploy", "web", "--release", filepath.Join(root, "v1"), "--this-node")
 		nodes = append(nodes, n)
+		roots = append(roots, root)
 	}
 	current := func() string {
 		var out []string
@@ -257,8 +261,14 @@ func TestFleetDeployHostByHost(t *testing.T) {
 		t.Fatalf("a refused fleet deploy changes nothing: %s", got)
 	}
 
+	// Plain `handoff deploy --release` on a node of a fleet is the fleet's
+	// deploy; --label names one host's release, and is refused there.
+	r = nodes[1].cli("deploy", "web", "--release", filepath.Join(roots[1], "v2"), "--label", "x")
+	if r.code != 2 || !strings.Contains(r.stderr, "--label with a fleet deploy") {
+		t.Fatalf("deploy --label on a fleet node: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	start := time.Now()
-	out := nodes[1].must("fleet", "deploy", "web", "--release", "v2")
+	out := nodes[1].must("deploy", "web", "--release", filepath.Join(roots[1], "v2"))
 	t.Logf("fleet deploy of v2 over 3 hosts took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
 	if got := current(); got != "v2,v2,v2" {
 		t.Fatalf("after the fleet deploy every host runs v2: %s", got)

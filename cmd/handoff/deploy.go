@@ -21,7 +21,7 @@ func init() { commands = append(commands, deployCmd) }
 func deployCmd(g *globals) *cobra.Command {
 	var req control.DeployRequest
 	var strategy string
-	var asJSON bool
+	var asJSON, thisNode bool
 	c := &cobra.Command{
 		Use:   "deploy APP (--target HOST:PORT ... | --release DIR | --promote)",
 		Short: "Move an app to a new release with zero failed requests",
@@ -37,10 +37,20 @@ With --strategy canary --percent N, N% of new clients go to the new release
 and stay pinned to it by a cookie; finish with --promote, or undo with
 'handoff rollback APP'.
 
-The command returns when the old release has drained.`,
+The command returns when the old release has drained.
+
+On a node of a fleet of several nodes (a shared postgres:// state, see
+docs/fleet.md), --release rolls the release over every host, as 'handoff
+fleet deploy': the release (the directory's name) must be in each host's
+releases: directory; fleet.batch hosts at a time are drained at the load
+balancer, deployed, and put back; a failure reverts the hosts done.
+--this-node deploys on this host alone. --target, --promote and canaries
+are one host's: they name this host's instances.`,
 		Example: `  handoff deploy web --target 127.0.0.1:9002
   handoff deploy web --target 127.0.0.1:9002 --strategy canary --percent 10
-  handoff deploy web --promote`,
+  handoff deploy web --promote
+  handoff deploy web --release /srv/web/releases/v42               # every host of a fleet
+  handoff deploy web --release /srv/web/releases/v42 --this-node   # this host alone`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			req.App, req.Strategy, req.Actor = a[0], deploy.Strategy(strategy), actor()
@@ -57,6 +67,18 @@ The command returns when the old release has drained.`,
 			cl, err := g.client()
 			if err != nil {
 				return err
+			}
+			if !thisNode && req.Release != "" && !req.Promote && len(req.Targets) == 0 && req.Strategy != deploy.Canary {
+				fleetWide, err := inFleet(cl)
+				if err != nil {
+					return err
+				}
+				if fleetWide {
+					if req.Label != "" {
+						return usagef("--label with a fleet deploy: the release's name (%s) is its label on every host; or deploy this host alone with --this-node", filepath.Base(req.Release))
+					}
+					return runFleetDeploy(c, g, control.FleetDeployRequest{App: req.App, Release: req.Release, Strategy: req.Strategy, Actor: req.Actor}, asJSON)
+				}
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
@@ -84,7 +106,20 @@ The command returns when the old release has drained.`,
 	f.IntVar(&req.Percent, "percent", 0, "with --strategy canary: the share of new clients, 1-99")
 	f.BoolVar(&req.Promote, "promote", false, "send all traffic to the open canary and drain the old release")
 	f.BoolVar(&asJSON, "json", false, "print the finished deploy as JSON")
+	f.BoolVar(&thisNode, "this-node", false, "on a node of a fleet: deploy --release on this host alone, not host by host over the fleet")
 	return c
+}
+
+// inFleet says whether the server is a node of a fleet of more than one
+// node: then a deploy of a release goes over every host.
+func inFleet(cl *control.Client) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := cl.Status(ctx, "")
+	if err != nil {
+		return false, apiError(err)
+	}
+	return st.Node != "" && len(st.Nodes) > 1, nil
 }
 
 // printProgress shows one step of a deploy as a line, and a backfill's

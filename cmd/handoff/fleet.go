@@ -150,27 +150,38 @@ every host is put back into rotation. One fleet deploy of an app at a time
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			req.App, req.Actor = a[0], actor()
-			var d *control.FleetDeploy
-			err := g.call(24*time.Hour, func(ctx context.Context, cl *control.Client) (err error) {
-				d, err = cl.FleetDeploy(ctx, req)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(c.OutOrStdout(), d)
-			}
-			for _, h := range d.Hosts {
-				fmt.Fprintf(c.OutOrStdout(), "batch %d  %s  %s %s\n", h.Batch, h.Node, h.State, h.Detail)
-			}
-			return nil
+			return runFleetDeploy(c, g, req, asJSON)
 		},
 	}
 	c.Flags().StringVar(&req.Release, "release", "", "the release: its name, or a path whose last element is its name")
 	c.Flags().StringVar((*string)(&req.Strategy), "strategy", "", "each host's own deploy: rolling or all (default: as the app deploys)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the hosts as JSON")
 	return c
+}
+
+// runFleetDeploy runs a fleet deploy and prints each host's outcome.
+func runFleetDeploy(c *cobra.Command, g *globals, req control.FleetDeployRequest, asJSON bool) error {
+	var d *control.FleetDeploy
+	err := g.call(24*time.Hour, func(ctx context.Context, cl *control.Client) (err error) {
+		d, err = cl.FleetDeploy(ctx, req)
+		return err
+	})
+	if d != nil && len(d.Hosts) > 0 && !asJSON {
+		printFleetHosts(c.OutOrStdout(), d)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(c.OutOrStdout(), d)
+	}
+	return nil
+}
+
+func printFleetHosts(w io.Writer, d *control.FleetDeploy) {
+	for _, h := range d.Hosts {
+		fmt.Fprintf(w, "batch %d  %s  %s %s\n", h.Batch, h.Node, h.State, h.Detail)
+	}
 }
 
 // printNodes lists the fleet's nodes, lost ones included, and says
