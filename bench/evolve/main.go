@@ -335,11 +335,12 @@ func ddlUnderLock(ctx context.Context, dbURL string, live *workload, lockTimeout
 // workload is the live traffic: clients doing 80 % point reads and 20 %
 // point updates by random id, each its own transaction.
 type workload struct {
-	db   *sql.DB
-	done chan struct{}
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	obs  []observation
+	db    *sql.DB
+	waits *waitSampler // what its sessions wait for
+	done  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	obs   []observation
 	// lastQuiet is the p99 of the last quiet window, the baseline of the
 	// gateway signal.
 	lastQuiet time.Duration
@@ -352,12 +353,19 @@ type observation struct {
 }
 
 func startLive(dbURL string, rows, clients int) (*workload, error) {
-	db, err := sql.Open("pgx", dbURL)
+	liveURL, err := withAppName(dbURL, liveApp)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("pgx", liveURL)
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(clients)
 	w := &workload{db: db, done: make(chan struct{})}
+	if w.waits, err = startWaits(dbURL); err != nil {
+		return nil, err
+	}
 	for i := 0; i < clients; i++ {
 		w.wg.Add(1)
 		go w.client(rows)
@@ -419,21 +427,28 @@ func (w *workload) stop() {
 	close(w.done)
 	w.wg.Wait()
 	w.db.Close()
+	w.waits.stop()
 }
 
 // stats are the live workload's figures over a window.
 type stats struct {
 	tps      float64
 	p99, max time.Duration
-	gap      time.Duration // longest interval without a live write committing
+	// p99 of the reads and of the writes alone: a write waits for its
+	// commit's WAL flush and for row locks, a read for neither.
+	p99r, p99w time.Duration
+	gap        time.Duration // longest interval without a live write committing
+	// waits is what the live sessions waited for over the window, and
+	// gapWaits in its longest write gap (pg_stat_activity samples).
+	waits, gapWaits string
 }
 
 func (w *workload) window(from, to time.Time) stats {
 	time.Sleep(500 * time.Millisecond) // let parked queries finish and clients flush
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var lat []time.Duration
-	last := from
+	var lat, reads, writes []time.Duration
+	last, gapAt := from, from
 	var s stats
 	obs := slices.Clone(w.obs)
 	slices.SortFunc(obs, func(a, b observation) int { return a.end.Compare(b.end) })
@@ -443,19 +458,30 @@ func (w *workload) window(from, to time.Time) stats {
 		// the gap counts writes that committed in it.
 		if start := o.end.Add(-o.latency); !start.Before(from) && !start.After(to) {
 			lat = append(lat, o.latency)
+			if o.write {
+				writes = append(writes, o.latency)
+			} else {
+				reads = append(reads, o.latency)
+			}
 		}
 		if o.write && !o.end.Before(from) && !o.end.After(to) {
-			s.gap = max(s.gap, o.end.Sub(last))
+			if o.end.Sub(last) > s.gap {
+				s.gap, gapAt = o.end.Sub(last), last
+			}
 			last = o.end
 		}
 	}
-	s.gap = max(s.gap, to.Sub(last))
+	if to.Sub(last) > s.gap {
+		s.gap, gapAt = to.Sub(last), last
+	}
+	s.waits = w.waits.summary(from, to)
+	s.gapWaits = w.waits.summary(gapAt, gapAt.Add(s.gap))
 	if len(lat) == 0 {
 		return s
 	}
-	slices.Sort(lat)
+	s.p99r, s.p99w = p99Of(reads), p99Of(writes)
 	s.tps = float64(len(lat)) / to.Sub(from).Seconds()
-	s.p99 = lat[len(lat)*99/100]
+	s.p99 = p99Of(lat)
 	s.max = lat[len(lat)-1]
 	return s
 }
@@ -476,6 +502,7 @@ func report(r result) {
 	if r.base.tps > 0 {
 		fmt.Printf("%-38s %6.1fs  live %6.0f TPS  p99 %7v  max %7v  longest write gap %7v  (load %s)\n", "  live alone before it", 5.0,
 			r.base.tps, r.base.p99.Round(10*time.Microsecond), r.base.max.Round(time.Millisecond), r.base.gap.Round(time.Millisecond), loadavg())
+		details("    ", r.base)
 	}
 	rows := ""
 	if r.rowsPS > 0 {
@@ -487,6 +514,14 @@ func report(r result) {
 	}
 	fmt.Printf("%-38s %6.1fs  %slive %6.0f TPS  p99 %7v  max %7v  longest write gap %7v  (load %s)\n", r.name, r.elapsed.Seconds(), rows,
 		r.live.tps, r.live.p99.Round(10*time.Microsecond), r.live.max.Round(time.Millisecond), r.live.gap.Round(time.Millisecond), loadavg())
+	details("  ", r.live)
+}
+
+// details prints the p99 of reads and writes apart and what the live
+// sessions waited for, over the window and in its longest write gap.
+func details(indent string, s stats) {
+	fmt.Printf("%sp99 reads %v, writes %v; live sessions: %s; in the longest write gap: %s\n", indent,
+		s.p99r.Round(10*time.Microsecond), s.p99w.Round(10*time.Microsecond), s.waits, s.gapWaits)
 }
 
 func summary(res map[string]result, order []string, rate float64, lockTimeout time.Duration) {
