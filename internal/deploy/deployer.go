@@ -67,6 +67,9 @@ type Deployer struct {
 	// migrating serializes migration steps: deploys of two apps that share
 	// the database must not run the same backfill or contract at once.
 	migrating sync.Mutex
+	// fleetBlockers, set by a node of a fleet, names what other nodes run
+	// that a contract must wait for (fleet.go).
+	fleetBlockers func(ctx context.Context, migrations []string) []string
 }
 
 // Options are what a Deployer works with.

@@ -284,7 +284,9 @@ func (d *Deployer) contract(ctx context.Context, dep *Deploy, s *Step, report fu
 
 // ContractBlockers names every instance and worker (of an app that uses the
 // database) that runs a release without all of the given migrations — what
-// a contract of them must wait for.
+// a contract of them must wait for: this node's, and on a node of a fleet
+// the other nodes' (a lost node among them, since what it runs is not
+// known).
 func (d *Deployer) ContractBlockers(ctx context.Context, migrations []string) ([]string, error) {
 	includes := func(app, label string) (bool, error) {
 		var r ReleaseRecord
@@ -325,6 +327,12 @@ func (d *Deployer) ContractBlockers(ctx context.Context, migrations []string) ([
 				blockers = append(blockers, describe(inst))
 			}
 		}
+	}
+	d.mu.Lock()
+	others := d.fleetBlockers
+	d.mu.Unlock()
+	if others != nil {
+		blockers = append(blockers, others(ctx, migrations)...)
 	}
 	return blockers, nil
 }

@@ -53,6 +53,23 @@ type Report struct {
 	Drain DrainState `json:"drain"`
 	// Releases are, per app, the releases its gateway routes to.
 	Releases map[string][]string `json:"releases,omitempty"`
+	// Running are the releases its instances run of the apps that use the
+	// database, with the migrations each carries: what a contract phase
+	// on any node waits for. RunningReported is false from a node that
+	// does not report them (then a contract waits for it, naming it).
+	Running         []Running `json:"running,omitempty"`
+	RunningReported bool      `json:"running_reported,omitempty"`
+}
+
+// Running is one release a node runs of an app that uses the database.
+type Running struct {
+	App       string `json:"app"`
+	Release   string `json:"release"`
+	Instances int    `json:"instances,omitempty"`
+	// Migrations are those the release carries; Known is false when the
+	// node has no record of the release (then it counts as carrying none).
+	Migrations []string `json:"migrations,omitempty"`
+	Known      bool     `json:"known"`
 }
 
 // DrainState is a node's place at the load balancer.

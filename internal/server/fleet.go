@@ -40,6 +40,9 @@ type fleetNode struct {
 	deploys sync.Map
 	// holds are the switchovers' HTTP holds this node runs (fleet_hold.go).
 	holds holdSet
+	// migrations caches the migrations of the releases this node runs,
+	// for its heartbeat's report (fleet_contract.go).
+	migrations releaseMigrations
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -75,6 +78,7 @@ func (s *Server) openFleet(ctx context.Context) error {
 		return err
 	}
 	fn.f = f
+	s.deployer.SetFleetBlockers(s.fleetContractBlockers)
 	if d := f.Restored(); d != fleet.Ready && d != "" {
 		fn.setDrain(d)
 		if d == fleet.Drained {
@@ -274,6 +278,7 @@ func (s *Server) fleetReport() fleet.Report {
 	}
 	if fn := s.fleet; fn != nil {
 		rep.Drain = fn.state()
+		rep.Running, rep.RunningReported = s.runningReport()
 		if fn.agent != nil {
 			rep.Agent = fn.agent.Addr().String()
 		}
