@@ -3,6 +3,7 @@ package dashboard
 import (
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/handoff-dev/handoff/internal/store"
 )
@@ -42,6 +43,7 @@ func (d *Dashboard) page(w http.ResponseWriter, r *http.Request) {
 		data.Status.Problem = "read status: " + err.Error()
 	} else {
 		data.Status = newStatusView(st)
+		data.Status.Databases = dbView(r.Context(), d.api, time.Now())
 	}
 	events, err := tailEvents(r.Context(), d.api, shownEvents)
 	if err != nil && data.Status.Problem == "" {

@@ -122,7 +122,7 @@ func TestFragmentIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(frags) != 2+2*len(st.Apps)+1 {
+	if len(frags) != 4+2*len(st.Apps)+1 { // node, alerts, fleet, databases; each app's two; migrations
 		t.Errorf("%d fragments for %d apps", len(frags), len(st.Apps))
 	}
 	for _, f := range frags {

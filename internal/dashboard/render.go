@@ -55,7 +55,7 @@ type part struct {
 
 // fragments renders the parts of the page that show sv, in page order.
 func fragments(sv statusView) ([]fragment, error) {
-	parts := []part{{"node", "node", sv}, {"alerts", "alerts", sv}}
+	parts := []part{{"node", "node", sv}, {"alerts", "alerts", sv}, {"fleet", "fleet", sv.Fleet}, {"databases", "databases", sv.Databases}}
 	for _, a := range sv.Apps {
 		parts = append(parts, part{a.StateID(), "app-state", a}, part{a.ModesID(), "app-modes", a})
 	}

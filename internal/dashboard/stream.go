@@ -134,7 +134,9 @@ func (s *stream) sendStatus(ctx context.Context) error {
 	if err != nil {
 		return s.sendProblem(ctx, fmt.Errorf("read status: %w", err))
 	}
-	frags, err := fragments(newStatusView(st))
+	sv := newStatusView(st)
+	sv.Databases = dbView(ctx, s.d.api, time.Now())
+	frags, err := fragments(sv)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,10 @@ type statusView struct {
 	Warnings   []string
 	// Problem is why the status could not be read, if it could not.
 	Problem string
+	// Fleet is the nodes sharing the state (more than one); Databases the
+	// database endpoints. Each is nil, and its section hidden, without.
+	Fleet     *fleetView
+	Databases *databasesView
 }
 
 // appView is one app.
@@ -105,7 +109,7 @@ type stepView struct {
 
 // newStatusView arranges st for the page.
 func newStatusView(st *control.Status) statusView {
-	v := statusView{PID: st.PID, Migrations: st.Migrations, Warnings: st.Warnings}
+	v := statusView{PID: st.PID, Migrations: st.Migrations, Warnings: st.Warnings, Fleet: newFleetView(st.Nodes)}
 	targets := map[string]gateway.TargetStatus{}
 	for _, a := range st.Apps {
 		for _, p := range a.Pools {
