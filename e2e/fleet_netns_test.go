@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/fleet"
 	"github.com/handoff-dev/handoff/internal/loadgen"
 	"github.com/handoff-dev/handoff/internal/testdb"
 )
@@ -97,17 +98,36 @@ func (h *hosts) addr(i int) string { return fmt.Sprintf("%s.%d", h.subnet, 10+i)
 // root is the root namespace's address on the bridge.
 func (h *hosts) root() string { return h.subnet + ".1" }
 
+// kill sends SIGKILL to every process in host i's namespace — its handoff
+// and its instances, as when the machine dies — and returns their IDs.
+func (h *hosts) kill(i int) []int {
+	out, _ := exec.Command("ip", "netns", "pids", h.names[i-1]).Output()
+	var killed []int
+	for _, pid := range strings.Fields(string(out)) {
+		if n, err := strconv.Atoi(pid); err == nil && n > 1 && syscall.Kill(n, syscall.SIGKILL) == nil {
+			killed = append(killed, n)
+		}
+	}
+	return killed
+}
+
+// dead reports whether every process of pids has exited (a zombie has:
+// its sockets are closed).
+func dead(pids []int) bool {
+	for _, p := range pids {
+		if syscall.Kill(p, 0) == nil && !zombie(p) {
+			return false
+		}
+	}
+	return true
+}
+
 func (h *hosts) remove() {
-	for _, ns := range h.names {
+	for i, ns := range h.names {
 		// Whatever still runs in the namespace is this test's (a server
 		// that could not stop its instances, say): it would keep the
 		// namespace alive after its name is gone.
-		out, _ := exec.Command("ip", "netns", "pids", ns).Output()
-		for _, pid := range strings.Fields(string(out)) {
-			if n, err := strconv.Atoi(pid); err == nil && n > 1 {
-				syscall.Kill(n, syscall.SIGKILL)
-			}
-		}
+		h.kill(i + 1)
 		// Deleting the namespace deletes its veth end, and with it the peer.
 		exec.Command("ip", "netns", "del", ns).Run()
 	}
@@ -203,13 +223,24 @@ func stateVia(t *testing.T, dsn, addr string) string {
 }
 
 // startHAProxy runs Debian's haproxy in front of the hosts' gateways, with
-// an agent check on each host's agent port, and retries with redispatch.
-func startHAProxy(t *testing.T, listen string, servers []string, agents []string) {
+// an agent check on each host's agent port, retries with redispatch, and
+// its runtime API at the stats socket given (level admin).
+//
+// retry-on adds empty-response to HAProxy's default conn-failure: a
+// request sent to a host that dies before it answers — in flight on it,
+// or sent on a keep-alive connection to it that HAProxy has not yet seen
+// closed — is sent again to another host. Without it HAProxy closes the
+// client's connection without an answer (as a browser retries such a
+// keep-alive race, HAProxy leaves it to the client): clients that never
+// retry, as this test's, saw 4 to 20 failed requests per kill -9 of a
+// host at ~3,300 requests/s.
+func startHAProxy(t *testing.T, listen, stats string, servers []string, agents []string) {
 	t.Helper()
 	dir := t.TempDir()
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, `global
   maxconn 4000
+  stats socket %s level admin
 defaults
   mode http
   timeout connect 1s
@@ -217,12 +248,13 @@ defaults
   timeout server 30s
   retries 3
   option redispatch 1
+  retry-on conn-failure empty-response
 frontend fe
   bind %s
   default_backend web
 backend web
   balance roundrobin
-`, listen)
+`, stats, listen)
 	for i, s := range servers {
 		host, port, _ := net.SplitHostPort(agents[i])
 		fmt.Fprintf(&cfg, "  server web-%d %s check inter 300ms fall 2 rise 2 agent-check agent-addr %s agent-port %s agent-inter 300ms\n", i+1, s, host, port)
@@ -271,13 +303,27 @@ backend web
 //     1 s (ack_timeout: 1s) and refuses writes on all three;
 //   - web-3 cut off from Postgres keeps serving what it has, shows as
 //     lost on web-1, says on itself that it cannot reach the state; with
-//     its forwarder back it is live again.
+//     its forwarder back it is live again;
+//   - kill -9 of web-3's handoff and instances (while in rotation) as
+//     web-2 runs its part of a fleet deploy led by web-1: the deploy halts
+//     naming web-3, web-1 and web-2 are rolled back and back in rotation,
+//     and web-1's status shows web-3 lost.
 //
-// Zero failed requests over the whole run.
+// web-1 and web-2 also drive HAProxy's runtime API (fleet.haproxy_api):
+// after web-2's drain HAProxy holds it in drain, after ready in ready.
+// web-3's points at a socket that is not there: its drains in the fleet
+// deploy go on regardless, and it says why.
+//
+// Zero failed requests over the whole run, the kill included: HAProxy
+// sends the connections web-3 refuses after its death to another host
+// (retries, redispatch), and the requests it had sent to web-3 that got
+// no answer too (retry-on empty-response: see startHAProxy). Both are
+// counted from HAProxy's own counters and logged.
 func TestFleetOnThreeHosts(t *testing.T) {
 	needNetns(t)
 	dsn := testdb.Postgres(t)
 	h := newHosts(t, 3)
+	stats := filepath.Join(t.TempDir(), "haproxy.sock")
 	var nodes []*node
 	var fwds []*forwarder
 	var gateways, agents []string
@@ -294,21 +340,37 @@ func TestFleetOnThreeHosts(t *testing.T) {
 		gateways = append(gateways, h.addr(i)+":8080")
 		agents = append(agents, h.addr(i)+":9901")
 		app := fmt.Sprintf("{ command: [bin/app], releases: %s, instances: 2, health: { path: /healthz, interval: 200ms }, drain_timeout: 2s, start_timeout: 20s }", root)
+		api := stats
+		if i == 3 {
+			api += ".gone"
+		}
+		keys := fmt.Sprintf("%s, wait: 500ms, haproxy_api: %q, haproxy_server: web/%s", defaultFleetKeys, api, name)
 		n := newFleetNode(t, fleetSpec{name: name, gateway: gateways[i-1], agent: agents[i-1], exe: h.wrapper(i),
-			state: stateVia(t, dsn, fwd.l.Addr().String()), app: app, fleet: defaultFleetKeys + ", wait: 500ms"})
-		n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+			state: stateVia(t, dsn, fwd.l.Addr().String()), app: app, fleet: keys})
+		n.must("deploy", "web", "--release", filepath.Join(root, "v1"), "--this-node") // each host its own first release
 		nodes = append(nodes, n)
 	}
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	front := freeAddr(t)
-	startHAProxy(t, front, gateways, agents)
+	startHAProxy(t, front, stats, gateways, agents)
+	haproxyHolds := func(server string) fleet.DrainState {
+		st, err := fleet.HAProxyAPI{Addr: stats, Server: server}.State(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
 
 	var mu sync.Mutex
 	last := map[string]time.Time{} // release → when its last request started
+	var failed []loadgen.Record
 	load, err := loadgen.Start(context.Background(), loadgen.Config{Addr: front, Fast: 16, Writers: 2, Rate: 200,
-		Duration: 2 * time.Minute, Timeout: 10 * time.Second, Record: func(r loadgen.Record) {
+		Duration: 3 * time.Minute, Timeout: 10 * time.Second, Record: func(r loadgen.Record) {
 			mu.Lock()
 			defer mu.Unlock()
+			if r.Err != nil {
+				failed = append(failed, r)
+			}
 			if r.Start.After(last[r.Release]) {
 				last[r.Release] = r.Start
 			}
@@ -333,6 +395,10 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	n1.must("fleet", "drain", "web-2", "--wait")
 	drained := time.Now()
 	t.Logf("web-2 drained at HAProxy in %s", drained.Sub(start).Round(time.Millisecond))
+	waitUntil(t, 5*time.Second, "HAProxy's runtime API to hold web-2 in drain", func() bool { return haproxyHolds("web/web-2") == fleet.Drained })
+	if st := haproxyHolds("web/web-1"); st != fleet.Ready {
+		t.Fatalf("web-1 was not drained, yet HAProxy holds it %s", st)
+	}
 	time.Sleep(time.Second)
 	if l := lastOf("v1@web-2"); l.After(drained) {
 		t.Fatalf("web-2 drained at %s still got a request at %s", drained.Format(time.StampMilli), l.Format(time.StampMilli))
@@ -340,6 +406,9 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	n2.must("fleet", "ready", "web-2")
 	back := time.Now()
 	waitUntil(t, 5*time.Second, "web-2 back in rotation", func() bool { return lastOf("v1@web-2").After(back) })
+	if st := haproxyHolds("web/web-2"); st != fleet.Ready {
+		t.Fatalf("after 'fleet ready web-2' HAProxy holds it %s", st)
+	}
 
 	// A fleet rolling deploy of v2, host by host, under the load.
 	start = time.Now()
@@ -353,6 +422,10 @@ func TestFleetOnThreeHosts(t *testing.T) {
 		if l := lastOf(fmt.Sprintf("v1@web-%d", i)); l.After(deployed) {
 			t.Fatalf("web-%d served v1 at %s, after the fleet deploy ended", i, l.Format(time.StampMilli))
 		}
+	}
+	// web-3's runtime API was not there: its drain went on without it.
+	if !strings.Contains(n3.output(), "HAProxy's runtime API did not take this node's state") {
+		t.Fatalf("web-3 logs that its runtime API is out of reach:\n%s", n3.output())
 	}
 
 	// A fleet-wide read-only, acknowledged by every node within 1 s.
@@ -400,14 +473,96 @@ func TestFleetOnThreeHosts(t *testing.T) {
 		return false
 	})
 
+	killStart := killHostMidDeploy(t, h, stats, n1, n2)
+	reverted := time.Now()
+	waitUntil(t, 5*time.Second, "web-1 and web-2 to serve v2 through HAProxy after the revert", func() bool {
+		return lastOf("v2@web-1").After(reverted) && lastOf("v2@web-2").After(reverted)
+	})
+
 	res := load.Stop()
 	t.Logf("load through HAProxy: %s", res)
-	if res.Failures != 0 {
-		t.Fatalf("%d of %d requests failed: %v", res.Failures, res.Requests, res.Errors)
-	}
 	if res.Requests < 1000 {
 		t.Fatalf("too little load to prove anything: %d requests", res.Requests)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, f := range failed {
+		t.Errorf("failed: %s request %s–%s after web-3's kill began: %v", f.Kind, f.Start.Sub(killStart).Round(time.Microsecond), f.End.Sub(killStart).Round(time.Microsecond), f.Err)
+	}
+	if res.Failures != 0 {
+		t.Fatalf("%d of %d requests failed: %v", res.Failures, res.Requests, res.Errors)
+	}
+}
+
+// killHostMidDeploy starts a fleet deploy of v1 led by web-1 (n1), and
+// as web-2 runs its own part (drained at HAProxy, its instances being
+// replaced) kills web-3's handoff and instances with SIGKILL — web-3 in
+// rotation and serving. The deploy halts naming web-3; web-1 and web-2
+// are rolled back to v2 and back in rotation; web-1's status says web-3
+// is lost. It returns when the kill began.
+func killHostMidDeploy(t *testing.T, h *hosts, stats string, n1, n2 *node) (killStart time.Time) {
+	t.Helper()
+	done := make(chan result, 1)
+	go func() { done <- n1.cli("fleet", "deploy", "web", "--release", "v1") }()
+	waitUntil(t, 60*time.Second, "the fleet deploy to reach web-2's own deploy", func() bool {
+		for _, n := range fleetStatus(t, n1).Nodes {
+			if n.Name == "web-2" {
+				return n.Drain == "drained" // then its own deploy starts
+			}
+		}
+		return false
+	})
+	before := haproxyStat(t, stats, "web-3")
+	killStart = time.Now()
+	pids := h.kill(3)
+	if len(pids) < 3 {
+		t.Fatalf("web-3's handoff and its two instances are killed: %d processes", len(pids))
+	}
+	for !dead(pids) {
+		time.Sleep(time.Millisecond)
+	}
+	killed := time.Now()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the fleet deploy did not end within 2 min of web-3's kill")
+	}
+	t.Logf("fleet deploy with web-3 killed (%d processes, all gone %s after the SIGKILLs) mid-deploy, ended %s after the kill:\n%s%s",
+		len(pids), killed.Sub(killStart).Round(time.Microsecond), time.Since(killed).Round(time.Millisecond), r.stdout, r.stderr)
+	after := haproxyStat(t, stats, "web-3")
+	delta := func(k string) int {
+		a, _ := strconv.Atoi(after[k])
+		b, _ := strconv.Atoi(before[k])
+		return a - b
+	}
+	t.Logf("HAProxy on web-3 from just before its kill to the deploy's end: %d requests sent to it and retried on another host for want of an answer (wretr), %d refused connections redispatched (wredis), %d response errors (eresp), %d server aborts (srv_abrt)",
+		delta("wretr"), delta("wredis"), delta("eresp"), delta("srv_abrt"))
+	if r.code != 1 || !strings.Contains(r.stderr, "halted") || !strings.Contains(r.stderr, "web-3") || !strings.Contains(r.stderr, "web-1 reverted, web-2 reverted") {
+		t.Fatalf("want the fleet deploy halted naming web-3, web-1 and web-2 reverted: exit %d", r.code)
+	}
+	for _, n := range []*node{n1, n2} {
+		if got := n.appStatus("web").Current; got != "v2" {
+			t.Fatalf("a host done before the kill is rolled back to v2: %s", got)
+		}
+	}
+	waitUntil(t, 10*time.Second, "web-1 to show web-3 lost", func() bool {
+		for _, n := range fleetStatus(t, n1).Nodes {
+			if n.Name == "web-3" {
+				return n.Lost
+			}
+		}
+		return false
+	})
+	for _, n := range fleetStatus(t, n1).Nodes {
+		if n.Name != "web-3" && n.Drain != "ready" {
+			t.Fatalf("%s is back in rotation after the halt: %+v", n.Name, n)
+		}
+	}
+	if out := n1.must("status"); !strings.Contains(out, "node web-3 is lost") {
+		t.Fatalf("web-1's status names web-3 lost:\n%s", out)
+	}
+	return killStart
 }
 
 // makeTaggedRelease writes a release of the sample app that answers with
@@ -422,4 +577,33 @@ func makeTaggedRelease(t *testing.T, root, label, tag string) {
 	if err := os.WriteFile(filepath.Join(dir, "app"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// haproxyStat is backend web's line for server in HAProxy's "show stat",
+// by column.
+func haproxyStat(t *testing.T, stats, server string) map[string]string {
+	t.Helper()
+	out, err := fleet.HAProxyAPI{Addr: stats}.Command(context.Background(), "show stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cols []string
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "# "); ok {
+			cols = strings.Split(rest, ",")
+			continue
+		}
+		f := strings.Split(line, ",")
+		if len(f) > 2 && (f[0] == "web" || f[0] == "fe") && f[1] == server {
+			m := map[string]string{}
+			for i, c := range cols {
+				if i < len(f) && f[i] != "" && f[i] != "0" {
+					m[c] = f[i]
+				}
+			}
+			return m
+		}
+	}
+	t.Fatalf("no server %s in HAProxy's show stat:\n%s", server, out)
+	return nil
 }
