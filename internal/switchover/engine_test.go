@@ -20,6 +20,7 @@ type fakePair struct {
 	promoted, fenced   bool
 	promoteLeavesWrite bool // a failed Promote that left the replica writable
 	caughtUpDelay      time.Duration
+	kind               string // "" is "fake"
 }
 
 func (f *fakePair) call(s string) {
@@ -28,7 +29,12 @@ func (f *fakePair) call(s string) {
 	f.calls = append(f.calls, s)
 }
 
-func (f *fakePair) Kind() string                               { return "fake" }
+func (f *fakePair) Kind() string {
+	if f.kind == "" {
+		return "fake"
+	}
+	return f.kind
+}
 func (f *fakePair) Check(context.Context, time.Duration) error { f.call("check"); return nil }
 func (f *fakePair) Position(context.Context) (string, error)   { return "1", nil }
 func (f *fakePair) Addrs() (string, string)                    { return "old:1", "new:1" }

@@ -141,6 +141,7 @@ type load struct {
 	acked   map[int64]string
 	commits []commit
 	failed  atomic.Int64
+	refused atomic.Int64 // by the gateway (startGatedLoad)
 	errs    []error
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -154,6 +155,18 @@ type commit struct {
 // startLoad runs writers until stop or maxDuration, each writing as fast as
 // its transactions commit, never retrying a failed one.
 func startLoad(t *testing.T, db txer, insert string, writers int) *load {
+	return startGatedLoad(t, db, insert, writers, nil)
+}
+
+// admitter is a gateway in front of the writers (copy_test.go): a write
+// it does not admit is refused (the read-only 503), retried later, and
+// not a failure.
+type admitter interface {
+	admit() bool
+	done()
+}
+
+func startGatedLoad(t *testing.T, db txer, insert string, writers int, gw admitter) *load {
 	l := &load{db: db, insert: insert, acked: map[int64]string{}, stop: make(chan struct{})}
 	const maxDuration = 90 * time.Second
 	deadline := time.Now().Add(maxDuration)
@@ -165,6 +178,11 @@ func startLoad(t *testing.T, db txer, insert string, writers int) *load {
 					return
 				default:
 				}
+				if gw != nil && !gw.admit() {
+					l.refused.Add(1)
+					time.Sleep(5 * time.Millisecond) // the client's retry, after its Retry-After
+					continue
+				}
 				note := fmt.Sprintf("w%d-%d", w, i)
 				var id int64
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -174,6 +192,9 @@ func startLoad(t *testing.T, db txer, insert string, writers int) *load {
 					return tx.QueryRowContext(ctx, insert, note).Scan(&id)
 				})
 				cancel()
+				if gw != nil {
+					gw.done()
+				}
 				l.mu.Lock()
 				if err != nil {
 					l.failed.Add(1)

@@ -41,7 +41,7 @@ func Reopen(ctx context.Context, rec Record) (Pair, error) {
 			return nil, fmt.Errorf("connect to the replica: %w", err)
 		}
 		return &pgPair{old: oldc, new: newc, oldAddr: pgAddr(oldc), newAddr: pgAddr(newc),
-			logical: rec.Kind == "postgres-logical", sub: rec.Subscription, slot: rec.Slot}, nil
+			logical: rec.Kind == "postgres-logical", sub: rec.Subscription, slot: rec.Slot, newURL: rec.To}, nil
 	case "mysql-gtid":
 		oldDB, oldAddr, err := mysqlOpen(rec.From)
 		if err != nil {

@@ -40,6 +40,7 @@ type pgPair struct {
 	logical  bool
 	sub      string // the subscription's name (logical)
 	slot     string // its slot on the old primary (logical)
+	newURL   string // the replica's URL: the old primary's conninfo for --reverse
 }
 
 // OpenPostgres connects to the primary at from and the replica at to and
@@ -56,7 +57,7 @@ func OpenPostgres(ctx context.Context, from, to string) (Pair, error) {
 		oldc.Close(ctx)
 		return nil, fmt.Errorf("connect to the replica: %w", err)
 	}
-	p := &pgPair{old: oldc, new: newc, oldAddr: pgAddr(oldc), newAddr: pgAddr(newc)}
+	p := &pgPair{old: oldc, new: newc, oldAddr: pgAddr(oldc), newAddr: pgAddr(newc), newURL: to}
 	if err := p.identify(ctx); err != nil {
 		p.Close()
 		return nil, err
@@ -215,7 +216,7 @@ func (p *pgPair) Fence(ctx context.Context) error {
 	if _, err := p.old.Exec(ctx, "ALTER SYSTEM SET "+pgFenceSetting+" = on"); err != nil {
 		return err
 	}
-	if err := p.reload(ctx, "on"); err != nil {
+	if err := pgReload(ctx, p.old, "on"); err != nil {
 		return err
 	}
 	// Every transaction open now began before the fence and may write:
@@ -232,21 +233,21 @@ func (p *pgPair) Unfence(ctx context.Context) error {
 	if _, err := p.old.Exec(ctx, "ALTER SYSTEM RESET "+pgFenceSetting); err != nil {
 		return err
 	}
-	return p.reload(ctx, "off")
+	return pgReload(ctx, p.old, "off")
 }
 
-// reload makes the server read its configuration again and returns once
+// pgReload makes the server read its configuration again and returns once
 // every session has been told: pg_reload_conf() only signals the
 // postmaster, which re-reads the file and then signals every backend; a
 // new session sees what the postmaster has read, so once one sees want,
 // every existing session has had its signal and applies it before its
 // next statement. Without this wait a session could write just after the
 // fence, or fail to write just after a rollback.
-func (p *pgPair) reload(ctx context.Context, want string) error {
-	if _, err := p.old.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+func pgReload(ctx context.Context, c *pgx.Conn, want string) error {
+	if _, err := c.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
 		return err
 	}
-	cfg := p.old.Config().Copy()
+	cfg := c.Config().Copy()
 	delete(cfg.RuntimeParams, pgFenceSetting) // see the server's value, not ours
 	for {
 		c, err := pgx.ConnectConfig(ctx, cfg)
@@ -319,7 +320,7 @@ func (p *pgPair) Promote(ctx context.Context) error {
 				return fmt.Errorf("drop the subscription %s: %w", p.sub, err)
 			}
 		}
-		return nil
+		return p.unfenceNew(ctx)
 	}
 	var recovering bool
 	if err := p.new.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&recovering); err != nil {

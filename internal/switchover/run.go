@@ -39,6 +39,9 @@ type Options struct {
 	// OnStep, when set, is called as each step is recorded, before it
 	// acts (tests stop the engine there; status shows it live).
 	OnStep func(Record)
+	// Reverse, on a logical switchover, makes the old primary a
+	// subscriber of the new one after the promotion (reverse.go).
+	Reverse bool
 }
 
 // Run switches the endpoint from pair's primary to its replica. It returns
@@ -55,13 +58,19 @@ func Run(ctx context.Context, pair Pair, o Options) (Record, error) {
 		return Record{}, &Error{Step: Checking, Err: errors.New("the servers' URLs are needed in the record, to recover after a crash")}
 	}
 	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
+		o.Log = defaultLog()
 	}
 	from, to := pair.Addrs()
 	r := &run{pair: pair, o: o, rec: Record{Name: o.Name, Kind: pair.Kind(), From: o.From, To: o.To,
 		FromAddr: from, ToAddr: to, Deadline: o.Deadline, Started: time.Now()}}
 	if pp, ok := pair.(*pgPair); ok && pp.logical {
 		r.rec.Subscription, r.rec.Slot = pp.sub, pp.slot
+	}
+	r.rec.Reverse = o.Reverse
+	if o.Reverse {
+		if err := checkReverse(ctx, pair); err != nil {
+			return r.rec, &Error{Step: Checking, Err: err}
+		}
 	}
 	if err := r.check(ctx); err != nil {
 		return r.rec, &Error{Step: Checking, Err: err}
@@ -77,6 +86,8 @@ type run struct {
 	paused  bool
 	fenced  bool
 }
+
+func defaultLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // record writes the step to the journal before it is acted on.
 func (r *run) record(ctx context.Context, s Step) error {
@@ -176,24 +187,8 @@ func (r *run) cutover(dctx context.Context) error {
 	if err := r.record(dctx, CatchingUp); err != nil {
 		return err
 	}
-	// Catch up until the primary's position stands still: anything
-	// written between the fence and the read of the position is waited
-	// for too.
-	for {
-		pos, err := r.pair.Position(dctx)
-		if err != nil {
-			return err
-		}
-		if err := r.pair.CaughtUp(dctx, pos); err != nil {
-			return fmt.Errorf("wait for the replica to apply %s: %w", pos, err)
-		}
-		again, err := r.pair.Position(dctx)
-		if err != nil {
-			return err
-		}
-		if again == pos {
-			break
-		}
+	if err := catchUp(dctx, r.pair); err != nil {
+		return err
 	}
 	if err := r.pair.Prepare(dctx); err != nil {
 		return fmt.Errorf("prepare the replica: %w", err)
@@ -218,7 +213,7 @@ func (r *run) finish(ctx context.Context) error {
 		}
 		return &Error{Step: Promoting, RolledBack: true, Err: err}
 	}
-	err := completeCommitted(fctx, r.pair, r.o.Endpoint, r.record)
+	err := completeCommitted(fctx, r.pair, r.o.Endpoint, r.o.Reverse, r.record)
 	var np notPromoted
 	if errors.As(err, &np) {
 		// The promotion failed and the replica is verifiably still a
@@ -238,7 +233,7 @@ func (r *run) finish(ctx context.Context) error {
 
 // completeCommitted promotes, repoints and records; shared by Run and
 // Recover, so that resuming after a crash is the same code path.
-func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, record func(context.Context, Step) error) error {
+func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, reverse bool, record func(context.Context, Step) error) error {
 	if err := pair.Promote(ctx); err != nil {
 		// What decides is where the replica is: promoted after all (an
 		// error after the fact) → go on; still a replica → roll back;
@@ -251,6 +246,17 @@ func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, record func(
 			return errors.Join(err, perr)
 		case !ok:
 			return notPromoted{err}
+		}
+	}
+	if reverse {
+		// Before the endpoint moves: nothing writes to the new primary
+		// yet, so the reverse slot starts at the switch position and a
+		// switch back loses nothing.
+		if err := record(ctx, Reversing); err != nil {
+			return err
+		}
+		if err := pair.(reverser).Reverse(ctx); err != nil {
+			return fmt.Errorf("start reverse replication: %w", err)
 		}
 	}
 	if err := record(ctx, Repointing); err != nil {
@@ -318,6 +324,14 @@ func Recover(ctx context.Context, rec Record, pair Pair, ep Endpoint, j Journal)
 	if rec.Step.Final() {
 		return rec, nil
 	}
+	if rec.Migrate != "" {
+		return rec, fmt.Errorf("the record of %s is a migrate-on-copy: RecoverCopy recovers it", rec.Name)
+	}
+	if rec.Reverse {
+		if _, ok := pair.(reverser); !ok {
+			return rec, fmt.Errorf("the switchover of %s asked for reverse replication, which %s cannot do", rec.Name, pair.Kind())
+		}
+	}
 	started := rec.Started
 	record := func(ctx context.Context, s Step) error {
 		rec.Step = s
@@ -334,7 +348,7 @@ func Recover(ctx context.Context, rec Record, pair Pair, ep Endpoint, j Journal)
 	if rec.Step.committed() {
 		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		defer cancel()
-		err := completeCommitted(fctx, pair, ep, record)
+		err := completeCommitted(fctx, pair, ep, rec.Reverse, record)
 		var np notPromoted
 		if !errors.As(err, &np) {
 			if err != nil {

@@ -91,22 +91,42 @@ const (
 	Holding     Step = "holding"     // HTTP held, then the endpoint paused
 	Fencing     Step = "fencing"     // writes stopped on the old primary
 	CatchingUp  Step = "catching-up" // the replica applies the rest
-	Promoting   Step = "promoting"   // the point of no return
+	Promoting   Step = "promoting"   // the point of no return (of a switchover, not of a copy)
+	Reversing   Step = "reversing"   // --reverse: the old primary subscribes to the new one
 	Repointing  Step = "repointing"  // the endpoint moves to the new primary
 	Resuming    Step = "resuming"    // the database, then HTTP, go on
 	Done        Step = "done"
 	RollingBack Step = "rolling-back"
 	RolledBack  Step = "rolled-back"
+
+	// Steps of a migrate-on-copy (copy.go) besides the ones above.
+	ReadOnlyOn Step = "read-only" // the gateway refuses writes; in-flight ones finish
+	Migrating  Step = "migrating" // the migrations run on the detached copy
 )
 
 // committed reports whether a switchover at step s is past the point of no
 // return: it must be finished, never rolled back.
 func (s Step) committed() bool {
 	switch s {
-	case Promoting, Repointing, Resuming, Done:
+	case Promoting, Reversing, Repointing, Resuming, Done:
 		return true
 	}
 	return false
+}
+
+// Committed reports whether the record's operation is past its point of no
+// return: a switchover's is the promotion; a migrate-on-copy's is the move
+// of the endpoint, since until then nothing but handoff has written to the
+// copy and the old primary is untouched.
+func (r Record) Committed() bool {
+	if r.Migrate != "" {
+		switch r.Step {
+		case Repointing, Resuming, Done:
+			return true
+		}
+		return false
+	}
+	return r.Step.committed()
 }
 
 // Final reports whether s ends a switchover.
@@ -126,10 +146,18 @@ type Record struct {
 	Slot         string        `json:"slot,omitempty"`
 	ToAddr       string        `json:"to_addr"`
 	Deadline     time.Duration `json:"deadline_ns"`
-	Started      time.Time     `json:"started"`
-	Step         Step          `json:"step"`
-	Steps        []StepTime    `json:"steps"`
-	Error        string        `json:"error,omitempty"`
+	// Reverse: after the promotion, the old primary subscribes to the new
+	// one (a logical switchover with --reverse), so that a switch back
+	// loses nothing.
+	Reverse bool `json:"reverse,omitempty"`
+	// Migrate is the migration directory of a migrate-on-copy (copy.go),
+	// empty for a plain switchover; Window bounds its read-only window.
+	Migrate string        `json:"migrate,omitempty"`
+	Window  time.Duration `json:"window_ns,omitempty"`
+	Started time.Time     `json:"started"`
+	Step    Step          `json:"step"`
+	Steps   []StepTime    `json:"steps"`
+	Error   string        `json:"error,omitempty"`
 	// Recovered is set when a restarted handoff finished or rolled back
 	// the switchover.
 	Recovered bool `json:"recovered,omitempty"`
@@ -144,7 +172,7 @@ type StepTime struct {
 // Primary is the address the endpoint must point at for the switchover in
 // r: the new primary once it is past the point of no return, else the old.
 func (r Record) Primary() string {
-	if r.Step.committed() {
+	if r.Committed() {
 		return r.ToAddr
 	}
 	return r.FromAddr
