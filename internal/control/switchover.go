@@ -10,7 +10,8 @@ import (
 )
 
 // SwitchoverRequest is the body of POST /api/db/switchover: `handoff db
-// switchover NAME --to URL [--deadline 5s]`.
+// switchover NAME --to URL [--deadline 5s] [--reverse | --migrate DIR
+// [--window 10m]]`.
 type SwitchoverRequest struct {
 	// Name is the database endpoint (databases: in the config).
 	Name string `json:"name"`
@@ -20,7 +21,15 @@ type SwitchoverRequest struct {
 	// Deadline bounds the whole window in which the app is held; 0 is
 	// switchover.DefaultDeadline.
 	Deadline config.Duration `json:"deadline,omitempty"`
-	Actor    string          `json:"actor,omitempty"`
+	// Reverse, on a logical switchover, subscribes the old primary to the
+	// new one after the promotion, so that a switch back loses nothing.
+	Reverse bool `json:"reverse,omitempty"`
+	// Migrate, an absolute directory on the server's host, makes it a
+	// migrate-on-copy: the site read-only for at most Window (0 is
+	// switchover.DefaultWindow) while these migrations run on the replica.
+	Migrate string          `json:"migrate,omitempty"`
+	Window  config.Duration `json:"window,omitempty"`
+	Actor   string          `json:"actor,omitempty"`
 }
 
 // SwitchoverAPI is implemented by a server with database endpoints.

@@ -51,12 +51,16 @@ func (s *Server) runSwitchover(ctx context.Context, req control.SwitchoverReques
 		return nil, kindError{deploy.ErrConflict, fmt.Errorf("switchover of %s: %w", db.Name, err)}
 	}
 	defer pair.Close()
+	if req.Migrate != "" {
+		return s.runCopy(ctx, req, db, ep, pair, from)
+	}
 	s.event("", "switchover", req.Actor, "switchover of %s to %s begins (deadline %v)", db.Name, redactedURL(req.To), deadline)
 	// The switchover runs to its end even if the client goes away: a
 	// rollback or the steps after the promotion must not be cut short.
 	rec, err := switchover.Run(context.WithoutCancel(ctx), pair, switchover.Options{
 		Name: db.Name, From: from, To: req.To, Deadline: deadline,
-		Endpoint: ep, Gate: gatewayGate{s, deadline}, Journal: s.store, Log: s.log,
+		Endpoint: ep, Gate: gatewayGate{s, deadline}, Journal: s.stepJournal(req.Actor), Log: s.log,
+		Reverse: req.Reverse,
 	})
 	var serr *switchover.Error
 	switch {
@@ -125,7 +129,12 @@ func (s *Server) recoverSwitchover(ctx context.Context, name string, ep switchov
 	pair, err := switchover.Reopen(ctx, rec)
 	if err == nil {
 		defer pair.Close()
-		rec, err = switchover.Recover(ctx, rec, pair, ep, s.store)
+		j := s.stepJournal("handoff")
+		if rec.Migrate != "" {
+			rec, err = switchover.RecoverCopy(ctx, rec, pair, ep, serverReadOnly{s, "handoff (recovery of " + name + ")"}, j)
+		} else {
+			rec, err = switchover.Recover(ctx, rec, pair, ep, j)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("recover the switchover of %s (interrupted at step %s): %w", name, rec.Step, err)
