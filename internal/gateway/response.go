@@ -157,7 +157,7 @@ func splitField(line []byte) (string, string, error) {
 	if !h1.ValidFieldName(line[:colon]) {
 		return "", "", fmt.Errorf("%w: header name %q", errMalformed, line[:colon])
 	}
-	value := bytes.Trim(line[colon+1:], " \t")
+	value := trimBlanks(line[colon+1:])
 	if !h1.ValidFieldValue(value) {
 		return "", "", fmt.Errorf("%w: a control byte in header %q", errMalformed, line[:colon])
 	}
@@ -229,7 +229,30 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		}
 		return nil, err
 	}
-	return bytes.TrimRight(line, "\r\n"), nil
+	return trimEOL(line), nil
+}
+
+// trimEOL is bytes.TrimRight(line, "\r\n") without building the cutset's
+// set on every call (a few percent of the proxy's own CPU time, once per
+// header line).
+func trimEOL(line []byte) []byte {
+	n := len(line)
+	for n > 0 && (line[n-1] == '\r' || line[n-1] == '\n') {
+		n--
+	}
+	return line[:n]
+}
+
+// trimBlanks is bytes.Trim(v, " \t"), as trimEOL.
+func trimBlanks(v []byte) []byte {
+	i, j := 0, len(v)
+	for i < j && (v[i] == ' ' || v[i] == '\t') {
+		i++
+	}
+	for j > i && (v[j-1] == ' ' || v[j-1] == '\t') {
+		j--
+	}
+	return v[i:j]
 }
 
 // chunkedBody reads a chunked body and then its trailer section.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net/http"
 	"strings"
@@ -77,5 +78,18 @@ func TestReadResponse(t *testing.T) {
 				t.Error("headers of a skipped 1xx leaked into the response")
 			}
 		})
+	}
+}
+
+// TestTrimsMatchBytes checks the header line trims against the bytes
+// package's, which they replace on the hot path.
+func TestTrimsMatchBytes(t *testing.T) {
+	for _, s := range []string{"", "\r", "\n", "\r\n", "a\r\n", "a\r\r\n", "a\n\r", " a \t\r\n", "\t", " \t a b \t ", "a", "\ra\r"} {
+		if got, want := trimEOL([]byte(s)), bytes.TrimRight([]byte(s), "\r\n"); !bytes.Equal(got, want) {
+			t.Errorf("trimEOL(%q) = %q, want %q", s, got, want)
+		}
+		if got, want := trimBlanks([]byte(s)), bytes.Trim([]byte(s), " \t"); !bytes.Equal(got, want) {
+			t.Errorf("trimBlanks(%q) = %q, want %q", s, got, want)
+		}
 	}
 }

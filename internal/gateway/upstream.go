@@ -3,11 +3,15 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"os"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"github.com/handoff-dev/handoff/internal/h1"
 )
 
 // upstreamConn is one keep-alive HTTP/1.1 connection to a target. A request
@@ -18,6 +22,7 @@ type upstreamConn struct {
 	net.Conn
 	target *Target
 	raw    syscall.RawConn
+	io     io.ReadWriter // the connection, by h1.Socket's raw calls when it is TCP
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	count  countingReader
@@ -37,6 +42,7 @@ type upstreamConn struct {
 	// awaitStep and peek as method values, made once.
 	awaitStepFn, peekFn func(uintptr) bool
 	quiet               bool // peek's finding
+	peekBuf             [1]byte
 }
 
 // requestWriter is what bw writes to: the connection, or writeAwait for a
@@ -50,7 +56,7 @@ func (w requestWriter) Write(p []byte) (int, error) {
 		return c.writeAwait(p)
 	}
 	c.sentPart = true
-	return c.Conn.Write(p)
+	return c.io.Write(p)
 }
 
 // flushAwait writes what bw holds, the request's last bytes, and returns
@@ -105,9 +111,9 @@ func (c *upstreamConn) writeAwait(p []byte) (int, error) {
 	case werr != nil:
 		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
 	case !wrote:
-		return c.Conn.Write(p) // the raw read failed before the write: the ordinary path says why
+		return c.io.Write(p) // the raw read failed before the write: the ordinary path says why
 	case n < len(p):
-		m, err := c.Conn.Write(p[n:])
+		m, err := c.io.Write(p[n:])
 		return n + m, err
 	}
 	return n, nil
@@ -132,17 +138,20 @@ func (c *upstreamConn) awaitStep(fd uintptr) bool {
 	}
 	a.wrote = true
 	for a.n < len(a.p) {
-		m, err := syscall.Write(int(fd), a.p[a.n:])
-		switch {
-		case err == syscall.EINTR:
+		// A raw call: see h1.Socket.
+		rest := a.p[a.n:]
+		m, _, err := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch err {
+		case 0:
+		case syscall.EINTR:
 			continue
-		case err == syscall.EAGAIN:
+		case syscall.EAGAIN:
 			return true // the rest by the ordinary path
-		case err != nil:
+		default:
 			a.err = err
 			return true
 		}
-		a.n += m
+		a.n += int(m)
 	}
 	return false // wait for the answer
 }
@@ -150,7 +159,7 @@ func (c *upstreamConn) awaitStep(fd uintptr) bool {
 // countingReader counts bytes read from the connection, so a failed request
 // can tell whether the instance had begun to answer.
 type countingReader struct {
-	c net.Conn
+	c io.Reader
 	n int64
 }
 
@@ -172,12 +181,15 @@ func (t *Target) dial(ctx context.Context) (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &upstreamConn{Conn: nc, target: t}
+	c := &upstreamConn{Conn: nc, target: t, io: nc}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		c.raw, _ = tc.SyscallConn()
 	}
+	if sock := h1.NewSocket(nc); sock != nil {
+		c.io = sock
+	}
 	c.awaitStepFn, c.peekFn = c.awaitStep, c.peek
-	c.count.c = nc
+	c.count.c = c.io
 	c.br = bufio.NewReaderSize(&c.count, 16<<10)
 	c.bw = bufio.NewWriterSize(requestWriter{c}, 16<<10)
 	t.track(c)
@@ -203,10 +215,11 @@ func (c *upstreamConn) alive() bool {
 // peek is alive's raw read callback (a method value made once per
 // connection, so that the check costs no allocation).
 func (c *upstreamConn) peek(fd uintptr) bool {
-	var buf [1]byte
-	n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	_ = n // 0 is EOF, more is data nobody asked for: either way, not reusable
-	c.quiet = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+	// A raw call (see h1.Socket). 0 bytes is EOF, more is data nobody
+	// asked for: either way, not reusable.
+	_, _, err := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	c.quiet = err == syscall.EAGAIN
 	return true
 }
 

@@ -73,8 +73,12 @@ func newConn(s *Server, rwc net.Conn) *conn {
 		bw:     writers.Get().(*bufio.Writer),
 		header: make(http.Header, 16),
 	}
-	c.br.Reset(rwc)
-	c.out.w = rwc
+	var rw io.ReadWriter = rwc
+	if sock := NewSocket(rwc); sock != nil {
+		rw, c.out.sock = sock, sock
+	}
+	c.br.Reset(rw)
+	c.out.w = rw
 	c.bw.Reset(&c.out)
 	if ra := rwc.RemoteAddr(); ra != nil {
 		c.remoteAddr = ra.String()
@@ -443,8 +447,9 @@ func (c *conn) setHeaderDeadline() {
 // count is atomic: a 100 Continue may be written from a body reader's
 // goroutine.
 type countingWriter struct {
-	w io.Writer
-	n atomic.Int64
+	w    io.Writer
+	sock *Socket // w, when the connection is a TCP one: for writev
+	n    atomic.Int64
 
 	// tail, when set, goes out right after the next write's bytes, in the
 	// same system call (see conn.write); tailN says how much of it went.
@@ -465,10 +470,17 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 
 // writeWithTail writes p and then the tail with one writev.
 func (cw *countingWriter) writeWithTail(p []byte) (int, error) {
-	cw.vec[0], cw.vec[1] = p, cw.tail
-	cw.bufs, cw.tail = cw.vec[:], nil
-	n, err := cw.bufs.WriteTo(cw.w)
-	cw.bufs, cw.vec = nil, [2][]byte{}
+	var n int64
+	var err error
+	if cw.sock != nil {
+		m, werr := cw.sock.Writev(p, cw.tail)
+		n, err, cw.tail = int64(m), werr, nil
+	} else {
+		cw.vec[0], cw.vec[1] = p, cw.tail
+		cw.bufs, cw.tail = cw.vec[:], nil
+		n, err = cw.bufs.WriteTo(cw.w)
+		cw.bufs, cw.vec = nil, [2][]byte{}
+	}
 	cw.n.Add(n)
 	cw.tailN = int(max(n-int64(len(p)), 0))
 	return int(min(n, int64(len(p)))), err
