@@ -97,11 +97,15 @@ type FleetDeploy struct {
 type FleetHost struct {
 	Node  string `json:"node"`
 	Batch int    `json:"batch"` // from 1
-	// State is pending, done, failed (its own deploy rolled back by
-	// itself), reverted (done, then rolled back after another host failed)
-	// or revert-failed.
+	// State is pending, draining, deploying, done, failed (its own deploy
+	// rolled back by itself), reverted (done, then rolled back after
+	// another host failed or the deploy's leader was lost) or
+	// revert-failed.
 	State  string `json:"state"`
 	Detail string `json:"detail,omitempty"`
+	// Command is the deploy command's ID while the host deploys: a node
+	// that takes the fleet deploy over waits for its acknowledgement.
+	Command int64 `json:"command,omitempty"`
 }
 
 // FleetDeploy rolls a release out host by host.

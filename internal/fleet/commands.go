@@ -52,6 +52,14 @@ func (f *Fleet) Send(ctx context.Context, c Command, appliedHere bool) (*Result,
 // for a command a node acknowledges only when it is done (a deploy on
 // that node; see ErrAckLater).
 func (f *Fleet) SendWait(ctx context.Context, c Command, appliedHere bool, wait time.Duration) (*Result, error) {
+	return f.SendRecorded(ctx, c, appliedHere, wait, nil)
+}
+
+// SendRecorded is SendWait that calls recorded with the command's ID once
+// it is recorded, before the wait: a leader persists the ID, so that a node
+// that takes its operation over can wait for the same acknowledgement
+// (AwaitAck). An error from recorded ends the send before the wait.
+func (f *Fleet) SendRecorded(ctx context.Context, c Command, appliedHere bool, wait time.Duration, recorded func(id int64) error) (*Result, error) {
 	nodes, err := f.Nodes(ctx)
 	if err != nil {
 		return nil, err
@@ -79,7 +87,19 @@ func (f *Fleet) SendWait(ctx context.Context, c Command, appliedHere bool, wait 
 	if err := f.record(ctx, &c, appliedHere && slices.Contains(targets, f.opts.Node)); err != nil {
 		return nil, err
 	}
+	if recorded != nil {
+		if err := recorded(c.ID); err != nil {
+			return nil, err
+		}
+	}
 	return f.awaitAcks(ctx, c, targets, start, wait)
+}
+
+// AwaitAck waits, up to wait, for node's acknowledgement of command id,
+// sent earlier (by this node or another): a node that takes over an
+// operation waits for what its leader had asked.
+func (f *Fleet) AwaitAck(ctx context.Context, id int64, kind, node string, wait time.Duration) (*Result, error) {
+	return f.awaitAcks(ctx, Command{ID: id, Kind: kind, Target: node}, []string{node}, time.Now(), wait)
 }
 
 // CheckLive returns a *LostError if a node that target names (every node

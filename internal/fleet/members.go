@@ -32,6 +32,10 @@ var schema = []string{
 		PRIMARY KEY (command, node))`,
 	`CREATE TABLE IF NOT EXISTS handoff_fleet_leases (
 		name text PRIMARY KEY, holder text NOT NULL, token bigint NOT NULL, expires timestamptz NOT NULL)`,
+	// An operation's plan and progress, written by its leader under its
+	// lease (operations.go), so that another node can take it over.
+	`CREATE TABLE IF NOT EXISTS handoff_fleet_operations (
+		name text PRIMARY KEY, state jsonb NOT NULL, token bigint NOT NULL, updated timestamptz NOT NULL DEFAULT now())`,
 }
 
 func (f *Fleet) createTables(ctx context.Context) error {

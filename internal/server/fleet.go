@@ -92,8 +92,9 @@ func (s *Server) openFleet(ctx context.Context) error {
 		fn.wg.Add(1)
 		go func() { defer fn.wg.Done(); fn.serveAgent(lctx) }()
 	}
-	fn.wg.Add(1)
+	fn.wg.Add(2)
 	go func() { defer fn.wg.Done(); s.monitorDrain(lctx) }()
+	go func() { defer fn.wg.Done(); s.monitorOrphans(lctx) }()
 	return nil
 }
 
@@ -480,6 +481,7 @@ func (s *Server) fleetInStatus(ctx context.Context, out *control.Status) {
 		return
 	}
 	out.Nodes = nodes
+	s.fleetDeploysInStatus(qctx, out)
 	for _, n := range nodes {
 		if n.Lost {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("node %s is lost: last heartbeat %s ago (at %s); fleet-wide changes fail until it is back or 'handoff fleet forget %s'",

@@ -33,6 +33,30 @@ type fleetDeployArgs struct {
 
 var _ control.FleetDeployer = (*Server)(nil)
 
+// fleetPlan is a fleet deploy's plan and progress, kept in the shared
+// state under the app's fleet deploy lease at every step (fenced by its
+// token), so that if the node leading it dies another node takes the
+// lease over and reverts it (fleet_takeover.go).
+type fleetPlan struct {
+	control.FleetDeploy
+	Strategy deploy.Strategy `json:"strategy,omitempty"`
+	Actor    string          `json:"actor,omitempty"`
+	// Leader is the node that started it.
+	Leader string `json:"leader"`
+	// Phase is deploying, then reverting after a failure or the loss of
+	// its leader; Why says why it reverts.
+	Phase string `json:"phase"`
+	Why   string `json:"why,omitempty"`
+	// Waiting are the hosts a revert could not settle (lost): the plan
+	// stays until they are back or forgotten.
+	Waiting []string `json:"waiting,omitempty"`
+}
+
+const (
+	phaseDeploying = "deploying"
+	phaseReverting = "reverting"
+)
+
 // FleetDeploy rolls a release out host by host: the release is checked on
 // every host first (refused, naming the hosts that lack it, with nothing
 // changed); then for each batch of fleet.batch hosts, each is drained at
@@ -41,7 +65,8 @@ var _ control.FleetDeployer = (*Server)(nil)
 // between batches. A failure halts the fleet deploy: the failing host's
 // own deploy has rolled itself back, the hosts already done are rolled
 // back, and every host is put back into rotation. The node that runs it
-// holds the app's fleet deploy lease throughout.
+// holds the app's fleet deploy lease throughout, and saves the plan under
+// it at every step.
 func (s *Server) FleetDeploy(ctx context.Context, req control.FleetDeployRequest) (*control.FleetDeploy, error) {
 	fn := s.fleet
 	if fn == nil {
@@ -61,11 +86,21 @@ func (s *Server) FleetDeploy(ctx context.Context, req control.FleetDeployRequest
 	if err != nil {
 		return nil, err
 	}
-	lease, err := fn.f.Acquire(ctx, "deploy/"+req.App)
+	lease, err := fn.f.Acquire(ctx, fleetDeployLease(req.App))
 	if err != nil {
 		return nil, deploy.Errorf(deploy.ErrConflict, "%v", err)
 	}
 	defer lease.Release(context.Background())
+	var prev fleetPlan
+	if ok, err := lease.Load(ctx, &prev); err != nil {
+		return nil, err
+	} else if ok {
+		// Its leader died, and no node has reverted it yet: this node does
+		// now, and the operator runs the new deploy on a settled fleet.
+		s.takeOver(lease, &prev)
+		return nil, deploy.Errorf(deploy.ErrConflict, "fleet: the fleet deploy of %s %s that node %s led was unfinished; it is reverted first (%s): run this one again once 'handoff status' shows it gone",
+			prev.App, prev.Release, prev.Leader, summary(&prev.FleetDeploy))
+	}
 	nodes, err := fn.f.Nodes(ctx)
 	if err != nil {
 		return nil, err
@@ -76,36 +111,68 @@ func (s *Server) FleetDeploy(ctx context.Context, req control.FleetDeployRequest
 	if _, err := fn.f.Send(ctx, fleet.Command{Kind: cmdHasRelease, Args: raw}, false); err != nil {
 		return nil, deploy.Errorf(deploy.ErrFailed, "release %s is not on every host, nothing was changed: %v", args.Release, err)
 	}
-	out := &control.FleetDeploy{App: req.App, Release: args.Release}
+	plan := &fleetPlan{FleetDeploy: control.FleetDeploy{App: req.App, Release: args.Release}, Strategy: req.Strategy, Actor: req.Actor,
+		Leader: fn.f.Name(), Phase: phaseDeploying}
 	size := s.cfg.Fleet.Batch.Of(len(nodes))
 	for i, n := range nodes {
-		out.Hosts = append(out.Hosts, control.FleetHost{Node: n.Name, Batch: i/size + 1, State: "pending"})
+		plan.Hosts = append(plan.Hosts, control.FleetHost{Node: n.Name, Batch: i/size + 1, State: "pending"})
+	}
+	out := &plan.FleetDeploy
+	if err := s.savePlan(lease, plan); err != nil {
+		return nil, deploy.Errorf(deploy.ErrUnavailable, "fleet deploy of %s %s not started, nothing was changed: %v", req.App, args.Release, err)
 	}
 	s.event(req.App, "fleet", req.Actor, "fleet deploy of %s %s: %d hosts, %d at a time", req.App, args.Release, len(nodes), size)
-	for b := 0; b*size < len(out.Hosts); b++ {
+	for b := 0; b*size < len(plan.Hosts); b++ {
 		if b > 0 {
 			select {
 			case <-time.After(s.cfg.Fleet.Wait.D()):
 			case <-ctx.Done():
 			}
 		}
-		batch := out.Hosts[b*size : min((b+1)*size, len(out.Hosts))]
-		if err := s.deployBatch(ctx, lease, app, raw, batch); err != nil {
-			s.revertFleet(app, out)
+		batch := plan.Hosts[b*size : min((b+1)*size, len(plan.Hosts))]
+		if err := s.deployBatch(ctx, lease, plan, app, raw, batch); err != nil {
+			if lerr := lease.Err(); lerr != nil || errors.Is(err, fleet.ErrLeaseLost) {
+				msg := fmt.Sprintf("fleet deploy of %s %s stopped: this node lost its lease (%v); the node that holds it now reverts it; %s", req.App, args.Release, err, summary(out))
+				s.event(req.App, "fleet", req.Actor, "%s", msg)
+				return out, deploy.Errorf(deploy.ErrFailed, "%s", msg)
+			}
+			plan.Why = err.Error()
+			pending := s.revertFleet(app, plan, lease)
 			msg := fmt.Sprintf("fleet deploy of %s %s halted: %v; %s", req.App, args.Release, err, summary(out))
+			if len(pending) > 0 {
+				msg += fmt.Sprintf("; not yet reverted: %s (the fleet reverts them when they are back)", strings.Join(pending, ", "))
+			}
 			s.event(req.App, "fleet", req.Actor, "%s", msg)
 			return out, deploy.Errorf(deploy.ErrFailed, "%s", msg)
 		}
 	}
-	s.event(req.App, "fleet", req.Actor, "fleet deploy of %s %s done on %d hosts", req.App, args.Release, len(out.Hosts))
+	if err := lease.Finish(s.ctx); err != nil {
+		s.log.Warn("fleet: clear a finished fleet deploy's plan", "app", req.App, "error", err)
+	}
+	s.event(req.App, "fleet", req.Actor, "fleet deploy of %s %s done on %d hosts", req.App, args.Release, len(plan.Hosts))
 	return out, nil
 }
 
+// fleetDeployLease names an app's fleet deploy lease, and its plan.
+func fleetDeployLease(app string) string { return "deploy/" + app }
+
+// savePlan writes the plan under the lease, bounded: a leader that cannot
+// save cannot be taken over, so it stops.
+func (s *Server) savePlan(lease *fleet.Lease, plan *fleetPlan) error {
+	ctx, cancel := context.WithTimeout(s.ctx, max(s.cfg.Fleet.Lease.D()/3, time.Second))
+	defer cancel()
+	return lease.Save(ctx, plan)
+}
+
 // deployBatch takes one batch out of rotation, deploys each of its hosts,
-// and puts them back.
-func (s *Server) deployBatch(ctx context.Context, lease *fleet.Lease, app *config.App, raw json.RawMessage, batch []control.FleetHost) error {
+// and puts them back, saving the plan at each step.
+func (s *Server) deployBatch(ctx context.Context, lease *fleet.Lease, plan *fleetPlan, app *config.App, raw json.RawMessage, batch []control.FleetHost) error {
 	for i := range batch {
 		if err := lease.Err(); err != nil {
+			return err
+		}
+		batch[i].State = "draining"
+		if err := s.savePlan(lease, plan); err != nil {
 			return err
 		}
 		if _, err := s.FleetDrain(ctx, control.FleetRequest{Node: batch[i].Node, State: cmdDrain, Wait: true, Actor: "fleet deploy"}); err != nil {
@@ -117,12 +184,29 @@ func (s *Server) deployBatch(ctx context.Context, lease *fleet.Lease, app *confi
 		if err := lease.Err(); err != nil {
 			return err
 		}
-		_, err := s.fleet.f.SendWait(ctx, fleet.Command{Kind: cmdDeploy, Target: batch[i].Node, Args: raw}, false, deployBound(app))
-		if err != nil {
-			batch[i].State, batch[i].Detail = "failed", err.Error()
+		batch[i].State = "deploying"
+		_, err := s.fleet.f.SendRecorded(ctx, fleet.Command{Kind: cmdDeploy, Target: batch[i].Node, Args: raw}, false, deployBound(app), func(id int64) error {
+			batch[i].Command = id
+			return s.savePlan(lease, plan)
+		})
+		if errors.Is(err, fleet.ErrLeaseLost) {
+			return err
+		}
+		var ae *fleet.AckError
+		if errors.As(err, &ae) && len(ae.Lost) > 0 {
+			// Lost while it deploys: what it ends up running is not known
+			// until it is back; the revert settles it then.
+			batch[i].Detail = err.Error()
 			return fmt.Errorf("host %s: %w", batch[i].Node, err)
 		}
-		batch[i].State = "done"
+		if err != nil {
+			batch[i].State, batch[i].Detail, batch[i].Command = "failed", err.Error(), 0
+			return fmt.Errorf("host %s: %w", batch[i].Node, err)
+		}
+		batch[i].State, batch[i].Command = "done", 0
+		if err := s.savePlan(lease, plan); err != nil {
+			return err
+		}
 	}
 	for i := range batch {
 		if _, err := s.FleetDrain(ctx, control.FleetRequest{Node: batch[i].Node, State: cmdReady, Actor: "fleet deploy"}); err != nil {
@@ -139,28 +223,119 @@ func deployBound(app *config.App) time.Duration {
 	return app.ReleaseTimeout.D() + bricks*(app.StartTimeout.D()+app.DrainTimeout.D()+app.Stop.Timeout.D()) + time.Minute
 }
 
-// revertFleet rolls back the hosts a halted fleet deploy had done and puts
-// every host back into rotation; it runs to the end whatever its caller's
-// context does.
-func (s *Server) revertFleet(app *config.App, out *control.FleetDeploy) {
+// revertFleet undoes a halted fleet deploy, from the last host to the
+// first: a host still deploying is waited for (its own deploy goes on
+// without the leader), a host that finished is rolled back — only if it
+// still runs the fleet deploy's release, so that doing it twice (a second
+// node taking over a revert) rolls nothing back twice —, and every host
+// taken out of rotation is put back. It runs to the end whatever its
+// caller's context does. It returns the hosts it could not settle
+// because they are lost: the plan is then kept, and the fleet's nodes try
+// again (fleet_takeover.go) until they are back or forgotten. Without them
+// the plan is cleared.
+func (s *Server) revertFleet(app *config.App, plan *fleetPlan, lease *fleet.Lease) (pending []string) {
 	ctx := s.ctx
-	for i := len(out.Hosts) - 1; i >= 0; i-- {
-		h := &out.Hosts[i]
-		if h.State == "done" {
-			if _, err := s.fleet.f.SendWait(ctx, fleet.Command{Kind: cmdRollback, Target: h.Node, Args: mustJSON(fleetDeployArgs{App: app.Name, Actor: "fleet deploy revert"})}, false, deployBound(app)); err != nil {
-				h.State, h.Detail = "revert-failed", err.Error()
-			} else {
-				h.State = "reverted"
-			}
+	plan.Phase = phaseReverting
+	save := func() {
+		if err := s.savePlan(lease, plan); err != nil {
+			s.log.Warn("fleet: save a fleet deploy's revert", "app", plan.App, "error", err)
 		}
 	}
-	for _, h := range out.Hosts {
-		if h.State != "pending" {
-			if _, err := s.FleetDrain(ctx, control.FleetRequest{Node: h.Node, State: cmdReady, Actor: "fleet deploy revert"}); err != nil {
+	save()
+	known := map[string]fleet.Node{}
+	if nodes, err := s.fleet.f.Nodes(ctx); err == nil {
+		for _, n := range nodes {
+			known[n.Name] = n
+		}
+	}
+	unsettled := map[string]bool{}
+	lost := func(h *control.FleetHost, err error) bool {
+		var le *fleet.LostError
+		var ae *fleet.AckError
+		if errors.As(err, &le) || errors.As(err, &ae) && len(ae.Lost) > 0 || known[h.Node].Lost {
+			unsettled[h.Node] = true
+			h.Detail = "lost: " + err.Error()
+			return true
+		}
+		return false
+	}
+	for i := len(plan.Hosts) - 1; i >= 0; i-- {
+		h := &plan.Hosts[i]
+		if _, ok := known[h.Node]; !ok && len(known) > 0 {
+			if h.State != "pending" {
+				h.Detail = "forgotten: no longer part of the fleet"
+			}
+			continue
+		}
+		if h.State == "deploying" && h.Command != 0 {
+			if known[h.Node].Lost {
+				lost(h, fmt.Errorf("node %s is lost while it deploys", h.Node))
+				save()
+				continue
+			}
+			wait := deployBound(app)
+			restarted := s.fleet.f.RestartedSince(ctx, h.Node, h.Command)
+			if restarted {
+				// The process that ran its deploy is gone: no
+				// acknowledgement will come; it runs what its restart left
+				// (an interrupted deploy resumes or rolls back by itself),
+				// and the conditional rollback below settles it.
+				wait = time.Second // an acknowledgement written before the restart
+			}
+			_, err := s.fleet.f.AwaitAck(ctx, h.Command, cmdDeploy, h.Node, wait)
+			var ae *fleet.AckError
+			switch {
+			case err == nil:
+				h.State, h.Command = "done", 0
+			case errors.As(err, &ae) && len(ae.Failed) > 0:
+				h.State, h.Detail, h.Command = "failed", err.Error(), 0
+			case restarted:
+				h.State, h.Command = "done", 0
+			case lost(h, err):
+				save()
+				continue
+			default:
+				h.State, h.Detail = "revert-failed", err.Error()
+			}
+			save()
+		}
+		if h.State == "done" {
+			rb := mustJSON(fleetDeployArgs{App: app.Name, Release: plan.Release, Actor: "fleet deploy revert"})
+			if _, err := s.fleet.f.SendWait(ctx, fleet.Command{Kind: cmdRollback, Target: h.Node, Args: rb}, false, deployBound(app)); err != nil {
+				if !lost(h, err) {
+					h.State, h.Detail = "revert-failed", err.Error()
+				}
+			} else {
+				h.State, h.Detail = "reverted", ""
+			}
+			save()
+		}
+	}
+	for i := range plan.Hosts {
+		h := &plan.Hosts[i]
+		if _, ok := known[h.Node]; h.State == "pending" || !ok && len(known) > 0 {
+			continue
+		}
+		if _, err := s.FleetDrain(ctx, control.FleetRequest{Node: h.Node, State: cmdReady, Actor: "fleet deploy revert"}); err != nil {
+			if !lost(h, err) {
 				s.log.Warn("fleet: put a host back into rotation after a halted deploy", "node", h.Node, "error", err)
 			}
 		}
 	}
+	for _, h := range plan.Hosts {
+		if unsettled[h.Node] {
+			pending = append(pending, h.Node)
+		}
+	}
+	plan.Waiting = pending
+	if len(pending) > 0 {
+		save()
+		return pending
+	}
+	if err := lease.Finish(ctx); err != nil {
+		s.log.Warn("fleet: clear a reverted fleet deploy's plan", "app", plan.App, "error", err)
+	}
+	return nil
 }
 
 func mustJSON(v any) json.RawMessage {
@@ -206,9 +381,14 @@ func (s *Server) applyFleetDeploy(c fleet.Command) error {
 	go func() {
 		defer s.fleet.deploys.Delete(c.ID)
 		var err error
-		if c.Kind == cmdDeploy {
+		switch {
+		case c.Kind == cmdDeploy:
 			_, err = s.deployer.Start(s.ctx, deploy.Request{App: args.App, Release: dir, Strategy: args.Strategy, Actor: "fleet deploy by " + c.By}, nil)
-		} else {
+		case args.Release != "" && !s.runsRelease(args.App, args.Release):
+			// A revert rolls back only a host that runs the fleet deploy's
+			// release: asked twice (a second node took the revert over),
+			// it rolls nothing back twice.
+		default:
 			_, err = s.deployer.Rollback(s.ctx, args.App, deploy.RollbackOptions{Actor: "fleet deploy by " + c.By}, nil)
 		}
 		if err != nil && errors.Is(err, context.Canceled) {
@@ -219,4 +399,10 @@ func (s *Server) applyFleetDeploy(c fleet.Command) error {
 		}
 	}()
 	return fleet.ErrAckLater
+}
+
+// runsRelease says whether this node's current release of app is label.
+func (s *Server) runsRelease(app, label string) bool {
+	rec, err := s.deployer.Record(s.ctx, app)
+	return err != nil || rec.Current != nil && rec.Current.Label == label // unknown: roll back, as asked
 }
