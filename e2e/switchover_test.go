@@ -20,7 +20,7 @@ import (
 
 // dbApp is an HTTP app that writes to its database through handoff's
 // database endpoint: POST /write inserts a row and answers its id once
-// the transaction has committed.
+// the transaction has committed; GET /read counts the rows.
 type dbApp struct {
 	addr string
 	db   *sql.DB
@@ -42,6 +42,14 @@ func startDBApp(t *testing.T, endpoint string) *dbApp {
 	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(15 * time.Second) // a long request, in flight across the switchover
 		fmt.Fprint(w, "slow done")
+	})
+	mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
+		var n int64
+		if err := db.QueryRowContext(r.Context(), "SELECT count(*) FROM acks").Scan(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, n)
 	})
 	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
 		var id int64
