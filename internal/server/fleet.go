@@ -30,7 +30,8 @@ type fleetNode struct {
 	mu         sync.Mutex
 	drain      fleet.DrainState
 	drainSince time.Time
-	overdue    bool // the drain outlasted fleet.drain_timeout (logged once)
+	overdue    bool     // the drain outlasted fleet.drain_timeout (logged once)
+	lb         lbTeller // HAProxy's runtime API, when configured (fleet_lb.go)
 
 	inflight atomic.Int64 // gateway requests in flight
 	lastReq  atomic.Int64 // when the last one arrived (UnixNano)
@@ -474,6 +475,7 @@ func (s *Server) fleetInStatus(ctx context.Context, out *control.Status) {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("this node (%s) cannot reach the shared state since %s: it keeps serving what it has, and the other nodes show it as lost (%v)",
 			fn.f.Name(), last.Local().Format(time.TimeOnly), err))
 	}
+	out.Warnings = append(out.Warnings, s.lbWarnings()...)
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	nodes, err := fn.f.Nodes(qctx)

@@ -22,15 +22,6 @@ type lbTeller struct {
 	since   time.Time // when the attempts began to fail
 }
 
-// tellers are the nodes' lbTellers (*fleetNode → *lbTeller), one per
-// server for its lifetime.
-var tellers sync.Map
-
-func (fn *fleetNode) teller() *lbTeller {
-	v, _ := tellers.LoadOrStore(fn, &lbTeller{})
-	return v.(*lbTeller)
-}
-
 // lbRetry is how long a failed attempt waits before the next: the load
 // balancer's check interval, but not a busy loop.
 func (s *Server) lbRetry() time.Duration {
@@ -45,7 +36,7 @@ func (s *Server) tellLoadBalancer(d fleet.DrainState) {
 	if fn.cfg.HAProxyAPI == "" {
 		return
 	}
-	t := fn.teller()
+	t := &fn.lb
 	t.mu.Lock()
 	t.want = d
 	start := !t.sending
@@ -62,7 +53,7 @@ func (s *Server) tellLoadBalancer(d fleet.DrainState) {
 // newest one, or the server stops.
 func (s *Server) sendToLoadBalancer() {
 	fn := s.fleet
-	t := fn.teller()
+	t := &fn.lb
 	api := fleet.HAProxyAPI{Addr: fn.cfg.HAProxyAPI, Server: fn.cfg.HAProxyServer}
 	for {
 		t.mu.Lock()
@@ -112,13 +103,13 @@ func (s *Server) sendToLoadBalancer() {
 }
 
 // lbWarnings are status's lines about the runtime API: one while the last
-// attempt to tell it failed.
+// attempt to tell it failed (fleetInStatus adds them).
 func (s *Server) lbWarnings() []string {
 	fn := s.fleet
 	if fn == nil {
 		return nil
 	}
-	t := fn.teller()
+	t := &fn.lb
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.failed == nil {
