@@ -146,8 +146,15 @@ func printDBSwitchover(w io.Writer, d control.DatabaseStatus) {
 	if !sw.Running {
 		state = sw.Step
 	}
-	fmt.Fprintf(w, "  switchover (%s): %s -> %s, started %s, deadline %v: %s\n", sw.Kind, sw.FromAddr, sw.ToAddr,
-		sw.Started.Local().Format(time.DateTime), sw.Deadline, state)
+	limit := fmt.Sprintf("deadline %v", sw.Deadline)
+	if sw.Migrate != "" {
+		limit = fmt.Sprintf("migrations from %s on a copy, read-only window %v", sw.Migrate, sw.Window)
+	}
+	if sw.Reverse {
+		limit += ", reverse replication"
+	}
+	fmt.Fprintf(w, "  switchover (%s): %s -> %s, started %s, %s: %s\n", sw.Kind, sw.FromAddr, sw.ToAddr,
+		sw.Started.Local().Format(time.DateTime), limit, state)
 	for i, s := range sw.Steps {
 		took := s.Took.Round(time.Millisecond).String()
 		switch {

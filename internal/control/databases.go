@@ -80,7 +80,13 @@ type SwitchoverStatus struct {
 	FromAddr string        `json:"from_addr"`
 	ToAddr   string        `json:"to_addr"`
 	Deadline time.Duration `json:"deadline_ns"`
-	Started  time.Time     `json:"started"`
+	// Migrate is the migrations' directory of a migrate-on-copy (--migrate),
+	// whose read-only Window bounds it as a whole; Reverse is set for a
+	// logical switchover with --reverse.
+	Migrate string        `json:"migrate,omitempty"`
+	Window  time.Duration `json:"window_ns,omitempty"`
+	Reverse bool          `json:"reverse,omitempty"`
+	Started time.Time     `json:"started"`
 	// Step is the step now (or the last one: done, rolled-back).
 	Step string `json:"step"`
 	// Running is true until the switchover is done or rolled back; a

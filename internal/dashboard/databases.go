@@ -69,8 +69,12 @@ type switchoverView struct {
 	// State is running, done or rolled-back (the final step).
 	State string
 	Steps []swStepView
-	// DeadlineX is where the deadline falls on the timeline, 0–100.
-	DeadlineX float64
+	// Limit is what bounds it: the deadline, or a migrate-on-copy's
+	// read-only window; LimitName says which. LimitX is where it falls on
+	// the timeline, 0–100.
+	Limit     time.Duration
+	LimitName string
+	LimitX    float64
 	// Elapsed is the time since the start, while it runs; Took the whole,
 	// once it ended.
 	Elapsed, Took string
@@ -180,9 +184,13 @@ func newSwitchoverView(sw *control.SwitchoverStatus, now time.Time) *switchoverV
 	} else {
 		v.Took = short(end)
 	}
-	scale := max(sw.Deadline, end, time.Millisecond)
-	if sw.Deadline > 0 {
-		v.DeadlineX = pct(sw.Deadline, scale)
+	v.Limit, v.LimitName = sw.Deadline, "deadline"
+	if sw.Migrate != "" && sw.Window > 0 {
+		v.Limit, v.LimitName = sw.Window, "window"
+	}
+	scale := max(v.Limit, end, time.Millisecond)
+	if v.Limit > 0 {
+		v.LimitX = pct(v.Limit, scale)
 	}
 	for i, s := range sw.Steps {
 		sv := swStepView{Step: s.Step, At: "+" + short(s.At), X: pct(s.At, scale)}

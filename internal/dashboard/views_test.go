@@ -224,3 +224,18 @@ func TestFleetVerdict(t *testing.T) {
 		t.Errorf("verdicts: %v", got)
 	}
 }
+
+// TestSwitchoverViewWindow: a migrate-on-copy is drawn against its
+// read-only window, not the deadline of its start.
+func TestSwitchoverViewWindow(t *testing.T) {
+	start := time.Now()
+	v := newSwitchoverView(&control.SwitchoverStatus{Deadline: 5 * time.Second, Migrate: "/srv/migrations", Window: 10 * time.Second,
+		Started: start, Step: "migrating", Running: true,
+		Steps: []control.SwitchoverStep{{Step: "read-only", Took: time.Second}, {Step: "migrating", At: time.Second}}}, start.Add(2*time.Second))
+	if v.Limit != 10*time.Second || v.LimitName != "window" || v.LimitX != 100 {
+		t.Errorf("limit %v %s at %v", v.Limit, v.LimitName, v.LimitX)
+	}
+	if s := v.Steps[1]; s.X != 10 || s.W != 10 || s.Class != "running" || v.Elapsed != "2s" {
+		t.Errorf("the running step: %+v, elapsed %s", s, v.Elapsed)
+	}
+}

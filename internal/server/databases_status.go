@@ -98,6 +98,7 @@ func (s *Server) switchoverRecord(ctx context.Context, name string) (*switchover
 func switchoverStatus(rec switchover.Record) *control.SwitchoverStatus {
 	out := &control.SwitchoverStatus{Kind: rec.Kind, From: redactedURL(rec.From), To: redactedURL(rec.To),
 		FromAddr: rec.FromAddr, ToAddr: rec.ToAddr, Deadline: rec.Deadline, Started: rec.Started,
+		Migrate: rec.Migrate, Window: rec.Window, Reverse: rec.Reverse,
 		Step: string(rec.Step), Running: !rec.Step.Final(), Error: rec.Error, Recovered: rec.Recovered,
 		Steps: make([]control.SwitchoverStep, len(rec.Steps))}
 	for i, st := range rec.Steps {
