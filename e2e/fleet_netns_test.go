@@ -427,6 +427,9 @@ func TestFleetOnThreeHosts(t *testing.T) {
 	if !strings.Contains(n3.output(), "HAProxy's runtime API did not take this node's state") {
 		t.Fatalf("web-3 logs that its runtime API is out of reach:\n%s", n3.output())
 	}
+	if out := n3.must("status"); !strings.Contains(out, "could not tell HAProxy's runtime API") {
+		t.Fatalf("web-3's status says its runtime API is out of reach:\n%s", out)
+	}
 
 	// A fleet-wide read-only, acknowledged by every node within 1 s.
 	start = time.Now()
