@@ -42,10 +42,18 @@ const (
 	// calmToAddWorker is how many calm decisions at full duty it takes to
 	// run one more worker.
 	calmToAddWorker = 2
-	// p99Limit: back off while the live p99 is above this multiple of its
-	// baseline (the goal is 1.5×; acting at 1.25× leaves room for the
-	// decision's own delay).
-	p99Limit = 1.25
+	// p99High: back off while the live p99 is above this multiple of its
+	// baseline (the goal is 1.5×; acting at 1.35× leaves room for the
+	// decision's own delay); p99Low: below it the pace may rise; in
+	// between it holds. Without the band a p99 just under the limit
+	// raised the pace into the next backoff, again and again.
+	p99High, p99Low = 1.35, 1.15
+	// liveSettle is how long the gateway's p99 takes to show a change of
+	// pace: its window (server.liveRecent, 3 s). A reading is acted on
+	// only once that long has passed since the last change; acting on
+	// every decision (500 ms) halved the duty six times on the same slow
+	// requests, down to the floor, where it stayed (bench/evolve, serve).
+	liveSettle = 3 * time.Second
 	// slowLimit: back off while batches take this multiple of what the
 	// same batch size took with nothing else running. Live work that
 	// shares the cores slows a batch by itself (two cores, eight busy
@@ -97,7 +105,9 @@ type pacer struct {
 	// on a host whose other processes come and go).
 	unloaded map[costKey][]time.Duration
 	slow     []float64 // this window's batches: time per key over unloaded
-	reason   string    // why it last backed off; "" when it last went up
+	reason   string    // why it last backed off or holds; "" when it last went up
+	changed  time.Time // when duty or workers last changed
+	canary   canaryState
 }
 
 func newPacer(maxWorkers int, maxLag time.Duration, now time.Time) *pacer {
@@ -203,10 +213,13 @@ func (p *pacer) suffering(now time.Time) string {
 	switch {
 	case fresh(s.sessionsAt) && s.sessions.Blocked > 0 && s.sessions.LongestWait >= lockWaitLimit:
 		return fmt.Sprintf("lock waits: %d sessions wait for a batch, the longest %v", s.sessions.Blocked, s.sessions.LongestWait.Round(time.Millisecond))
-	case fresh(s.liveAt) && s.p99At > 0 && float64(s.p99) > p99Limit*float64(s.p99At):
-		return fmt.Sprintf("live p99: %v, %.2f× its %v before the backfill", s.p99.Round(100*time.Microsecond), float64(s.p99)/float64(s.p99At), s.p99At.Round(100*time.Microsecond))
+	case p.liveSettled(now) && float64(s.p99) > p99High*float64(s.p99At):
+		return p.liveText()
 	case fresh(s.lagAt) && p.maxLag > 0 && s.lag > p.maxLag/2:
 		return fmt.Sprintf("replication lag: %v", s.lag.Round(time.Millisecond))
+	}
+	if r, _, _, ok := p.canaryRatio(); ok && p.useCanary(now) && r > canaryHigh {
+		return p.canaryText(r)
 	}
 	if len(p.slow) > 0 {
 		if m := median(p.slow); m >= slowLimit {
@@ -216,10 +229,73 @@ func (p *pacer) suffering(now time.Time) string {
 	return ""
 }
 
-func medianDuration(ds []time.Duration) time.Duration {
+// liveFresh reports a fresh live p99 reading (under handoff serve).
+func (p *pacer) liveFresh(now time.Time) bool {
+	s := p.sig
+	return !s.liveAt.IsZero() && now.Sub(s.liveAt) < signalFresh && s.p99At > 0
+}
+
+// liveSettled reports a fresh live p99 reading taken once the last
+// change of pace could show in it.
+func (p *pacer) liveSettled(now time.Time) bool {
+	return p.liveFresh(now) && p.sig.liveAt.Sub(p.changed) >= liveSettle
+}
+
+// useCanary reports whether the canary speaks for the live work now: it
+// has a baseline, no gateway measures the live requests themselves (the
+// canary stands in for them), and another session is at work (with none,
+// its probes only time the backfill's own WAL).
+func (p *pacer) useCanary(now time.Time) bool {
+	return p.canaryOn() && !p.liveFresh(now) && p.liveWork(now)
+}
+
+// liveWork reports whether the latest fresh look found another session
+// running a statement.
+func (p *pacer) liveWork(now time.Time) bool {
+	n, known := p.others(now)
+	return known && n > 0
+}
+
+func (p *pacer) liveText() string {
+	s := p.sig
+	return fmt.Sprintf("live p99: %v, %.2f× its %v before the backfill", s.p99.Round(100*time.Microsecond), float64(s.p99)/float64(s.p99At), s.p99At.Round(100*time.Microsecond))
+}
+
+func (p *pacer) canaryText(r float64) string {
+	_, now, base, _ := p.canaryRatio()
+	return fmt.Sprintf("canary: %v, %.2f× its %v unloaded", now.Round(10*time.Microsecond), r, base.Round(10*time.Microsecond))
+}
+
+// steady names why the pace holds rather than rises, or "": a latency
+// between the band's ends, or one that has not yet shown the last change.
+func (p *pacer) steady(now time.Time) string {
+	s := p.sig
+	if p.liveFresh(now) {
+		if !p.liveSettled(now) {
+			return "waiting for the live p99 to show the last change"
+		}
+		if float64(s.p99) > p99Low*float64(s.p99At) {
+			return p.liveText()
+		}
+	}
+	if p.useCanary(now) {
+		r, _, _, ok := p.canaryRatio()
+		if !ok {
+			return "waiting for the canary to show the last change"
+		}
+		if r > canaryLow {
+			return p.canaryText(r)
+		}
+	}
+	return ""
+}
+
+func medianDuration(ds []time.Duration) time.Duration { return quantileDuration(ds, 0.5) }
+
+func quantileDuration(ds []time.Duration, q float64) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return s[len(s)/2]
+	return s[min(int(q*float64(len(s))), len(s)-1)]
 }
 
 func median(xs []float64) float64 {
@@ -243,18 +319,32 @@ func (p *pacer) decideLocked(now time.Time) {
 		} else {
 			p.duty = max(p.duty/2, minDuty)
 		}
+		p.changedLocked(now)
+		return
+	}
+	if hold := p.steady(now); hold != "" {
+		p.calm, p.reason = 0, "holding: "+hold
 		return
 	}
 	p.calm++
 	p.reason = ""
 	if p.duty < 1 {
 		p.duty = min(p.duty+dutyStep, 1)
+		p.changedLocked(now)
 		return
 	}
 	if p.workers < p.maxWorkers && p.calm >= calmToAddWorker {
 		p.workers++
 		p.calm = 0
+		p.changedLocked(now)
 	}
+}
+
+// changedLocked starts the evidence of the new pace afresh: the canary's
+// window, and the time from which the live p99 can show it.
+func (p *pacer) changedLocked(now time.Time) {
+	p.changed = now
+	p.canary.window = p.canary.window[:0]
 }
 
 // why says what the throttle is doing, for progress and status, and a
@@ -266,7 +356,11 @@ func (p *pacer) why() (key, text string) {
 	defer p.mu.Unlock()
 	text = fmt.Sprintf("adaptive: %.0f%% of the time in batches, %d workers", 100*p.duty, p.workers)
 	key = fmt.Sprint(p.workers)
-	if p.reason != "" {
+	switch {
+	case strings.HasPrefix(p.reason, "holding: "):
+		text += " (" + p.reason + ")"
+		key += " holding"
+	case p.reason != "":
 		text += " (backing off: " + p.reason + ")"
 		key += " " + strings.SplitN(p.reason, ":", 2)[0]
 	}

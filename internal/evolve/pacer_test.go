@@ -91,22 +91,45 @@ func TestPacerLockWaits(t *testing.T) {
 	wantState(t, p, 1, 2, "after the waits stopped")
 }
 
-// TestPacerLiveP99: under handoff serve, a live p99 above 1.25× its
-// baseline backs off; at 1.2× it does not.
+// TestPacerLiveP99: under handoff serve, a live p99 above 1.35× its
+// baseline backs off; the next reading is acted on only once the
+// gateway's window (liveSettle) has passed since; between 1.15× and 1.35×
+// the pace holds, below it rises.
 func TestPacerLiveP99(t *testing.T) {
 	p, c := newTestPacer(2)
 	calmBatches(p, c, 2)
+	wantState(t, p, 1, 2, "calm")
+	c.t = c.t.Add(liveSettle) // the second worker shows in the live p99
 	p.live(c.t, 12*time.Millisecond, 10*time.Millisecond)
 	calmBatches(p, c, 1)
 	wantState(t, p, 1, 2, "p99 at 1.2×")
+	if _, why := p.why(); !strings.Contains(why, "holding: live p99: 12ms, 1.20×") {
+		t.Fatalf("why %q", why)
+	}
 	p.live(c.t, 14*time.Millisecond, 10*time.Millisecond)
 	calmBatches(p, c, 1)
 	wantState(t, p, 1, 1, "p99 at 1.4×")
-	calmBatches(p, c, 1)
-	wantState(t, p, 0.5, 1, "p99 still at 1.4×")
 	if _, why := p.why(); !strings.Contains(why, "live p99: 14ms, 1.40× its 10ms before the backfill") {
 		t.Fatalf("why %q", why)
 	}
+	changed := c.t
+	// Readings within the window after the change still show the pace
+	// before it: not acted on, either way.
+	for c.t.Sub(changed) < liveSettle {
+		p.live(c.t, 14*time.Millisecond, 10*time.Millisecond)
+		calmBatches(p, c, 1)
+		wantState(t, p, 1, 1, "p99 at 1.4× within liveSettle of the change")
+	}
+	if _, why := p.why(); !strings.Contains(why, "holding: waiting for the live p99") {
+		t.Fatalf("why %q", why)
+	}
+	p.live(c.t, 14*time.Millisecond, 10*time.Millisecond)
+	calmBatches(p, c, 1)
+	wantState(t, p, 0.5, 1, "p99 still at 1.4× a window after the change")
+	c.t = c.t.Add(liveSettle)
+	p.live(c.t, 11*time.Millisecond, 10*time.Millisecond)
+	calmBatches(p, c, 1)
+	wantState(t, p, 0.6, 1, "p99 at 1.1×, settled")
 }
 
 // TestPacerSlowBatches: batches are compared with the time the same shape

@@ -127,6 +127,13 @@ func (r *runner) walkAll(ctx context.Context, parts []*part) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); r.monitorControl(mctx) }()
+	if r.thr.pacer != nil && canaryWatcher(r.d) {
+		// No batch before the canary's first unloaded measurement: it
+		// lets them go once it has it (or has given up).
+		r.thr.hold(time.Now().Add(time.Hour))
+		wg.Add(1)
+		go func() { defer wg.Done(); r.runCanary(mctx) }()
+	}
 	defer func() { stop(); wg.Wait() }()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range parts {

@@ -24,6 +24,13 @@ type throttle struct {
 	busy   []bool
 	freeAt []time.Time
 	wake   chan struct{} // closed when a slot may have become free
+	// What the canary needs to tell its unloaded probes: batches in
+	// flight, how many have started, when the last one ended; and a hold
+	// that keeps new batches from starting while it measures.
+	inflight  int
+	starts    uint64
+	lastEnd   time.Time
+	holdUntil time.Time
 }
 
 func newThrottle(s Settings) *throttle {
@@ -61,11 +68,17 @@ func (t *throttle) acquire(ctx context.Context) (int, error) {
 	for {
 		t.mu.Lock()
 		now, wait := time.Now(), time.Duration(-1)
-		for i := range t.active() {
+		n := t.active()
+		if now.Before(t.holdUntil) {
+			n, wait = 0, t.holdUntil.Sub(now) // the canary measures: nothing starts
+		}
+		for i := range n {
 			switch {
 			case t.busy[i]:
 			case !t.freeAt[i].After(now):
 				t.busy[i] = true
+				t.inflight++
+				t.starts++
 				t.mu.Unlock()
 				return i, nil
 			case wait < 0 || t.freeAt[i].Sub(now) < wait:
@@ -112,8 +125,36 @@ func (t *throttle) release(slot int, elapsed time.Duration, rows int64) {
 		wait = max(wait, t.next.Sub(now))
 	}
 	t.busy[slot], t.freeAt[slot] = false, now.Add(wait)
+	t.inflight--
+	t.lastEnd = now
+	t.wakeLocked()
+}
+
+func (t *throttle) wakeLocked() {
 	close(t.wake)
 	t.wake = make(chan struct{})
+}
+
+// batchState is what the canary reads around a probe.
+type batchState struct {
+	inflight int
+	starts   uint64
+	lastEnd  time.Time
+}
+
+func (t *throttle) batches() batchState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return batchState{t.inflight, t.starts, t.lastEnd}
+}
+
+// hold keeps new batches from starting until the given time (zero: lets
+// them start again now); batches in flight go on.
+func (t *throttle) hold(until time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.holdUntil = until
+	t.wakeLocked()
 }
 
 // observe tells the adaptive throttle about a batch of size keys.

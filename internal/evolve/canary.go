@@ -1,0 +1,177 @@
+package evolve
+
+import (
+	"context"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
+)
+
+// The canary is the adaptive throttle's view of live latency without a
+// gateway (`handoff migrate backfill`): a tiny committed write, timed,
+// every canaryEvery. On the bench's live workload the live p99 is the
+// writes' (reads: 3–4 ms, writes: 13–24 ms on a loaded host), and what a
+// live write waits for is the WAL: LWLock:WALWrite and IO:WALSync in
+// pg_stat_activity, most of the time. A backfill's WAL makes every flush
+// longer, and a committed write waits for a flush as a live one does, so
+// the canary sees what the live writes see; a read would not. Its
+// unloaded latency is measured while the throttle holds new batches back
+// for a moment: at the start and, while the canary is in use, every
+// canaryRebase: a few probes at a time, many moments apart, so that one
+// quiet or busy moment of the host does not set the baseline for long
+// (one 8-probe measurement every 20 s did: the canary then stood at
+// 2–5× it for a whole run while the live p99 was 0.96× its own).
+const (
+	canaryEvery = 20 * time.Millisecond
+	// canaryRebase: the unloaded latency is measured again this often
+	// (a hold of a few probes' time: about 1 % of the run).
+	canaryRebase = 2 * time.Second
+	// canaryBaseN probes make one unloaded measurement; canaryKeep of
+	// them (the last measurements) make the baseline, once there are
+	// canaryBaseMin (a host so slow that a measurement's time is up
+	// before canaryBaseN probes still gets a baseline).
+	canaryBaseN, canaryKeep, canaryBaseMin = 4, 32, 4
+	// canaryHoldMax bounds how long batches are held back for one.
+	canaryHoldMax = time.Second
+	// canaryMinWindow: a decision on the canary needs this many probes
+	// taken since the last change of pace (half a second's worth or
+	// more); the window keeps the last canaryMaxWindow.
+	canaryMinWindow, canaryMaxWindow = 20, 40
+	// canaryQuantile of the window is compared with the same quantile of
+	// the baseline. The goal is the live p99, and on the bench that is
+	// about the p95 of the writes (a fifth of the queries); the p90 is
+	// the nearest quantile a window of 20 probes still holds two of. A
+	// lower one overstates: at the fixed throttle's 25 % the canary's p75
+	// stood at 1.5–2.7× its baseline while the live p99 was 1.1–1.3×
+	// (bench/evolve on a loaded host).
+	canaryQuantile = 0.9
+	// canaryHigh backs off, canaryLow lets the pace rise; in between the
+	// pace holds. The band keeps it from rising into a backoff at every
+	// other decision (the goal is a live p99 ≤ 1.5× its baseline).
+	canaryHigh, canaryLow = 1.4, 1.2
+)
+
+// canaryState is the pacer's record of the probes.
+type canaryState struct {
+	base   []time.Duration // the last canaryKeep unloaded probes
+	baseAt time.Time       // when the last unloaded measurement ended
+	window []time.Duration // probes since the last change of pace
+}
+
+// needBase reports whether the unloaded latency is due to be measured:
+// before the first batch, then only while the canary is in use (an idle
+// database or a gateway's p99 needs no hold).
+func (p *pacer) needBase(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.canary.baseAt.IsZero() || now.Sub(p.canary.baseAt) >= canaryRebase && p.useCanary(now)
+}
+
+// baseline records one unloaded measurement's probes.
+func (p *pacer) baseline(now time.Time, probes []time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := append(p.canary.base, probes...)
+	p.canary.base, p.canary.baseAt = b[max(len(b)-canaryKeep, 0):], now
+}
+
+// probe records a probe taken while batches ran at the pace of the moment.
+func (p *pacer) probe(now time.Time, took time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := append(p.canary.window, took)
+	p.canary.window = w[max(len(w)-canaryMaxWindow, 0):]
+	p.decideLocked(now)
+}
+
+// canaryRatio is the window's latency over the unloaded one; ok is false
+// without a baseline or enough probes since the last change of pace.
+func (p *pacer) canaryRatio() (ratio float64, now, base time.Duration, ok bool) {
+	c := p.canary
+	if len(c.base) < canaryBaseMin || len(c.window) < canaryMinWindow {
+		return 0, 0, 0, false
+	}
+	now, base = quantileDuration(c.window, canaryQuantile), quantileDuration(c.base, canaryQuantile)
+	return float64(now) / float64(max(base, time.Microsecond)), now, base, true
+}
+
+// canaryOn reports whether the canary is running: it has a baseline.
+func (p *pacer) canaryOn() bool { return len(p.canary.base) >= canaryBaseMin }
+
+// runCanary probes until ctx ends. Its session carries the run's tag, so
+// that the pacer does not count it as live work.
+func (r *runner) runCanary(ctx context.Context) {
+	defer r.thr.hold(time.Time{}) // walkAll's hold until the first measurement, whatever happens
+	conn, err := r.d.DB().Conn(ctx)
+	if err != nil {
+		return // no canary: the other signals remain
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SELECT set_config('application_name', $1, false)`, truncTag(r.tag)); err != nil {
+		return
+	}
+	p := r.thr.pacer
+	probe := func() (time.Duration, bool) {
+		start := time.Now()
+		_, err := conn.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve SET heartbeat = ? WHERE name = ? AND owner = ?`), now(), r.job.Name, r.owner)
+		return time.Since(start), err == nil
+	}
+	for ctx.Err() == nil {
+		if p.needBase(time.Now()) {
+			if !r.measureUnloaded(ctx, probe) {
+				return // a probe failed: no canary, rather than batches held back for it
+			}
+		} else if took, ok := probe(); ok {
+			p.probe(time.Now(), took)
+		} else {
+			return
+		}
+		if dialect.Sleep(ctx, canaryEvery) != nil {
+			return
+		}
+	}
+}
+
+// measureUnloaded holds new batches back, waits for those in flight (one
+// batch's time at most), and probes for at most canaryHoldMax. The first
+// probe is not kept: it pays for flushing the WAL the batches left behind
+// (they commit without waiting for it).
+func (r *runner) measureUnloaded(ctx context.Context, probe func() (time.Duration, bool)) bool {
+	r.thr.hold(time.Now().Add(time.Hour))
+	defer r.thr.hold(time.Time{})
+	for r.thr.batches().inflight > 0 {
+		if dialect.Sleep(ctx, 2*time.Millisecond) != nil {
+			return false
+		}
+	}
+	deadline := time.Now().Add(canaryHoldMax)
+	var got []time.Duration
+	for i := 0; i <= canaryBaseN && time.Now().Before(deadline); i++ {
+		took, ok := probe()
+		if !ok {
+			return false
+		}
+		if i > 0 {
+			got = append(got, took)
+		}
+	}
+	r.thr.pacer.baseline(time.Now(), got)
+	return true
+}
+
+// truncTag is the tag as Postgres keeps it in application_name
+// (NAMEDATALEN-1 bytes), as dialect's BeginTagged sets it.
+func truncTag(tag string) string {
+	if len(tag) > 63 {
+		return tag[:63]
+	}
+	return tag
+}
+
+// canaryWatcher reports whether the dialect has sessions to watch and so
+// a canary: Postgres. SQLite has one writer at a time; a probe would
+// queue with the batches for the same lock.
+func canaryWatcher(d dialect.Dialect) bool {
+	_, ok := d.(dialect.SessionWatcher)
+	return ok
+}
