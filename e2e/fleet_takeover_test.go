@@ -77,6 +77,9 @@ func TestFleetDeployLeaderKilled(t *testing.T) {
 		out = n2.must("status")
 		return strings.Contains(out, "fleet deploy of web v2 (started on node web-1) is reverting") && strings.Contains(out, "not yet reverted: web-1")
 	})
+	if out := n3.must("fleet", "status"); !strings.Contains(out, "fleet deploy of web v2 (started on node web-1) is reverting") {
+		t.Fatalf("fleet status names the unfinished fleet deploy:\n%s", out)
+	}
 	if !strings.Contains(n2.output()+n3.output(), "takes over the fleet deploy of web v2") {
 		t.Fatal("no node says it took the fleet deploy over")
 	}

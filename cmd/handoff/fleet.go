@@ -64,6 +64,12 @@ func fleetStatusCmd(g *globals) *cobra.Command {
 				return printJSON(c.OutOrStdout(), control.FleetStatus{Node: st.Node, Nodes: st.Nodes})
 			}
 			printNodes(c.OutOrStdout(), st.Nodes)
+			// An unfinished fleet deploy is why the releases may differ.
+			for _, w := range st.Warnings {
+				if strings.HasPrefix(w, "fleet deploy of ") {
+					fmt.Fprintln(c.OutOrStdout(), w)
+				}
+			}
 			return nil
 		},
 	}
