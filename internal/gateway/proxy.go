@@ -147,7 +147,9 @@ func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request, h http.Header)
 	c.armTimeout() // set already when the request's last write waited for the answer
 	resp, err := readResponse(c.br, h, r.Method)
 	if c.timed && err == nil {
-		_ = c.SetReadDeadline(time.Time{})
+		if !c.keepDeadline(resp) {
+			c.clearDeadline()
+		}
 		if r.Context().Err() != nil {
 			_ = c.SetDeadline(time.Unix(1, 0)) // an HTTP/2 client left meanwhile: keep its cancellation
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"syscall"
@@ -38,7 +39,12 @@ type upstreamConn struct {
 	// timed says its deadline is set.
 	answerTimeout time.Duration
 	timed         bool
-	await         awaitWrite
+	// deadline is the read deadline the connection has (zero: none), and
+	// armedFor the timeout it was set for. It may outlive its request:
+	// see armTimeout.
+	deadline time.Time
+	armedFor time.Duration
+	await    awaitWrite
 	// awaitStep and peek as method values, made once.
 	awaitStepFn, peekFn func(uintptr) bool
 	quiet               bool // peek's finding
@@ -85,11 +91,47 @@ func (c *upstreamConn) begin(timeout time.Duration) {
 }
 
 // armTimeout starts the response timeout of the request under way, once.
+// A deadline for the same timeout set less than h1.DeadlineSlack of it ago
+// (by an earlier request whose answer needed no read after its head, see
+// keepDeadline) is kept rather than set anew: on a busy connection that
+// saves two timer changes per request, and the wait is bounded at most that
+// slack short of the timeout, never longer.
 func (c *upstreamConn) armTimeout() {
-	if c.answerTimeout > 0 && !c.timed {
-		c.timed = true
-		_ = c.SetReadDeadline(time.Now().Add(c.answerTimeout)) // fails only once closed; the read says so
+	if c.answerTimeout <= 0 || c.timed {
+		return
 	}
+	c.timed = true
+	now := time.Now()
+	if !c.deadline.IsZero() && c.armedFor == c.answerTimeout && c.deadline.Sub(now) > c.answerTimeout-h1.DeadlineSlack(c.answerTimeout) {
+		return
+	}
+	c.deadline, c.armedFor = now.Add(c.answerTimeout), c.answerTimeout
+	_ = c.SetReadDeadline(c.deadline) // fails only once closed; the read says so
+}
+
+// clearDeadline removes the response timeout's deadline: the body comes at
+// the instance's pace.
+func (c *upstreamConn) clearDeadline() {
+	if !c.deadline.IsZero() {
+		c.deadline = time.Time{}
+		_ = c.SetReadDeadline(time.Time{}) // fails only once closed; the read says so
+	}
+}
+
+// keepDeadline reports whether the response timeout's deadline may stay
+// on the connection after resp's head was read: nothing more will be read
+// for this request (no body, or all of it in br already), so the deadline
+// can bound the next request's wait instead of being cleared and set again.
+func (c *upstreamConn) keepDeadline(resp *response) bool {
+	switch {
+	case resp.status == http.StatusSwitchingProtocols || resp.close:
+		return false // a tunnel reads at its own pace; a closing connection is not reused
+	case resp.body == http.NoBody:
+		return true
+	case resp.body == &resp.lb:
+		return int64(c.br.Buffered()) >= resp.lb.n
+	}
+	return false
 }
 
 // writeAwait writes p and waits until the connection is readable. The
@@ -206,6 +248,11 @@ func (c *upstreamConn) alive() bool {
 	}
 	if c.raw == nil {
 		return true
+	}
+	if !c.deadline.IsZero() && !time.Now().Before(c.deadline.Add(-h1.DeadlineSlack(c.armedFor))) {
+		// A response timeout kept from an earlier request is (nearly)
+		// past: the peek would fail on it.
+		c.clearDeadline()
 	}
 	c.quiet = false
 	err := c.raw.Read(c.peekFn)

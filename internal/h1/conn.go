@@ -49,6 +49,9 @@ type conn struct {
 	// readDeadline: a read deadline may be set, so one must be cleared
 	// before a handler reads a body at the client's pace.
 	readDeadline bool
+	// idleAt: when the read deadline now set was set as the idle one
+	// (zero: it is not, or not known to be). See setIdleDeadline.
+	idleAt time.Time
 
 	tmpl    http.Request // an empty request that carries the context
 	req     http.Request
@@ -250,6 +253,7 @@ func (c *conn) prepare(f framing) {
 	var b *body
 	c.req.Body = http.NoBody
 	if f.contentLength != 0 {
+		c.idleAt = time.Time{} // the body's reads set their own deadlines
 		b = newBody(c, f)
 		c.req.Body = b
 		if c.readDeadline {
@@ -419,17 +423,38 @@ func (c *conn) setState(st http.ConnState) {
 // a closed connection, which the next read reports.
 func (c *conn) setReadDeadline(t time.Time) {
 	c.readDeadline = !t.IsZero()
+	c.idleAt = time.Time{}
 	_ = c.rwc.SetReadDeadline(t)
 }
 
 // setIdleDeadline bounds the wait for the next request (none without an
-// IdleTimeout, as net/http).
+// IdleTimeout, as net/http). An idle deadline set within the last
+// DeadlineSlack(IdleTimeout) is left as it is: on a busy connection that
+// saves a timer change per request (a clock read, a lock and a heap
+// operation in the runtime), and the wait it bounds is at most that slack
+// shorter than IdleTimeout, never longer.
 func (c *conn) setIdleDeadline() {
-	if d := c.srv.IdleTimeout; d > 0 {
-		c.setReadDeadline(time.Now().Add(d))
-	} else if c.readDeadline {
-		c.setReadDeadline(time.Time{})
+	d := c.srv.IdleTimeout
+	if d <= 0 {
+		if c.readDeadline {
+			c.setReadDeadline(time.Time{})
+		}
+		return
 	}
+	now := time.Now()
+	if !c.idleAt.IsZero() && now.Sub(c.idleAt) < DeadlineSlack(d) {
+		return
+	}
+	c.setReadDeadline(now.Add(d))
+	c.idleAt = now
+}
+
+// DeadlineSlack is how stale a deadline of timeout d may be before it is
+// set again: 1/64 of d, at most 100 ms. A connection that a deadline
+// bounds for each request keeps one set less than this long ago rather
+// than setting it anew each time (see setIdleDeadline).
+func DeadlineSlack(d time.Duration) time.Duration {
+	return min(d/64, 100*time.Millisecond)
 }
 
 // setHeaderDeadline bounds the rest of a request head (none without a

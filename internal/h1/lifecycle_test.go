@@ -377,3 +377,23 @@ func TestH2CPrefaceSplit(t *testing.T) {
 		t.Fatalf("first frame has type %d, want SETTINGS (4)", hdr[3])
 	}
 }
+
+// TestIdleTimeoutBusyConnection checks the idle timeout on a connection
+// that carried many requests in quick succession, whose idle deadline is
+// kept from one request to the next rather than set anew each time
+// (setIdleDeadline): the connection still closes when idle, and not
+// sooner than the timeout less DeadlineSlack after its last response.
+func TestIdleTimeoutBusyConnection(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	ts := startServer(t, echoHandler, func(s *Server) { s.IdleTimeout = timeout })
+	c := dialRaw(t, ts.addr)
+	var last time.Time
+	for range 50 {
+		last = time.Now() // before the request: the deadline is set after its response
+		c.get("/")
+	}
+	c.expectClosed()
+	if d, min := time.Since(last), timeout-DeadlineSlack(timeout); d < min {
+		t.Fatalf("closed %v after the last request, before %v", d, min)
+	}
+}

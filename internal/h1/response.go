@@ -500,6 +500,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // (http.ResponseController).
 func (w *response) SetReadDeadline(t time.Time) error {
 	w.c.readDeadline = true
+	w.c.idleAt = time.Time{}
 	return w.c.rwc.SetReadDeadline(t)
 }
 
