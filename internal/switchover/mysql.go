@@ -192,7 +192,10 @@ func (p *mysqlPair) CaughtUp(ctx context.Context, pos string) error {
 			wait = time.Until(dl)
 		}
 		if wait <= 0 {
-			return context.DeadlineExceeded
+			// The deadline is here; its timer fires a moment later. Wait
+			// for it, so that the caller sees ctx done and its cause.
+			<-ctx.Done()
+			return ctx.Err()
 		}
 		var res int
 		if err := p.new.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos, wait.Seconds()).Scan(&res); err != nil {
