@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,15 +146,16 @@ func TestDashboardFleetAndDatabases(t *testing.T) {
 }
 
 // TestDashboardSwitchover watches `handoff db switchover` on the
-// dashboard: the endpoint's switchover appears with its steps as they are
-// journaled, and ends done with every step and its time, the endpoint on
-// the new primary — without a reload.
+// dashboard: a transaction held open through the endpoint keeps the
+// switchover at its holding step until the page shows it running there;
+// then it ends done with every step and its time, the endpoint on the new
+// primary — without a reload.
 func TestDashboardSwitchover(t *testing.T) {
 	chromium(t)
 	old := testdb.NewPG(t)
 	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
 	standby := old.Standby(t)
-	n, _ := switchoverNode(t, old)
+	n, app := switchoverNode(t, old)
 	token := strings.TrimSpace(readFile(filepath.Join(n.dir, "admin.token")))
 	ctx := newBrowser(t, 4*time.Minute)
 	shots := newScreenshots(t)
@@ -164,6 +166,17 @@ func TestDashboardSwitchover(t *testing.T) {
 	}
 	do(t, ctx, "mark the page", chromedp.Evaluate[chromedp.Void](`window.handoffTestMark = true`))
 
+	// A transaction open through the endpoint: the switchover's pause
+	// waits for it to end. It only reads: WAL of an uncommitted write is
+	// not sent to the standby until something flushes it, and the
+	// switchover's check would find the standby behind.
+	tx, err := app.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("SELECT count(*) FROM acks"); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan string, 1)
 	go func() {
 		out, err := exec.Command(bin, "db", "switchover", "main", "--to", standby.URL("postgres"), "--deadline", "5s", "--socket", n.socket).CombinedOutput()
@@ -175,7 +188,14 @@ func TestDashboardSwitchover(t *testing.T) {
 	}()
 	// What the page shows, each time it changes, until the CLI returns.
 	var seen []string
+	holdUntil := time.Now().Add(3 * time.Second) // the deadline is 5s
 	for finished := false; !finished; {
+		if tx != nil && (slices.Contains(seen, "running:holding") || time.Now().After(holdUntil)) {
+			if err := tx.Commit(); err != nil {
+				t.Fatalf("commit the transaction held across the start: %v", err)
+			}
+			tx = nil
+		}
 		select {
 		case msg := <-done:
 			if msg != "" {
@@ -197,6 +217,9 @@ func TestDashboardSwitchover(t *testing.T) {
 		return s !== null && s.dataset.state === 'done';
 	})()`)
 	t.Logf("the page showed the switchover as: %v", seen)
+	if !slices.Contains(seen, "running:holding") {
+		t.Errorf("the page did not show the switchover running at its holding step; it showed %v", seen)
+	}
 	steps := run(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#db-main .sw-steps li')).map(li => li.dataset.step)`))
 	if want := "holding fencing catching-up promoting repointing resuming done"; strings.Join(steps, " ") != want {
 		t.Errorf("the switchover's steps on the page: %v, want %s", steps, want)
