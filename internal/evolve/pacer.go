@@ -349,14 +349,19 @@ func (p *pacer) changedLocked(now time.Time) {
 
 // why says what the throttle is doing, for progress and status, and a
 // key that changes only when it starts or stops backing off, or for
-// another reason, or runs another number of workers: progress hears of
-// those, not of every step of the duty.
+// another reason, starts or stops holding in a latency's band, or runs
+// another number of workers: progress hears of those, not of every step
+// of the duty.
 func (p *pacer) why() (key, text string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	text = fmt.Sprintf("adaptive: %.0f%% of the time in batches, %d workers", 100*p.duty, p.workers)
 	key = fmt.Sprint(p.workers)
 	switch {
+	case strings.HasPrefix(p.reason, "holding: waiting"):
+		// Waiting for a signal to show the last change comes after
+		// every change: not news.
+		text += " (" + p.reason + ")"
 	case strings.HasPrefix(p.reason, "holding: "):
 		text += " (" + p.reason + ")"
 		key += " holding"
