@@ -218,12 +218,17 @@ func runChild() {
 		fail(err)
 	}
 	stopAt := Step(os.Getenv("CHILD_STOP_AT"))
-	_, err = Run(ctx, pair, Options{Name: "main", Deadline: 30 * time.Second, Journal: st,
+	o := Options{Name: "main", Deadline: 30 * time.Second, Journal: st,
 		From: os.Getenv("CHILD_FROM"), To: os.Getenv("CHILD_TO"), OnStep: func(r Record) {
 			if r.Step == stopAt {
 				fmt.Println("stopped at " + string(r.Step))
 				time.Sleep(time.Hour) // until the parent's SIGKILL
 			}
-		}})
+		}}
+	if dir := os.Getenv("CHILD_MIGRATE"); dir != "" { // copy_kill_test.go
+		_, err = RunCopy(ctx, pair, CopyOptions{Options: o, Dir: dir, Window: 5 * time.Minute, ReadOnly: newROGateway()})
+	} else {
+		_, err = Run(ctx, pair, o)
+	}
 	fail(fmt.Errorf("the switchover ended before step %s: %v", stopAt, err))
 }
