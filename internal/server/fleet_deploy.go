@@ -50,6 +50,9 @@ type fleetPlan struct {
 	// Waiting are the hosts a revert could not settle (lost): the plan
 	// stays until they are back or forgotten.
 	Waiting []string `json:"waiting,omitempty"`
+	// Ready are the settled hosts a revert has put back into rotation: a
+	// later pass (a lost host still to settle) does not send it again.
+	Ready []string `json:"ready,omitempty"`
 }
 
 const (

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
@@ -103,10 +104,15 @@ func (s *Server) revertFleet(app *config.App, plan *fleetPlan, lease *fleet.Leas
 		if _, ok := known[h.Node]; h.State == "pending" || !ok && len(known) > 0 {
 			continue
 		}
+		if slices.Contains(plan.Ready, h.Node) && !unsettled[h.Node] {
+			continue // put back by an earlier pass: a retry sends nothing more
+		}
 		if _, err := s.FleetDrain(ctx, control.FleetRequest{Node: h.Node, State: cmdReady, Actor: "fleet deploy revert"}); err != nil {
 			if !lost(h, err) {
 				s.log.Warn("fleet: put a host back into rotation after a halted deploy", "node", h.Node, "error", err)
 			}
+		} else if !unsettled[h.Node] {
+			plan.Ready = append(plan.Ready, h.Node)
 		}
 	}
 	for _, h := range plan.Hosts {
