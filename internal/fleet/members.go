@@ -131,6 +131,7 @@ func (f *Fleet) Restored() DrainState { return f.restored }
 func (f *Fleet) monitorHeartbeat(ctx context.Context) {
 	t := time.NewTimer(f.opts.Heartbeat)
 	defer t.Stop()
+	beats := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -139,8 +140,30 @@ func (f *Fleet) monitorHeartbeat(ctx context.Context) {
 		}
 		f.heartbeat(ctx)
 		f.poke()
+		if beats++; beats%pruneEvery == 0 {
+			f.prune(ctx)
+		}
 		t.Reset(f.opts.Heartbeat)
 	}
+}
+
+// Commands (and their acknowledgements) are kept for a day, then pruned
+// by every node every pruneEvery heartbeats: a node reads only the
+// commands sent since it started, and a node that takes an operation over
+// waits at most one host's deploy for an acknowledgement.
+const (
+	commandsKept = 24 * time.Hour
+	pruneEvery   = 600
+)
+
+func (f *Fleet) prune(ctx context.Context) error {
+	qctx, cancel := context.WithTimeout(ctx, f.opts.LostAfter/2)
+	defer cancel()
+	_, err := f.pool.Exec(qctx, `DELETE FROM handoff_fleet_commands WHERE at < now() - $1::interval`, commandsKept)
+	if err != nil && ctx.Err() == nil {
+		f.log.Debug("fleet: prune old commands", "error", err)
+	}
+	return err
 }
 
 func (f *Fleet) heartbeat(ctx context.Context) error {

@@ -54,3 +54,26 @@ func TestOperationTakenOver(t *testing.T) {
 		t.Fatalf("a finished operation is gone: %+v %v", ops, err)
 	}
 }
+
+// TestOldCommandsArePruned: commands older than a day go, with their
+// acknowledgements; newer ones stay.
+func TestOldCommandsArePruned(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	ctx := context.Background()
+	a := openNode(t, dsn, "web-1")
+	if _, err := a.pool.Exec(ctx, `INSERT INTO handoff_fleet_commands (kind, target, by_node, at) VALUES ('modes', '', 'web-1', now() - interval '25 hours'), ('modes', '', 'web-1', now() - interval '23 hours')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pool.Exec(ctx, `INSERT INTO handoff_fleet_acks (command, node) SELECT id, 'web-1' FROM handoff_fleet_commands`); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var commands, acks int
+	a.pool.QueryRow(ctx, `SELECT count(*) FROM handoff_fleet_commands`).Scan(&commands)
+	a.pool.QueryRow(ctx, `SELECT count(*) FROM handoff_fleet_acks`).Scan(&acks)
+	if commands != 1 || acks != 1 {
+		t.Fatalf("after the prune: %d commands, %d acks; want the day-old one gone", commands, acks)
+	}
+}
