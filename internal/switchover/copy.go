@@ -83,7 +83,9 @@ func RunCopy(ctx context.Context, pair Pair, o CopyOptions) (Record, error) {
 	if o.Deadline == 0 {
 		o.Deadline = DefaultDeadline
 	}
-	refuse := func(err error) (Record, error) { return Record{Name: o.Name}, &Error{Step: Checking, Err: err} }
+	refuse := func(err error) (Record, error) {
+		return Record{Name: o.Name}, &Error{Copy: true, Step: Checking, Err: err}
+	}
 	switch {
 	case o.Window < 0 || o.Window > MaxWindow:
 		return refuse(fmt.Errorf("--window %v: must be more than 0 and at most %v", o.Window, MaxWindow))
@@ -126,11 +128,11 @@ func RunCopy(ctx context.Context, pair Pair, o CopyOptions) (Record, error) {
 		r.rec.Subscription, r.rec.Slot = pp.sub, pp.slot
 	}
 	if err := r.check(ctx); err != nil {
-		return r.rec, &Error{Step: Checking, Err: err}
+		return r.rec, &Error{Copy: true, Step: Checking, Err: err}
 	}
 	c := &copyRun{run: r, o: o}
 	if err := c.record(ctx, ReadOnlyOn); err != nil {
-		return r.rec, &Error{Step: Checking, Err: err}
+		return r.rec, &Error{Copy: true, Step: Checking, Err: err}
 	}
 	wctx, cancel := context.WithTimeoutCause(ctx, o.Window, fmt.Errorf("window %v passed", o.Window))
 	defer cancel()
@@ -143,7 +145,7 @@ func RunCopy(ctx context.Context, pair Pair, o CopyOptions) (Record, error) {
 		if rerr := c.revert(ctx, err); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		return r.rec, &Error{Step: step, RolledBack: true, Err: err}
+		return r.rec, &Error{Copy: true, Step: step, RolledBack: true, Err: err}
 	}
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer fcancel()

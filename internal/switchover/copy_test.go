@@ -181,6 +181,21 @@ func columnExists(t *testing.T, db *sql.DB, table, col string) bool {
 	return ok
 }
 
+// warmParser starts the lint's parser (compiled on first use: a minute
+// and more under the race detector on a loaded host) before a test's load
+// starts, whose writers stop after 90 s.
+func warmParser(t *testing.T) {
+	parserOnce.Do(func() {
+		ms, err := migrate.Load(copyMigrations(t, map[string]string{"0001_x.sql": addExtra}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		migrate.Lint(ms, "postgres", nil)
+	})
+}
+
+var parserOnce sync.Once
+
 type copyCase struct {
 	old, standby *testdb.PG
 	ep           *appDB
@@ -189,10 +204,21 @@ type copyCase struct {
 	j            *memJournal
 }
 
-func startCopyCase(t *testing.T) *copyCase {
+func startCopyCase(t *testing.T) *copyCase { return startCopyCaseOf(t, false) }
+
+// startCopyCaseOf: the copy is a physical standby, or with logical a
+// subscriber (a major-version move's copy).
+func startCopyCaseOf(t *testing.T, logical bool) *copyCase {
 	old := testdb.NewPG(t)
 	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
-	c := &copyCase{old: old, standby: old.Standby(t), gw: newROGateway(), j: &memJournal{}}
+	c := &copyCase{old: old, gw: newROGateway(), j: &memJournal{}}
+	if logical {
+		c.standby = testdb.NewPG(t)
+		c.standby.Subscribe(t, old, "postgres", "handoff_move")
+	} else {
+		c.standby = old.Standby(t)
+	}
+	warmParser(t)
 	c.ep = newAppDB(t, old.Addr(), pgOpen)
 	c.site = startSite(t, c.ep, c.gw)
 	c.site.writes.waitAcked(t, 200)
@@ -222,9 +248,19 @@ func (c *copyCase) run(t *testing.T, ctx context.Context, dir string, window tim
 // schema; reads never fail; writes are refused in the window only.
 func TestCopyPostgresMigratesAndSwaps(t *testing.T) {
 	t.Parallel()
+	for _, logical := range []bool{false, true} {
+		name := "physical"
+		if logical {
+			name = "logical"
+		}
+		t.Run(name, func(t *testing.T) { copyMigratesAndSwaps(t, logical) })
+	}
+}
+
+func copyMigratesAndSwaps(t *testing.T, logical bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*copyWindow)
 	defer cancel()
-	c := startCopyCase(t)
+	c := startCopyCaseOf(t, logical)
 	dir := copyMigrations(t, map[string]string{"0001_extra.sql": addExtra})
 	rec, err := c.run(t, ctx, dir, copyWindow)
 	if err != nil {
@@ -268,6 +304,15 @@ func TestCopyPostgresMigratesAndSwaps(t *testing.T) {
 	var notNull string
 	if err := newDB.QueryRow("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'acks' AND column_name = 'extra'").Scan(&notNull); err != nil || notNull != "NO" {
 		t.Fatalf("the contract did not run on the copy: is_nullable %q (%v)", notNull, err)
+	}
+	if logical {
+		// Sequences were copied past the old primary's: no collision on
+		// the first inserts on the copy (the load's, checked above), and
+		// the subscription is gone.
+		var subs int
+		if err := newDB.QueryRow("SELECT count(*) FROM pg_subscription").Scan(&subs); err != nil || subs != 0 {
+			t.Fatalf("%d subscriptions left on the copy (%v)", subs, err)
+		}
 	}
 	// The old server is left fenced, untouched: nothing writes to it.
 	if _, err := oldDB.Exec("INSERT INTO acks (note) VALUES ('after')"); err == nil || !strings.Contains(err.Error(), "read-only") {

@@ -193,10 +193,17 @@ const JournalKind = "switchover"
 type Error struct {
 	Step       Step // the step that failed
 	RolledBack bool
+	Copy       bool // a migrate-on-copy (it is reverted, not rolled back)
 	Err        error
 }
 
 func (e *Error) Error() string {
+	if e.Copy {
+		if e.RolledBack {
+			return fmt.Sprintf("migrate-on-copy reverted at %s: %v", e.Step, e.Err)
+		}
+		return fmt.Sprintf("migrate-on-copy refused at %s: %v", e.Step, e.Err)
+	}
 	if e.RolledBack {
 		return fmt.Sprintf("switchover rolled back at %s: %v", e.Step, e.Err)
 	}
