@@ -437,6 +437,10 @@ type stats struct {
 	// p99 of the reads and of the writes alone: a write waits for its
 	// commit's WAL flush and for row locks, a read for neither.
 	p99r, p99w time.Duration
+	// p50w and p90w: the body of the writes' latency, where a canary's
+	// p90 sits (the p99 can be in the host's stalls, which a batch barely
+	// moves).
+	p50w, p90w time.Duration
 	gap        time.Duration // longest interval without a live write committing
 	// waits is what the live sessions waited for over the window, and
 	// gapWaits in its longest write gap (pg_stat_activity samples).
@@ -480,6 +484,9 @@ func (w *workload) window(from, to time.Time) stats {
 		return s
 	}
 	s.p99r, s.p99w = p99Of(reads), p99Of(writes)
+	if len(writes) > 0 { // sorted by p99Of
+		s.p50w, s.p90w = writes[len(writes)/2], writes[len(writes)*9/10]
+	}
 	s.tps = float64(len(lat)) / to.Sub(from).Seconds()
 	s.p99 = p99Of(lat)
 	s.max = lat[len(lat)-1]
@@ -520,8 +527,9 @@ func report(r result) {
 // details prints the p99 of reads and writes apart and what the live
 // sessions waited for, over the window and in its longest write gap.
 func details(indent string, s stats) {
-	fmt.Printf("%sp99 reads %v, writes %v; live sessions: %s; in the longest write gap: %s\n", indent,
-		s.p99r.Round(10*time.Microsecond), s.p99w.Round(10*time.Microsecond), s.waits, s.gapWaits)
+	fmt.Printf("%sp99 reads %v, writes %v (writes p50 %v, p90 %v); live sessions: %s; in the longest write gap: %s\n", indent,
+		s.p99r.Round(10*time.Microsecond), s.p99w.Round(10*time.Microsecond), s.p50w.Round(10*time.Microsecond),
+		s.p90w.Round(10*time.Microsecond), s.waits, s.gapWaits)
 }
 
 func summary(res map[string]result, order []string, rate float64, lockTimeout time.Duration) {

@@ -15,22 +15,27 @@ import (
 // pg_stat_activity, most of the time. A backfill's WAL makes every flush
 // longer, and a committed write waits for a flush as a live one does, so
 // the canary sees what the live writes see; a read would not. Its
-// unloaded latency is measured while the throttle holds new batches back
-// for a moment: at the start and, while the canary is in use, every
-// canaryRebase: a few probes at a time, many moments apart, so that one
-// quiet or busy moment of the host does not set the baseline for long
-// (one 8-probe measurement every 20 s did: the canary then stood at
-// 2–5× it for a whole run while the live p99 was 0.96× its own).
+// unloaded latency is that of the probes taken while no batch ran — in
+// the rests between batches, spaced as every probe is — and, when there
+// were none lately (at full duty), of probes taken while the throttle
+// holds new batches back for a moment. A baseline of back-to-back probes
+// in a hold every 20 s made the canary read 2–4× at the 25 % floor while
+// the live writes' p90 was 1.24× its own: the unloaded probes must be
+// taken as the loaded ones are, and at many moments.
 const (
 	canaryEvery = 20 * time.Millisecond
-	// canaryRebase: the unloaded latency is measured again this often
-	// (a hold of a few probes' time: about 1 % of the run).
-	canaryRebase = 2 * time.Second
+	// canaryRebase: without an unloaded probe for this long (no rests:
+	// full duty), batches are held back for a few probes (about 2 % of
+	// the run's time at full duty, nothing below it).
+	canaryRebase = 5 * time.Second
+	// canarySettle: a probe counts as unloaded from this long after the
+	// last batch ended.
+	canarySettle = 10 * time.Millisecond
 	// canaryBaseN probes make one unloaded measurement; canaryKeep of
 	// them (the last measurements) make the baseline, once there are
 	// canaryBaseMin (a host so slow that a measurement's time is up
 	// before canaryBaseN probes still gets a baseline).
-	canaryBaseN, canaryKeep, canaryBaseMin = 4, 32, 4
+	canaryBaseN, canaryKeep, canaryBaseMin = 3, 32, 3
 	// canaryHoldMax bounds how long batches are held back for one.
 	canaryHoldMax = time.Second
 	// canaryMinWindow: a decision on the canary needs this many probes
@@ -40,10 +45,7 @@ const (
 	// canaryQuantile of the window is compared with the same quantile of
 	// the baseline. The goal is the live p99, and on the bench that is
 	// about the p95 of the writes (a fifth of the queries); the p90 is
-	// the nearest quantile a window of 20 probes still holds two of. A
-	// lower one overstates: at the fixed throttle's 25 % the canary's p75
-	// stood at 1.5–2.7× its baseline while the live p99 was 1.1–1.3×
-	// (bench/evolve on a loaded host).
+	// the nearest quantile a window of 20 probes still holds two of.
 	canaryQuantile = 0.9
 	// canaryHigh backs off, canaryLow lets the pace rise; in between the
 	// pace holds. The band keeps it from rising into a backoff at every
@@ -121,10 +123,16 @@ func (r *runner) runCanary(ctx context.Context) {
 			if !r.measureUnloaded(ctx, probe) {
 				return // a probe failed: no canary, rather than batches held back for it
 			}
-		} else if took, ok := probe(); ok {
-			p.probe(time.Now(), took)
 		} else {
-			return
+			before, start := r.thr.batches(), time.Now()
+			took, ok := probe()
+			if !ok {
+				return
+			}
+			if quiet(before, r.thr.batches(), start, canarySettle) {
+				p.baseline(time.Now(), []time.Duration{took})
+			}
+			p.probe(time.Now(), took)
 		}
 		if dialect.Sleep(ctx, canaryEvery) != nil {
 			return
@@ -133,9 +141,10 @@ func (r *runner) runCanary(ctx context.Context) {
 }
 
 // measureUnloaded holds new batches back, waits for those in flight (one
-// batch's time at most), and probes for at most canaryHoldMax. The first
-// probe is not kept: it pays for flushing the WAL the batches left behind
-// (they commit without waiting for it).
+// batch's time at most), and probes for at most canaryHoldMax, canaryEvery
+// apart as the other probes are. The first probe is not kept: it pays for
+// flushing the WAL the batches left behind (they commit without waiting
+// for it).
 func (r *runner) measureUnloaded(ctx context.Context, probe func() (time.Duration, bool)) bool {
 	r.thr.hold(time.Now().Add(time.Hour))
 	defer r.thr.hold(time.Time{})
@@ -153,6 +162,9 @@ func (r *runner) measureUnloaded(ctx context.Context, probe func() (time.Duratio
 		}
 		if i > 0 {
 			got = append(got, took)
+		}
+		if i < canaryBaseN && dialect.Sleep(ctx, canaryEvery) != nil {
+			return false
 		}
 	}
 	r.thr.pacer.baseline(time.Now(), got)

@@ -71,7 +71,8 @@ func TestPacerCanary(t *testing.T) {
 
 // TestThrottleHold: while the canary holds batches back none starts, and
 // letting them go wakes a waiting worker at once; the throttle counts the
-// batches in flight and when the last one ended.
+// batches in flight, started, and when the last one ended, which tell the
+// canary's unloaded probes.
 func TestThrottleHold(t *testing.T) {
 	th := newThrottle(DefaultSettings())
 	ctx := context.Background()
@@ -96,12 +97,31 @@ func TestThrottleHold(t *testing.T) {
 	if waited := time.Since(start); waited > 200*time.Millisecond {
 		t.Fatalf("the worker started %v after the hold ended", waited)
 	}
-	if b := th.batches(); b.inflight != 1 || b.starts != 1 {
-		t.Fatalf("in flight %d, started %d; want 1, 1", b.inflight, b.starts)
+	during := th.batches()
+	if during.inflight != 1 || during.starts != 1 {
+		t.Fatalf("in flight %d, started %d; want 1, 1", during.inflight, during.starts)
 	}
 	th.release(slot, 10*time.Millisecond, 5)
-	if b := th.batches(); b.inflight != 0 || b.lastEnd.IsZero() {
-		t.Fatalf("after release: in flight %d, last end %v", b.inflight, b.lastEnd)
+	after := th.batches()
+	if after.inflight != 0 || after.lastEnd.IsZero() {
+		t.Fatalf("after release: in flight %d, last end %v", after.inflight, after.lastEnd)
+	}
+	// A probe is unloaded only with no batch in flight at either end,
+	// none started between, and the last one over canarySettle before.
+	at := after.lastEnd.Add(canarySettle)
+	if !quiet(after, after, at, canarySettle) {
+		t.Error("a probe canarySettle after the last batch, none since: not quiet")
+	}
+	if quiet(after, after, at.Add(-time.Millisecond), canarySettle) {
+		t.Error("a probe right after a batch: quiet")
+	}
+	if quiet(during, after, at, canarySettle) || quiet(after, during, at, canarySettle) {
+		t.Error("a probe with a batch in flight: quiet")
+	}
+	next := after
+	next.starts++
+	if quiet(after, next, at, canarySettle) {
+		t.Error("a probe while a batch started and ended: quiet")
 	}
 }
 
@@ -113,7 +133,7 @@ func TestCanaryRebase(t *testing.T) {
 	if !p.needBase(c.t) {
 		t.Fatal("no first measurement due")
 	}
-	p.baseline(c.t, []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond})
+	p.baseline(c.t, []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond})
 	later := c.t.Add(canaryRebase)
 	p.sessions(later.Add(-time.Millisecond), dialect.Sessions{Active: 3})
 	if p.needBase(later.Add(-2 * time.Millisecond)) {

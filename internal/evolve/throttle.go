@@ -24,9 +24,10 @@ type throttle struct {
 	busy   []bool
 	freeAt []time.Time
 	wake   chan struct{} // closed when a slot may have become free
-	// What the canary needs to tell its unloaded probes: batches in
-	// flight, how many have started, when the last one ended; and a hold
-	// that keeps new batches from starting while it measures.
+	// What the canary needs to tell a probe taken with no batch about:
+	// the batches in flight, how many have started, when the last one
+	// ended; and a hold that keeps new ones from starting while it
+	// measures the unloaded latency.
 	inflight  int
 	starts    uint64
 	lastEnd   time.Time
@@ -146,6 +147,14 @@ func (t *throttle) batches() batchState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return batchState{t.inflight, t.starts, t.lastEnd}
+}
+
+// quiet reports whether no batch ran from before through after a probe
+// that started at start: none in flight at either end, none started
+// between, and the last one ended at least settle before the probe (its
+// WAL flushed by then: the live commits after it flush it).
+func quiet(before, after batchState, start time.Time, settle time.Duration) bool {
+	return before.inflight == 0 && after.inflight == 0 && before.starts == after.starts && start.Sub(before.lastEnd) >= settle
 }
 
 // hold keeps new batches from starting until the given time (zero: lets
