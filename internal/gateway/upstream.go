@@ -10,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/handoff-dev/handoff/internal/h1"
 )
@@ -48,7 +47,6 @@ type upstreamConn struct {
 	// awaitStep and peek as method values, made once.
 	awaitStepFn, peekFn func(uintptr) bool
 	quiet               bool // peek's finding
-	peekBuf             [1]byte
 }
 
 // requestWriter is what bw writes to: the connection, or writeAwait for a
@@ -180,9 +178,7 @@ func (c *upstreamConn) awaitStep(fd uintptr) bool {
 	}
 	a.wrote = true
 	for a.n < len(a.p) {
-		// A raw call: see h1.Socket.
-		rest := a.p[a.n:]
-		m, _, err := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		m, err := h1.RawSend(fd, a.p[a.n:]) // a raw call: see h1.Socket
 		switch err {
 		case 0:
 		case syscall.EINTR:
@@ -262,11 +258,8 @@ func (c *upstreamConn) alive() bool {
 // peek is alive's raw read callback (a method value made once per
 // connection, so that the check costs no allocation).
 func (c *upstreamConn) peek(fd uintptr) bool {
-	// A raw call (see h1.Socket). 0 bytes is EOF, more is data nobody
-	// asked for: either way, not reusable.
-	_, _, err := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
-		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-	c.quiet = err == syscall.EAGAIN
+	// EOF or data nobody asked for: either way, not reusable.
+	c.quiet = h1.RawQuiet(fd)
 	return true
 }
 

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 package h1
 
 import (
@@ -12,7 +14,10 @@ import (
 // Socket does a TCP connection's reads and writes as raw system calls on
 // its non-blocking descriptor, waiting in the runtime's poller when the
 // socket is not ready, as net.Conn does, and with the connection's
-// deadlines. The difference is the call: net.Conn's goes through the
+// deadlines. The calls are the socket ones (recvfrom, sendto; writev for
+// two parts), which skip the file layer that read and write go through
+// (its checks and file notification hooks), and they are raw: net.Conn's
+// go through the
 // runtime's blocking-call hand-off (entersyscall/exitsyscall), which wakes
 // the runtime's monitor thread after every idle spell and lets it hand the
 // scheduler to another thread when a call takes long — on a host where the
@@ -85,7 +90,7 @@ func (s *Socket) Read(p []byte) (int, error) {
 func (s *Socket) readStep(fd uintptr) bool {
 	op := &s.r
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&op.p[0])), uintptr(len(op.p)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&op.p[0])), uintptr(len(op.p)), 0, 0, 0)
 		switch e {
 		case 0:
 			op.n = int(n)
@@ -119,7 +124,7 @@ func (s *Socket) writeStep(fd uintptr) bool {
 	op := &s.w
 	for op.n < len(op.p) {
 		rest := op.p[op.n:]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), syscall.MSG_NOSIGNAL, 0, 0)
 		switch e {
 		case 0:
 			op.n += int(n)
@@ -204,4 +209,22 @@ func (s *Socket) opError(op string, err error) error {
 		err = oe.Err
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: err}
+}
+
+// RawSend makes one raw send system call (see Socket) of p on the
+// non-blocking socket fd, for a caller that drives the socket itself.
+func RawSend(fd uintptr, p []byte) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
+	return int(n), e
+}
+
+// RawQuiet reports whether the non-blocking socket fd has nothing to read
+// and is not at its end, by a raw peek of one byte (see Socket).
+func RawQuiet(fd uintptr) bool {
+	var b [1]byte
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return e == syscall.EAGAIN
 }
