@@ -53,7 +53,7 @@ func (m pausedMode) admit(g *Gateway, w http.ResponseWriter, r *http.Request, a 
 	g.heldBytes.Add(-size)
 	switch {
 	case released && wt != nil:
-		g.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), lineKey{}, wt)))
+		serveLined(g, w, r.WithContext(context.WithValue(r.Context(), lineKey{}, wt)))
 		wt.dispatch() // if nothing did so on the way: the gateway answered, or the request failed
 	case released:
 		g.ServeHTTP(w, r)
@@ -116,6 +116,20 @@ type waiter struct {
 	sentOnce sync.Once
 }
 
+// lined counts the requests in flight that carry a waiter under lineKey.
+// While there are none, dispatched need not look: a context lookup walks
+// the request's chain of contexts, cold memory on a busy gateway, twice
+// per request.
+var lined atomic.Int64
+
+// serveLined serves a request released from a hold, which carries its
+// waiter.
+func serveLined(g *Gateway, w http.ResponseWriter, r *http.Request) {
+	lined.Add(1)
+	defer lined.Add(-1)
+	g.ServeHTTP(w, r)
+}
+
 // lineKey is the context key under which a released request carries its
 // waiter, so that the data path can say when it has been dispatched.
 type lineKey struct{}
@@ -124,6 +138,9 @@ type lineKey struct{}
 // dispatched: its head written to an instance, or answered by the gateway.
 // It costs a request that was never held one context lookup.
 func dispatched(r *http.Request) {
+	if lined.Load() == 0 {
+		return // no request carries a waiter
+	}
 	if wt, ok := r.Context().Value(lineKey{}).(*waiter); ok {
 		wt.dispatch()
 	}

@@ -125,8 +125,8 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 			}
 			x.wrote <- err
 		}()
+		dispatched(r) // a streamed body: its writer goes on beside the wait
 	}
-	dispatched(r) // a streamed body: its writer goes on beside the wait
 	resp, err := g.awaitResponse(c, r, h)
 	if err == nil && resp.status == http.StatusSwitchingProtocols {
 		clear(h) // the 101's Upgrade and Connection must not go out on the 502
