@@ -15,6 +15,12 @@
 // Every step is recorded in the Journal before it acts, so a handoff killed
 // mid-way finishes or rolls back on restart (Recover) and never leaves two
 // writable primaries, nor an endpoint pointing at a fenced server.
+//
+// Two variants share the steps and the journal: --reverse (reverse.go)
+// subscribes the old primary to the new one after a logical promotion, and
+// migrate on a copy (copy.go) runs migrations on the detached replica
+// while the site is read-only, its point of no return being the move of
+// the endpoint rather than the promotion.
 package switchover
 
 import (
