@@ -402,7 +402,9 @@ func (s *Server) FleetDrain(ctx context.Context, req control.FleetRequest) (*con
 		s.drainHere(d, req.Actor)
 	}
 	if _, err := fn.f.Send(ctx, fleet.Command{Kind: req.State, Target: node}, node == fn.f.Name()); err != nil {
-		return nil, deploy.Errorf(deploy.ErrUnavailable, "%v", err)
+		// The fleet's error stays inside: a fleet deploy's revert tells a
+		// lost node (settled later) from another failure by it.
+		return nil, kindError{deploy.ErrUnavailable, err}
 	}
 	if req.Wait && d == fleet.Draining {
 		if err := s.awaitDrained(ctx, node); err != nil {

@@ -84,6 +84,10 @@ func (s *Server) FleetDeploy(ctx context.Context, req control.FleetDeployRequest
 	case req.Release == "":
 		return nil, deploy.Errorf(deploy.ErrBadRequest, "name the release to deploy (--release v42)")
 	}
+	// The fleet deploy runs to its end (done, or halted and reverted) even
+	// if the client goes away, as one host's deploy does: a Ctrl-C or a CI
+	// job's timeout must not leave the hosts mixed.
+	ctx = context.WithoutCancel(ctx)
 	args := fleetDeployArgs{App: req.App, Release: filepath.Base(req.Release), Strategy: req.Strategy, Actor: req.Actor}
 	raw, err := json.Marshal(args)
 	if err != nil {
@@ -199,6 +203,14 @@ func (s *Server) deployBatch(ctx context.Context, lease *fleet.Lease, plan *flee
 		if errors.As(err, &ae) && len(ae.Lost) > 0 {
 			// Lost while it deploys: what it ends up running is not known
 			// until it is back; the revert settles it then.
+			batch[i].Detail = err.Error()
+			return fmt.Errorf("host %s: %w", batch[i].Node, err)
+		}
+		if errors.As(err, &ae) && len(ae.Failed) == 0 {
+			// Not acknowledged within deployBound, yet not lost: its own
+			// deploy may still finish on the new release. It stays
+			// "deploying" with its command, so that the revert waits for
+			// it and rolls it back if it did.
 			batch[i].Detail = err.Error()
 			return fmt.Errorf("host %s: %w", batch[i].Node, err)
 		}

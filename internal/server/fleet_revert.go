@@ -108,8 +108,13 @@ func (s *Server) revertFleet(app *config.App, plan *fleetPlan, lease *fleet.Leas
 			continue // put back by an earlier pass: a retry sends nothing more
 		}
 		if _, err := s.FleetDrain(ctx, control.FleetRequest{Node: h.Node, State: cmdReady, Actor: "fleet deploy revert"}); err != nil {
+			// Lost or not, a host that did not take its ready stays
+			// unsettled: the plan is kept and the ready sent again, rather
+			// than the host left out of rotation with nothing saying so.
 			if !lost(h, err) {
 				s.log.Warn("fleet: put a host back into rotation after a halted deploy", "node", h.Node, "error", err)
+				unsettled[h.Node] = true
+				h.Detail = "not back in rotation: " + err.Error()
 			}
 		} else if !unsettled[h.Node] {
 			plan.Ready = append(plan.Ready, h.Node)
