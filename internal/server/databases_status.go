@@ -96,7 +96,7 @@ func (s *Server) switchoverRecord(ctx context.Context, name string) (*switchover
 
 // switchoverStatus is rec for status: no passwords, each step's time.
 func switchoverStatus(rec switchover.Record) *control.SwitchoverStatus {
-	out := &control.SwitchoverStatus{Kind: rec.Kind, From: redactedURL(rec.From), To: redactedURL(rec.To),
+	out := &control.SwitchoverStatus{Kind: rec.Kind, From: switchover.RedactURL(rec.From), To: switchover.RedactURL(rec.To),
 		FromAddr: rec.FromAddr, ToAddr: rec.ToAddr, Deadline: rec.Deadline, Started: rec.Started,
 		Migrate: rec.Migrate, Window: rec.Window, Reverse: rec.Reverse,
 		Step: string(rec.Step), Running: !rec.Step.Final(), Error: rec.Error, Recovered: rec.Recovered,

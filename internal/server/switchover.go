@@ -54,7 +54,7 @@ func (s *Server) runSwitchover(ctx context.Context, req control.SwitchoverReques
 	if req.Migrate != "" {
 		return s.runCopy(ctx, req, db, ep, pair, from)
 	}
-	s.event("", "switchover", req.Actor, "switchover of %s to %s begins (deadline %v)", db.Name, redactedURL(req.To), deadline)
+	s.event("", "switchover", req.Actor, "switchover of %s to %s begins (deadline %v)", db.Name, switchover.RedactURL(req.To), deadline)
 	// The switchover runs to its end even if the client goes away: a
 	// rollback or the steps after the promotion must not be cut short.
 	rec, err := switchover.Run(context.WithoutCancel(ctx), pair, switchover.Options{
@@ -76,15 +76,6 @@ func (s *Server) runSwitchover(ctx context.Context, req control.SwitchoverReques
 	}
 	s.event("", "switchover", req.Actor, "switchover of %s failed: %v", db.Name, err)
 	return &rec, err
-}
-
-// redactedURL is a URL without its password, for the event log.
-func redactedURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(a URL that does not parse)"
-	}
-	return u.Redacted()
 }
 
 // withHost is raw with its host and port replaced by addr.

@@ -45,7 +45,7 @@ func (s *Server) runCopy(ctx context.Context, req control.SwitchoverRequest, db 
 	}
 	window := cmp.Or(time.Duration(req.Window), switchover.DefaultWindow)
 	deadline := time.Duration(req.Deadline)
-	s.event("", "switchover", req.Actor, "migrate-on-copy of %s to %s begins: migrations %s, window %v", db.Name, redactedURL(req.To), req.Migrate, window)
+	s.event("", "switchover", req.Actor, "migrate-on-copy of %s to %s begins: migrations %s, window %v", db.Name, switchover.RedactURL(req.To), req.Migrate, window)
 	mopts := migrate.ConfigOptions(s.cfg.Database)
 	rec, err := switchover.RunCopy(context.WithoutCancel(ctx), pair, switchover.CopyOptions{
 		Options: switchover.Options{Name: db.Name, From: from, To: req.To, Deadline: deadline,

@@ -56,7 +56,7 @@ func OpenMySQL(ctx context.Context, from, to string) (Pair, error) {
 func MySQLDSN(raw string) (dsn, addr string, err error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "mysql" && u.Scheme != "mariadb") || u.Host == "" {
-		return "", "", fmt.Errorf("%q: want mysql://user[:password]@host[:port][/db]", redact(raw))
+		return "", "", fmt.Errorf("%q: want mysql://user[:password]@host[:port][/db]", RedactURL(raw))
 	}
 	cfg := mysql.NewConfig()
 	cfg.User = u.User.Username()
@@ -72,13 +72,6 @@ func MySQLDSN(raw string) (dsn, addr string, err error) {
 	return cfg.FormatDSN(), addr, nil
 }
 
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
 
 func mysqlOpen(raw string) (*sql.DB, string, error) {
 	dsn, addr, err := MySQLDSN(raw)

@@ -13,16 +13,16 @@ func Open(ctx context.Context, from, to string) (Pair, error) {
 	switch scheme(from) {
 	case "postgres", "postgresql":
 		if s := scheme(to); s != "postgres" && s != "postgresql" {
-			return nil, fmt.Errorf("--to %s: the primary is Postgres, the replica must be too", redact(to))
+			return nil, fmt.Errorf("--to %s: the primary is Postgres, the replica must be too", RedactURL(to))
 		}
 		return OpenPostgres(ctx, from, to)
 	case "mysql", "mariadb":
 		if s := scheme(to); s != "mysql" && s != "mariadb" {
-			return nil, fmt.Errorf("--to %s: the primary is MySQL/MariaDB, the replica must be too", redact(to))
+			return nil, fmt.Errorf("--to %s: the primary is MySQL/MariaDB, the replica must be too", RedactURL(to))
 		}
 		return OpenMySQL(ctx, from, to)
 	}
-	return nil, fmt.Errorf("%s: want a postgres:// or mysql:// URL", redact(from))
+	return nil, fmt.Errorf("%s: want a postgres:// or mysql:// URL", RedactURL(from))
 }
 
 // Reopen connects to the servers of an unfinished switchover's record, as
