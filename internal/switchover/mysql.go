@@ -72,7 +72,6 @@ func MySQLDSN(raw string) (dsn, addr string, err error) {
 	return cfg.FormatDSN(), addr, nil
 }
 
-
 func mysqlOpen(raw string) (*sql.DB, string, error) {
 	dsn, addr, err := MySQLDSN(raw)
 	if err != nil {
