@@ -136,6 +136,10 @@ func (m *Migrator) Up(ctx context.Context) error {
 // run, in order. It first checks every pending statement's syntax and the
 // lint, and refuses to change anything if either finds a problem.
 func (m *Migrator) Expand(ctx context.Context) error {
+	return m.exclusive(ctx, func() error { return m.expand(ctx) })
+}
+
+func (m *Migrator) expand(ctx context.Context) error {
 	hist, err := m.preflight(ctx)
 	if err != nil {
 		return err
@@ -171,6 +175,10 @@ func (m *Migrator) Backfill(ctx context.Context) error {
 // It refuses (ErrBackfillUnfinished) while a migration's backfill has not
 // finished a full pass, and first covers keys added since that pass.
 func (m *Migrator) Contract(ctx context.Context) error {
+	return m.exclusive(ctx, func() error { return m.contract(ctx) })
+}
+
+func (m *Migrator) contract(ctx context.Context) error {
 	hist, err := m.preflight(ctx)
 	if err != nil {
 		return err
@@ -219,6 +227,10 @@ func (m *Migrator) BackfillFinished(ctx context.Context, name string) (bool, err
 // then forgets its history and its backfill's checkpoint, so that it is
 // pending again.
 func (m *Migrator) Rollback(ctx context.Context, name string) error {
+	return m.exclusive(ctx, func() error { return m.rollback(ctx, name) })
+}
+
+func (m *Migrator) rollback(ctx context.Context, name string) error {
 	hist, err := m.verified(ctx)
 	if err != nil {
 		return err
