@@ -240,7 +240,7 @@ func (g *Gateway) deliver(w http.ResponseWriter, x *exchange, banner []byte, met
 	resp := x.resp
 	h := w.Header()
 	if resp.hop { // most answers have none: ten deletes saved
-		for k := range hopHeaders {
+		for _, k := range hopHeaders {
 			delete(h, k)
 		}
 	}

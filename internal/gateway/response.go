@@ -130,7 +130,7 @@ func readHead(br *bufio.Reader, h http.Header) (*response, error) {
 				}
 			}
 		}
-		if hopHeaders[key] {
+		if isHop(key) {
 			resp.hop = true
 		}
 		if prior, ok := h[key]; ok {

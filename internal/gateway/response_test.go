@@ -93,3 +93,17 @@ func TestTrimsMatchBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestIsHop checks the switch against the list it stands for.
+func TestIsHop(t *testing.T) {
+	for _, k := range hopHeaders {
+		if !isHop(k) {
+			t.Errorf("isHop(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"", "Content-Length", "Content-Type", "Host", "Cookie", "connection", "X-Upgrade", "Tee"} {
+		if isHop(k) {
+			t.Errorf("isHop(%q) = true", k)
+		}
+	}
+}
