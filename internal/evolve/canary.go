@@ -42,6 +42,9 @@ const (
 	// taken since the last change of pace (half a second's worth or
 	// more); the window keeps the last canaryMaxWindow.
 	canaryMinWindow, canaryMaxWindow = 20, 40
+	// canaryMinRest: unloaded probes in the window that make its own
+	// baseline.
+	canaryMinRest = 10
 	// canaryQuantile of the window is compared with the same quantile of
 	// the baseline. The goal is the live p99, and on the bench that is
 	// about the p95 of the writes (a fifth of the queries); the p90 is
@@ -58,6 +61,7 @@ type canaryState struct {
 	base   []time.Duration // the last canaryKeep unloaded probes
 	baseAt time.Time       // when the last unloaded measurement ended
 	window []time.Duration // probes since the last change of pace
+	rest   []time.Duration // of those, the unloaded ones
 }
 
 // needBase reports whether the unloaded latency is due to be measured:
@@ -77,12 +81,20 @@ func (p *pacer) baseline(now time.Time, probes []time.Duration) {
 	p.canary.base, p.canary.baseAt = b[max(len(b)-canaryKeep, 0):], now
 }
 
-// probe records a probe taken while batches ran at the pace of the moment.
-func (p *pacer) probe(now time.Time, took time.Duration) {
+// probe records a probe taken while batches ran at the pace of the
+// moment; unloaded says no batch ran during it (one of the rests).
+func (p *pacer) probe(now time.Time, took time.Duration, unloaded bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := append(p.canary.window, took)
-	p.canary.window = w[max(len(w)-canaryMaxWindow, 0):]
+	c := &p.canary
+	w := append(c.window, took)
+	c.window = w[max(len(w)-canaryMaxWindow, 0):]
+	if unloaded {
+		b := append(c.base, took)
+		c.base, c.baseAt = b[max(len(b)-canaryKeep, 0):], now
+		r := append(c.rest, took)
+		c.rest = r[max(len(r)-canaryMaxWindow, 0):]
+	}
 	p.decideLocked(now)
 }
 
@@ -93,7 +105,15 @@ func (p *pacer) canaryRatio() (ratio float64, now, base time.Duration, ok bool) 
 	if len(c.base) < canaryBaseMin || len(c.window) < canaryMinWindow {
 		return 0, 0, 0, false
 	}
-	now, base = quantileDuration(c.window, canaryQuantile), quantileDuration(c.base, canaryQuantile)
+	// The rests of the same window are the baseline when there are
+	// enough of them: taken at the same moments as the loaded probes, they
+	// move with the host's load as those do (a baseline a second older
+	// made the canary read 3–11× while the host's load swung).
+	ref := c.base
+	if len(c.rest) >= canaryMinRest {
+		ref = c.rest
+	}
+	now, base = quantileDuration(c.window, canaryQuantile), quantileDuration(ref, canaryQuantile)
 	return float64(now) / float64(max(base, time.Microsecond)), now, base, true
 }
 
@@ -129,10 +149,7 @@ func (r *runner) runCanary(ctx context.Context) {
 			if !ok {
 				return
 			}
-			if quiet(before, r.thr.batches(), start, canarySettle) {
-				p.baseline(time.Now(), []time.Duration{took})
-			}
-			p.probe(time.Now(), took)
+			p.probe(time.Now(), took, quiet(before, r.thr.batches(), start, canarySettle))
 		}
 		if dialect.Sleep(ctx, canaryEvery) != nil {
 			return

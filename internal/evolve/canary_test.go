@@ -13,9 +13,9 @@ import (
 // due between them) and then one window later, when the pacer decides.
 func probes(p *pacer, c *fakeClock, n int, took time.Duration) {
 	for range n - 1 {
-		p.probe(c.t, took)
+		p.probe(c.t, took, false)
 	}
-	p.probe(c.tick(), took)
+	p.probe(c.tick(), took, false)
 }
 
 // TestPacerCanary: with live sessions at work, a canary 1.5× its
@@ -123,6 +123,47 @@ func TestThrottleHold(t *testing.T) {
 	if quiet(after, next, at, canarySettle) {
 		t.Error("a probe while a batch started and ended: quiet")
 	}
+}
+
+// TestCanaryRestBaseline: the unloaded probes of the window itself are
+// the baseline once there are canaryMinRest of them, so that the host's
+// load rising for everyone does not read as the backfill's doing; fewer,
+// and the longer-kept baseline stands.
+func TestCanaryRestBaseline(t *testing.T) {
+	p, c := newTestPacer(1)
+	busy := dialect.Sessions{Active: 4}
+	p.baseline(c.t, []time.Duration{2 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond})
+	p.mu.Lock()
+	p.duty = 0.5
+	p.mu.Unlock()
+	// The host got slower: rests at 6 ms, batches' probes at 7 ms.
+	p.sessions(c.t, busy)
+	for range canaryMinRest {
+		p.probe(c.t, 6*time.Millisecond, true)
+	}
+	for range canaryMinWindow - canaryMinRest - 1 {
+		p.probe(c.t, 7*time.Millisecond, false)
+	}
+	p.probe(c.tick(), 7*time.Millisecond, false)
+	wantState(t, p, 0.6, 1, "probes 1.17× the rests of the same window")
+	// Too few rests in the window: against the kept baseline (its last
+	// 32 unloaded probes, most of them now the 6 ms ones) 7 ms is 1.17×
+	// as well; against 2 ms it would have backed off.
+	p.sessions(c.t, busy)
+	for range canaryMinRest - 1 {
+		p.probe(c.t, 6*time.Millisecond, true)
+	}
+	for range canaryMinWindow - canaryMinRest {
+		p.probe(c.t, 7*time.Millisecond, false)
+	}
+	p.probe(c.tick(), 7*time.Millisecond, false)
+	wantState(t, p, 0.7, 1, "few rests, the kept baseline moved with them")
+	p.sessions(c.t, busy)
+	for range canaryMinWindow - 1 {
+		p.probe(c.t, 12*time.Millisecond, false)
+	}
+	p.probe(c.tick(), 12*time.Millisecond, false)
+	wantState(t, p, 0.35, 1, "no rests, 2× the kept baseline")
 }
 
 // TestCanaryRebase: the unloaded latency is measured before the first

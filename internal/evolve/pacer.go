@@ -344,7 +344,7 @@ func (p *pacer) decideLocked(now time.Time) {
 // window, and the time from which the live p99 can show it.
 func (p *pacer) changedLocked(now time.Time) {
 	p.changed = now
-	p.canary.window = p.canary.window[:0]
+	p.canary.window, p.canary.rest = p.canary.window[:0], p.canary.rest[:0]
 }
 
 // why says what the throttle is doing, for progress and status, and a
