@@ -52,14 +52,18 @@ func (f *Fleet) Send(ctx context.Context, c Command, appliedHere bool) (*Result,
 // for a command a node acknowledges only when it is done (a deploy on
 // that node; see ErrAckLater).
 func (f *Fleet) SendWait(ctx context.Context, c Command, appliedHere bool, wait time.Duration) (*Result, error) {
-	return f.SendRecorded(ctx, c, appliedHere, wait, nil)
+	return f.SendUnder(ctx, nil, c, appliedHere, wait, nil)
 }
 
-// SendRecorded is SendWait that calls recorded with the command's ID once
-// it is recorded, before the wait: a leader persists the ID, so that a node
-// that takes its operation over can wait for the same acknowledgement
-// (AwaitAck). An error from recorded ends the send before the wait.
-func (f *Fleet) SendRecorded(ctx context.Context, c Command, appliedHere bool, wait time.Duration, recorded func(id int64) error) (*Result, error) {
+// SendUnder is SendWait for the leader of an operation: in the one
+// transaction that records the command, it checks that lease is still the
+// current one and saves the operation's state that state(id) returns
+// (which holds the command's ID, so that a node that takes the operation
+// over can wait for the same acknowledgement: AwaitAck). A deposed leader
+// — paused past its lease, not yet aware of it — sends nothing: the
+// command and the state that says it was sent are written together or not
+// at all (ErrLeaseLost).
+func (f *Fleet) SendUnder(ctx context.Context, lease *Lease, c Command, appliedHere bool, wait time.Duration, state func(id int64) any) (*Result, error) {
 	nodes, err := f.Nodes(ctx)
 	if err != nil {
 		return nil, err
@@ -84,13 +88,17 @@ func (f *Fleet) SendRecorded(ctx context.Context, c Command, appliedHere bool, w
 	}
 	c.By = f.opts.Node
 	start := time.Now()
-	if err := f.record(ctx, &c, appliedHere && slices.Contains(targets, f.opts.Node)); err != nil {
-		return nil, err
-	}
-	if recorded != nil {
-		if err := recorded(c.ID); err != nil {
-			return nil, err
+	var within func(tx pgx.Tx) error
+	if lease != nil {
+		within = func(tx pgx.Tx) error {
+			if err := lease.check(ctx, tx); err != nil {
+				return err
+			}
+			return lease.save(ctx, tx, state(c.ID))
 		}
+	}
+	if err := f.record(ctx, &c, appliedHere && slices.Contains(targets, f.opts.Node), within); err != nil {
+		return nil, err
 	}
 	return f.awaitAcks(ctx, c, targets, start, wait)
 }
@@ -124,7 +132,7 @@ func (f *Fleet) CheckLive(ctx context.Context, target string) error {
 // record writes the command (and this node's ack) and notifies, in one
 // transaction: the notification is delivered at commit, when the row is
 // there to be read.
-func (f *Fleet) record(ctx context.Context, c *Command, ackHere bool) error {
+func (f *Fleet) record(ctx context.Context, c *Command, ackHere bool, within func(tx pgx.Tx) error) error {
 	tx, err := f.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
@@ -141,6 +149,11 @@ func (f *Fleet) record(ctx context.Context, c *Command, ackHere bool) error {
 	if ackHere {
 		if _, err := tx.Exec(ctx, `INSERT INTO handoff_fleet_acks (command, node) VALUES ($1, $2)`, c.ID, f.opts.Node); err != nil {
 			return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
+		}
+	}
+	if within != nil {
+		if err := within(tx); err != nil {
+			return err
 		}
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, fmt.Sprint(c.ID)); err != nil {

@@ -288,6 +288,15 @@ func TestLeaseFencing(t *testing.T) {
 	if err := write(la, "web-1 late"); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("the old leader's late write must be refused: %v", err)
 	}
+	// Nor may it send a command as the leader: the command and the state
+	// that records it are written under the lease, or not at all.
+	if _, err := a.SendUnder(ctx, la, Command{Kind: "fenced-deploy", Target: "web-2"}, false, time.Second, func(int64) any { return "sent" }); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("the old leader's late command must be refused: %v", err)
+	}
+	var sent int
+	if err := a.pool.QueryRow(ctx, `SELECT count(*) FROM handoff_fleet_commands WHERE kind = 'fenced-deploy'`).Scan(&sent); err != nil || sent != 0 {
+		t.Fatalf("a refused command was recorded: %d %v", sent, err)
+	}
 	if err := la.renew(ctx); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("the old leader cannot renew: %v", err)
 	}

@@ -114,18 +114,27 @@ func (l *Lease) Fenced(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return fmt.Errorf("fleet: fenced write under %s: %w", l.name, err)
 	}
 	defer tx.Rollback(ctx)
+	if err := l.check(ctx, tx); err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// check locks the lease's row in tx and returns ErrLeaseLost unless this
+// lease is still the current one and unexpired.
+func (l *Lease) check(ctx context.Context, tx pgx.Tx) error {
 	var ok bool
-	err = tx.QueryRow(ctx, `SELECT token = $2 AND expires > now() FROM handoff_fleet_leases WHERE name = $1 FOR UPDATE`, l.name, l.token).Scan(&ok)
+	err := tx.QueryRow(ctx, `SELECT token = $2 AND expires > now() FROM handoff_fleet_leases WHERE name = $1 FOR UPDATE`, l.name, l.token).Scan(&ok)
 	if errors.Is(err, pgx.ErrNoRows) || err == nil && !ok {
 		return ErrLeaseLost
 	}
 	if err != nil {
 		return fmt.Errorf("fleet: fenced write under %s: %w", l.name, err)
 	}
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	return nil
 }
 
 // Release gives the lease up at once, so that the next operation need not

@@ -19,18 +19,21 @@ import (
 // Save writes the operation's state under the lease: refused
 // (ErrLeaseLost) once another node holds it.
 func (l *Lease) Save(ctx context.Context, state any) error {
+	return l.Fenced(ctx, func(tx pgx.Tx) error { return l.save(ctx, tx, state) })
+}
+
+// save writes the operation's state in tx, which has checked the lease.
+func (l *Lease) save(ctx context.Context, tx pgx.Tx, state any) error {
 	body, err := json.Marshal(state)
 	if err != nil {
 		return fmt.Errorf("fleet: save %s: %w", l.name, err)
 	}
-	return l.Fenced(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO handoff_fleet_operations (name, state, token, updated) VALUES ($1, $2, $3, now())
-			ON CONFLICT (name) DO UPDATE SET state = $2, token = $3, updated = now()`, l.name, body, l.token)
-		if err != nil {
-			return fmt.Errorf("fleet: save %s: %w", l.name, err)
-		}
-		return nil
-	})
+	_, err = tx.Exec(ctx, `INSERT INTO handoff_fleet_operations (name, state, token, updated) VALUES ($1, $2, $3, now())
+		ON CONFLICT (name) DO UPDATE SET state = $2, token = $3, updated = now()`, l.name, body, l.token)
+	if err != nil {
+		return fmt.Errorf("fleet: save %s: %w", l.name, err)
+	}
+	return nil
 }
 
 // Load reads the operation's state, if one was saved and not finished.

@@ -192,9 +192,9 @@ func (s *Server) deployBatch(ctx context.Context, lease *fleet.Lease, plan *flee
 			return err
 		}
 		batch[i].State = "deploying"
-		_, err := s.fleet.f.SendRecorded(ctx, fleet.Command{Kind: cmdDeploy, Target: batch[i].Node, Args: raw}, false, deployBound(app), func(id int64) error {
+		_, err := s.fleet.f.SendUnder(ctx, lease, fleet.Command{Kind: cmdDeploy, Target: batch[i].Node, Args: raw}, false, deployBound(app), func(id int64) any {
 			batch[i].Command = id
-			return s.savePlan(lease, plan)
+			return plan
 		})
 		if errors.Is(err, fleet.ErrLeaseLost) {
 			return err
