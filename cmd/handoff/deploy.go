@@ -43,8 +43,9 @@ On a node of a fleet of several nodes (a shared postgres:// state, see
 docs/fleet.md), --release rolls the release over every host, as 'handoff
 fleet deploy': the release (the directory's name) must be in each host's
 releases: directory; fleet.batch hosts at a time are drained at the load
-balancer, deployed, and put back; a failure reverts the hosts done.
---this-node deploys on this host alone. --target, --promote and canaries
+balancer, deployed, and put back; a failure reverts the hosts done. It
+goes on to its end if this command is interrupted ('handoff fleet status'
+shows it). --this-node deploys on this host alone. --target, --promote and canaries
 are one host's: they name this host's instances. A fleet deploy's --json is
 each host's outcome, as 'handoff fleet deploy --json' prints it.`,
 		Example: `  handoff deploy web --target 127.0.0.1:9002
