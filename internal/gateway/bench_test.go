@@ -133,7 +133,10 @@ func runLoad(tb testing.TB, addr string, size, conns, n int, measure func(run fu
 // TestProxySystemCalls counts the read and write system calls the proxy
 // makes per request, one kept-alive connection at a time. The proxy, as
 // the instance and the load, runs in a process of its own (with one P, as
-// in bench/gateway), whose counts /proc/PID/io gives. A request costs one
+// in bench/gateway), and reports the counts of its sockets' system calls
+// (h1.CountSocketCalls; /proc/PID/io leaves out the socket calls, recvfrom
+// and sendto, that h1.Socket makes). The liveness peek of an idle upstream
+// connection is counted apart and not checked here. A request costs one
 // read of the client's request, one write of it to the instance, one read
 // of the answer and one write of it to the client. The read of the
 // instance's answer is not first tried right after the request went, when
@@ -141,8 +144,8 @@ func runLoad(tb testing.TB, addr string, size, conns, n int, measure func(run fu
 // (see writeAwait). A 64 KiB answer goes out with its head in one writev,
 // not two writes.
 func TestProxySystemCalls(t *testing.T) {
-	if _, err := os.Stat("/proc/self/io"); err != nil {
-		t.Skip("no /proc/self/io: counts system calls on Linux only")
+	if h1.NewSocket(tcpConnForProbe(t)) == nil {
+		t.Skip("h1.Socket is Linux's (amd64, arm64): elsewhere the proxy's calls are not counted")
 	}
 	back := startBenchChild(t, "backend", nil)
 	defer back.stop()
@@ -161,15 +164,16 @@ func TestProxySystemCalls(t *testing.T) {
 		{64 << 10, 100, 2.2},
 	} {
 		t.Run(sizeName(tc.size), func(t *testing.T) {
-			var reads, writes float64
+			var reads, writes, peeks float64
 			runLoad(t, proxy.addr, tc.size, 1, n, func(run func()) {
-				before := readIO(t, proxy.cmd.Process.Pid)
+				before := proxy.socketCalls(t)
 				run()
-				after := readIO(t, proxy.cmd.Process.Pid)
-				reads = float64(after.syscr-before.syscr) / n
-				writes = float64(after.syscw-before.syscw) / n
+				after := proxy.socketCalls(t)
+				reads = float64(after.Reads-before.Reads) / n
+				writes = float64(after.Writes-before.Writes) / n
+				peeks = float64(after.Peeks-before.Peeks) / n
 			})
-			t.Logf("%s: %.2f reads and %.2f writes per request", sizeName(tc.size), reads, writes)
+			t.Logf("%s: %.2f reads, %.2f writes and %.2f peeks per request", sizeName(tc.size), reads, writes, peeks)
 			if reads > tc.maxReads || writes > tc.maxWrites {
 				t.Errorf("%.2f reads and %.2f writes per request, want at most %.1f and %.1f", reads, writes, tc.maxReads, tc.maxWrites)
 			}
@@ -197,26 +201,38 @@ func (l hookListener) Accept() (net.Conn, error) {
 	return c, nil
 }
 
-type ioCounts struct{ syscr, syscw int64 }
-
-// readIO reads a process's read and write system call counts.
-func readIO(t testing.TB, pid int) ioCounts {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+// tcpConnForProbe returns a TCP connection, to ask whether h1.Socket
+// serves this platform.
+func tcpConnForProbe(t *testing.T) net.Conn {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c ioCounts
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, ": ")
-		n, _ := strconv.ParseInt(v, 10, 64)
-		switch k {
-		case "syscr":
-			c.syscr = n
-		case "syscw":
-			c.syscw = n
-		}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// socketCalls asks a proxy child for its sockets' system call counts.
+func (c *benchChild) socketCalls(t testing.TB) h1.SocketCalls {
+	if _, err := io.WriteString(c.stdin, "COUNT\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case line := <-c.counts:
+		var sc h1.SocketCalls
+		if _, err := fmt.Sscanf(line, "COUNTS %d %d %d", &sc.Reads, &sc.Writes, &sc.Peeks); err != nil {
+			t.Fatalf("bench %s: %q: %v", c.role, line, err)
+		}
+		return sc
+	case <-c.exited:
+		t.Fatalf("bench %s exited: %v\n%s", c.role, c.err, c.out.Bytes())
+	}
+	return h1.SocketCalls{}
 }
 
 func processCPU(b testing.TB) time.Duration {
@@ -237,6 +253,7 @@ type benchChild struct {
 	stdin    io.WriteCloser
 	out      *bytes.Buffer
 	finished chan struct{} // DONE was printed
+	counts   chan string   // COUNTS lines (a proxy's answers to COUNT)
 	exited   chan struct{} // err is set
 	err      error
 }
@@ -248,7 +265,7 @@ func startBenchChild(b testing.TB, role string, env []string) *benchChild {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), "GATEWAY_BENCH_ROLE="+role, "GOMAXPROCS=1"), env...)
-	c := &benchChild{role: role, cmd: cmd, out: &bytes.Buffer{}, finished: make(chan struct{}), exited: make(chan struct{})}
+	c := &benchChild{role: role, cmd: cmd, out: &bytes.Buffer{}, finished: make(chan struct{}), counts: make(chan string, 1), exited: make(chan struct{})}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -279,6 +296,8 @@ func startBenchChild(b testing.TB, role string, env []string) *benchChild {
 			line, err := br.ReadString('\n')
 			if line == "DONE\n" {
 				close(c.finished)
+			} else if strings.HasPrefix(line, "COUNTS ") {
+				c.counts <- line
 			} else {
 				rest.WriteString(line)
 			}
@@ -335,9 +354,18 @@ func TestProxyBenchChild(t *testing.T) {
 	case "client":
 		benchClient(t)
 	case "proxy":
+		h1.CountSocketCalls()
 		addr, stop := serveProxy(t, os.Getenv("GATEWAY_BENCH_BACKEND"), bigSendBuffer)
 		fmt.Printf("ADDR %s\n", addr)
-		io.Copy(io.Discard, os.Stdin)
+		// Each COUNT line asks for the sockets' system call counts; the
+		// end of stdin stops the proxy.
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() == "COUNT" {
+				n := h1.SocketCallCounts()
+				fmt.Printf("COUNTS %d %d %d\n", n.Reads, n.Writes, n.Peeks)
+			}
+		}
 		stop()
 	default:
 		t.Skip("BenchmarkProxy's backend and load")

@@ -91,6 +91,7 @@ func (s *Socket) readStep(fd uintptr) bool {
 	op := &s.r
 	for {
 		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&op.p[0])), uintptr(len(op.p)), 0, 0, 0)
+		countCall(&socketCalls.Reads)
 		switch e {
 		case 0:
 			op.n = int(n)
@@ -125,6 +126,7 @@ func (s *Socket) writeStep(fd uintptr) bool {
 	for op.n < len(op.p) {
 		rest := op.p[op.n:]
 		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)), syscall.MSG_NOSIGNAL, 0, 0)
+		countCall(&socketCalls.Writes)
 		switch e {
 		case 0:
 			op.n += int(n)
@@ -177,6 +179,7 @@ func (s *Socket) writevStep(fd uintptr) bool {
 			return true
 		}
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		countCall(&socketCalls.Writes)
 		switch e {
 		case 0:
 			op.n += int(n)
@@ -218,6 +221,7 @@ func RawSend(fd uintptr, p []byte) (int, syscall.Errno) {
 		return 0, 0
 	}
 	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
+	countCall(&socketCalls.Writes)
 	return int(n), e
 }
 
@@ -226,5 +230,6 @@ func RawSend(fd uintptr, p []byte) (int, syscall.Errno) {
 func RawQuiet(fd uintptr) bool {
 	var b [1]byte
 	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	countCall(&socketCalls.Peeks)
 	return e == syscall.EAGAIN
 }
