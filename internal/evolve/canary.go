@@ -2,6 +2,7 @@ package evolve
 
 import (
 	"context"
+	"database/sql/driver"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/dialect"
@@ -120,22 +121,48 @@ func (p *pacer) canaryRatio() (ratio float64, now, base time.Duration, ok bool) 
 // canaryOn reports whether the canary is running: it has a baseline.
 func (p *pacer) canaryOn() bool { return len(p.canary.base) >= canaryBaseMin }
 
+// canaryStopped forgets the canary once it has stopped (a failed probe,
+// the run's end): a pace must never wait for a canary that is gone to
+// show its last change.
+func (p *pacer) canaryStopped() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.canary = canaryState{}
+}
+
+// canaryHoldBound bounds a hold of the batches for the canary, whatever it
+// waits for: its connection, the batches in flight, its probes (each
+// bounded by canaryHoldMax).
+const canaryHoldBound = 10 * canaryHoldMax
+
 // runCanary probes until ctx ends. Its session carries the run's tag, so
 // that the pacer does not count it as live work.
 func (r *runner) runCanary(ctx context.Context) {
+	p := r.thr.pacer
+	defer p.canaryStopped()
 	defer r.thr.hold(time.Time{}) // walkAll's hold until the first measurement, whatever happens
-	conn, err := r.d.DB().Conn(ctx)
+	cctx, cancel := context.WithTimeout(ctx, canaryHoldMax)
+	conn, err := r.d.DB().Conn(cctx)
+	cancel()
 	if err != nil {
 		return // no canary: the other signals remain
 	}
-	defer conn.Close()
+	// The connection is not given back to the pool (ErrBadConn from Raw
+	// closes it): it carries the tag, a session setting, and a probe cut
+	// short by its bound may have left it mid-statement.
+	defer conn.Raw(func(any) error { return driver.ErrBadConn })
 	if _, err := conn.ExecContext(ctx, `SELECT set_config('application_name', $1, false)`, truncTag(r.tag)); err != nil {
 		return
 	}
-	p := r.thr.pacer
+	// Each probe is bounded: a probe that waits on a lock (an operator's
+	// open transaction on the job's row), a stalled link or a synchronous
+	// standby that is down fails, and the canary stops, instead of holding
+	// the batches back.
 	probe := func() (time.Duration, bool) {
+		pctx, cancel := context.WithTimeout(ctx, canaryHoldMax)
+		defer cancel()
 		start := time.Now()
-		_, err := conn.ExecContext(ctx, q(r.d, `UPDATE handoff_evolve SET heartbeat = ? WHERE name = ? AND owner = ?`), now(), r.job.Name, r.owner)
+		_, err := conn.ExecContext(pctx, q(r.d, `UPDATE handoff_evolve SET heartbeat = ? WHERE name = ? AND owner = ?`), now(), r.job.Name, r.owner)
 		return time.Since(start), err == nil
 	}
 	for ctx.Err() == nil {
@@ -163,7 +190,7 @@ func (r *runner) runCanary(ctx context.Context) {
 // flushing the WAL the batches left behind (they commit without waiting
 // for it).
 func (r *runner) measureUnloaded(ctx context.Context, probe func() (time.Duration, bool)) bool {
-	r.thr.hold(time.Now().Add(time.Hour))
+	r.thr.hold(time.Now().Add(canaryHoldBound))
 	defer r.thr.hold(time.Time{})
 	for r.thr.batches().inflight > 0 {
 		if dialect.Sleep(ctx, 2*time.Millisecond) != nil {

@@ -193,3 +193,36 @@ func TestCanaryRebase(t *testing.T) {
 		t.Fatal("a measurement due under a gateway's p99")
 	}
 }
+
+// TestPacerCanaryStopped: a canary that stops (a failed probe) is not
+// waited for: the pace goes on by the other signals instead of holding
+// "waiting for the canary" to the end of the run.
+func TestPacerCanaryStopped(t *testing.T) {
+	p, c := newTestPacer(1)
+	busy := dialect.Sessions{Active: 4}
+	p.sessions(c.t, busy)
+	base := make([]time.Duration, canaryBaseN)
+	for i := range base {
+		base[i] = 2 * time.Millisecond
+	}
+	p.baseline(c.t, base)
+	p.sessions(c.t, busy)
+	probes(p, c, canaryMinWindow, 3*time.Millisecond)
+	wantState(t, p, 0.5, 1, "canary at 1.5×")
+	p.sessions(c.t, busy)
+	probes(p, c, 1, 3*time.Millisecond)
+	if _, why := p.why(); !strings.Contains(why, "waiting for the canary") {
+		t.Fatalf("why %q", why)
+	}
+	p.canaryStopped()
+	if p.canaryOn() {
+		t.Fatal("a stopped canary is still on")
+	}
+	for range 3 {
+		p.sessions(c.t, busy)
+		probes(p, c, 1, 3*time.Millisecond) // the last probe's decision tick, without a canary
+	}
+	if _, why := p.why(); strings.Contains(why, "canary") {
+		t.Fatalf("the pace still waits for a stopped canary: %q", why)
+	}
+}

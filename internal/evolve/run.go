@@ -130,7 +130,7 @@ func (r *runner) walkAll(ctx context.Context, parts []*part) error {
 	if r.thr.pacer != nil && canaryWatcher(r.d) {
 		// No batch before the canary's first unloaded measurement: it
 		// lets them go once it has it (or has given up).
-		r.thr.hold(time.Now().Add(time.Hour))
+		r.thr.hold(time.Now().Add(canaryHoldBound))
 		wg.Add(1)
 		go func() { defer wg.Done(); r.runCanary(mctx) }()
 	}
