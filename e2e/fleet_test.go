@@ -277,6 +277,9 @@ func TestFleetDeployHostByHost(t *testing.T) {
 		if n.Drain != "ready" || strings.Join(n.Releases["web"], ",") != "v2" {
 			t.Fatalf("%s: back in rotation on v2 alone: %+v", n.Name, n)
 		}
+		if n.Instances["web"]["v2"] == 0 {
+			t.Fatalf("%s: the fleet's view shows no instance of v2 on it: %+v", n.Name, n.Instances)
+		}
 	}
 
 	r = nodes[2].cli("fleet", "deploy", "web", "--release", "v4")

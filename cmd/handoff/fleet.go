@@ -210,7 +210,7 @@ func printNodes(w io.Writer, nodes []fleet.Node) {
 		}
 		var rels []string
 		for _, app := range sortedApps(n.Releases) {
-			rels = append(rels, app+" "+strings.Join(n.Releases[app], "+"))
+			rels = append(rels, app+" "+n.ReleasesOf(app))
 			if releases[app] == nil {
 				releases[app] = map[string]bool{}
 			}

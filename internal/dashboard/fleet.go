@@ -35,7 +35,7 @@ type nodeView struct {
 // appReleases is what one node runs of one app.
 type appReleases struct {
 	App      string
-	Releases string // "v42", or "v42+v41" while a rollout is under way there
+	Releases string // "v42 ×4", or "v42 ×2+v41 ×2" while a rollout is under way there
 }
 
 // fleetAppView is one app's verdict across the live nodes.
@@ -66,7 +66,7 @@ func newFleetView(nodes []fleet.Node) *fleetView {
 		}
 		for _, app := range slices.Sorted(maps.Keys(n.Releases)) {
 			rels := n.Releases[app]
-			nv.Releases = append(nv.Releases, appReleases{App: app, Releases: strings.Join(rels, "+")})
+			nv.Releases = append(nv.Releases, appReleases{App: app, Releases: n.ReleasesOf(app)})
 			if n.Lost {
 				continue // what it last said is no longer known to run
 			}

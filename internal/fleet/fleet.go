@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,24 @@ type Report struct {
 	// does not report them (then a contract waits for it, naming it).
 	Running         []Running `json:"running,omitempty"`
 	RunningReported bool      `json:"running_reported,omitempty"`
+	// Instances are, per app and release, how many instances the node's
+	// supervisor runs (starting, running or draining): what the fleet's
+	// view shows of each host.
+	Instances map[string]map[string]int `json:"instances,omitempty"`
+}
+
+// ReleasesOf writes the releases the node routes app to as "v42", or
+// "v42+v41" during a rollout there, each with the number of instances the
+// node runs of it, if it runs any: "v42 ×4+v41 ×1".
+func (r Report) ReleasesOf(app string) string {
+	out := make([]string, len(r.Releases[app]))
+	for i, rel := range r.Releases[app] {
+		out[i] = rel
+		if n := r.Instances[app][rel]; n > 0 {
+			out[i] += fmt.Sprintf(" ×%d", n)
+		}
+	}
+	return strings.Join(out, "+")
 }
 
 // Running is one release a node runs of an app that uses the database.

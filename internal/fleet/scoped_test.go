@@ -56,3 +56,15 @@ func TestScopedStore(t *testing.T) {
 		t.Fatalf("a delete removes web-1's route and the old one, not web-2's: %s %s", get(a, "app", "web"), get(b, "app", "web"))
 	}
 }
+
+func TestReleasesOf(t *testing.T) {
+	r := Report{
+		Releases:  map[string][]string{"web": {"v42", "v41"}, "api": {"v7"}},
+		Instances: map[string]map[string]int{"web": {"v42": 3, "v41": 1}},
+	}
+	for app, want := range map[string]string{"web": "v42 ×3+v41 ×1", "api": "v7", "none": ""} {
+		if got := r.ReleasesOf(app); got != want {
+			t.Errorf("ReleasesOf(%s) = %q, want %q", app, got, want)
+		}
+	}
+}

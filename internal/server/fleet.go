@@ -16,6 +16,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/deploy"
 	"github.com/handoff-dev/handoff/internal/fleet"
+	"github.com/handoff-dev/handoff/internal/supervisor"
 	"golang.org/x/sys/unix"
 )
 
@@ -283,6 +284,22 @@ func (s *Server) fleetReport() fleet.Report {
 		rep.Running, rep.RunningReported = s.runningReport()
 		if fn.agent != nil {
 			rep.Agent = fn.agent.Addr().String()
+		}
+	}
+	if sup := s.supervisor(); sup != nil {
+		for _, inst := range sup.List("") {
+			switch inst.State {
+			case supervisor.StateStarting, supervisor.StateRunning, supervisor.StateDraining:
+			default:
+				continue
+			}
+			if rep.Instances == nil {
+				rep.Instances = map[string]map[string]int{}
+			}
+			if rep.Instances[inst.App] == nil {
+				rep.Instances[inst.App] = map[string]int{}
+			}
+			rep.Instances[inst.App][inst.Release]++
 		}
 	}
 	for _, a := range s.gw.Status() {
