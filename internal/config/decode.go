@@ -55,6 +55,11 @@ func (d *decoder) fail(n *yaml.Node, key, format string, args ...any) {
 // Parse reads config text; file names it in errors. Relative paths are kept
 // as written (Load resolves them against the file's directory).
 func Parse(file string, data []byte) (*Config, error) {
+	// The YAML library would read UTF-16 by its byte order mark, and then
+	// name lines the file's bytes do not have; a config is UTF-8.
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return nil, &Error{File: file, Line: 1, Msg: "the file is UTF-16 (it starts with a UTF-16 byte order mark): save it as UTF-8"}
+	}
 	cfg := Default()
 	cfg.Path = file
 	d := &decoder{file: file, lines: map[string]int{}}
