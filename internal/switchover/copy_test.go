@@ -283,7 +283,7 @@ func copyMigratesAndSwaps(t *testing.T, logical bool) {
 	}
 	l := c.site.writes
 	l.mu.Lock()
-	acked := len(l.acked)
+	acked := l.ackedCount()
 	l.mu.Unlock()
 	l.waitAcked(t, acked+200) // writes land again, on the copy
 	c.site.halt()
@@ -359,7 +359,7 @@ func TestCopyPostgresFailedMigrationReverts(t *testing.T) {
 	}
 	l := c.site.writes
 	l.mu.Lock()
-	acked := len(l.acked)
+	acked := l.ackedCount()
 	l.mu.Unlock()
 	l.waitAcked(t, acked+200) // the old server takes writes again
 	c.site.halt()

@@ -99,7 +99,7 @@ func throughEndpoint(t *testing.T, ep *dbproxy.Endpoint, app pooled, s servers, 
 		t.Fatalf("switchover: %v (steps %v)", err, rec.Steps)
 	}
 	l.mu.Lock()
-	acked := len(l.acked)
+	acked := l.ackedCount()
 	l.mu.Unlock()
 	l.waitAcked(t, acked+300)
 	l.halt()

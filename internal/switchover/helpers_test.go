@@ -223,15 +223,20 @@ func (l *load) halt() {
 	l.wg.Wait()
 }
 
+// ackedCount is how many writes are acknowledged so far (the writers may
+// still be running).
+func (l *load) ackedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
 // waitAcked waits until at least n writes are acknowledged.
 func (l *load) waitAcked(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		l.mu.Lock()
-		got := len(l.acked)
-		l.mu.Unlock()
-		if got >= n {
+		if got := l.ackedCount(); got >= n {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

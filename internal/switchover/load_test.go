@@ -42,7 +42,7 @@ func switchoverUnderLoad(t *testing.T, s servers, wantKind string) (*appDB, *loa
 		t.Fatalf("switchover: %v (steps %v)", err, rec.Steps)
 	}
 	l.mu.Lock()
-	acked := len(l.acked)
+	acked := l.ackedCount()
 	l.mu.Unlock()
 	l.waitAcked(t, acked+300)
 	l.halt()

@@ -103,7 +103,7 @@ func TestSwitchoverMariaDBRollsBackPastDeadline(t *testing.T) {
 		t.Fatalf("step %s, endpoint at %s, gate released %d times", rec.Step, ep.current(), g.releaseCall)
 	}
 	l.mu.Lock()
-	acked := len(l.acked)
+	acked := l.ackedCount()
 	l.mu.Unlock()
 	l.waitAcked(t, acked+300)
 	l.halt()

@@ -124,7 +124,7 @@ func TestSwitchoverPostgresRollsBackPastDeadline(t *testing.T) {
 	if rec.Step != RolledBack || ep.current() != old.Addr() || g.releaseCall != 1 {
 		t.Fatalf("step %s, endpoint at %s, gate released %d times", rec.Step, ep.current(), g.releaseCall)
 	}
-	acked := len(l.acked)
+	acked := l.ackedCount()
 	l.waitAcked(t, acked+300) // the old primary takes writes again
 	l.halt()
 	l.checkNoFailures(t)
