@@ -282,9 +282,7 @@ func copyMigratesAndSwaps(t *testing.T, logical bool) {
 		t.Fatalf("steps %v, want %v", steps, want)
 	}
 	l := c.site.writes
-	l.mu.Lock()
 	acked := l.ackedCount()
-	l.mu.Unlock()
 	l.waitAcked(t, acked+200) // writes land again, on the copy
 	c.site.halt()
 	c.site.checkReads(t)
@@ -358,9 +356,7 @@ func TestCopyPostgresFailedMigrationReverts(t *testing.T) {
 		t.Fatalf("journal: %+v", saved)
 	}
 	l := c.site.writes
-	l.mu.Lock()
 	acked := l.ackedCount()
-	l.mu.Unlock()
 	l.waitAcked(t, acked+200) // the old server takes writes again
 	c.site.halt()
 	c.site.checkReads(t)

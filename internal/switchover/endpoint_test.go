@@ -98,9 +98,7 @@ func throughEndpoint(t *testing.T, ep *dbproxy.Endpoint, app pooled, s servers, 
 	if err != nil {
 		t.Fatalf("switchover: %v (steps %v)", err, rec.Steps)
 	}
-	l.mu.Lock()
 	acked := l.ackedCount()
-	l.mu.Unlock()
 	l.waitAcked(t, acked+300)
 	l.halt()
 	if st := ep.Stats(); st.Primary != s.newAddr || st.Paused {

@@ -41,9 +41,7 @@ func switchoverUnderLoad(t *testing.T, s servers, wantKind string) (*appDB, *loa
 	if err != nil {
 		t.Fatalf("switchover: %v (steps %v)", err, rec.Steps)
 	}
-	l.mu.Lock()
 	acked := l.ackedCount()
-	l.mu.Unlock()
 	l.waitAcked(t, acked+300)
 	l.halt()
 

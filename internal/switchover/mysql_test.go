@@ -102,9 +102,7 @@ func TestSwitchoverMariaDBRollsBackPastDeadline(t *testing.T) {
 	if rec.Step != RolledBack || ep.current() != old.Addr() || g.releaseCall != 1 {
 		t.Fatalf("step %s, endpoint at %s, gate released %d times", rec.Step, ep.current(), g.releaseCall)
 	}
-	l.mu.Lock()
 	acked := l.ackedCount()
-	l.mu.Unlock()
 	l.waitAcked(t, acked+300)
 	l.halt()
 	l.checkNoFailures(t)

@@ -49,13 +49,12 @@ func TestSwitchoverPostgresReverseThenBack(t *testing.T) {
 	if !slices.ContainsFunc(rec.Steps, func(s StepTime) bool { return s.Step == Reversing }) || !rec.Reverse {
 		t.Fatalf("no reversing step: %v", rec.Steps)
 	}
-	acked := func() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.acked) }
-	l.waitAcked(t, acked()+300) // written on the new primary
+	l.waitAcked(t, l.ackedCount()+300) // written on the new primary
 	if _, err := pgDB(t, sub.Addr()).Exec("INSERT INTO tags (v) VALUES ('on the new primary')"); err != nil {
 		t.Fatal(err)
 	}
 	// Every write so far reaches the old server, which stays fenced.
-	want := acked()
+	want := l.ackedCount()
 	oldDB := pgDB(t, old.Addr())
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -77,7 +76,7 @@ func TestSwitchoverPostgresReverseThenBack(t *testing.T) {
 
 	// And back, under the same load: nothing lost, the old server writable.
 	switchTo(sub, old, false)
-	l.waitAcked(t, acked()+300)
+	l.waitAcked(t, l.ackedCount()+300)
 	l.halt()
 	l.checkNoFailures(t)
 	l.checkAllOn(t, oldDB, "acks")
