@@ -107,7 +107,7 @@ stderr).`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&req.To, "to", "", "the replica's URL: postgres://user@host:port/db or mysql://user@host:port/db")
+	c.Flags().StringVar(&req.To, "to", "", "the replica's URL: postgres://user@host:port/db[?sslmode=verify-full] or mysql://user@host:port/db[?tls=verify-full&tls_ca_file=FILE]")
 	c.Flags().DurationVar(&deadline, "deadline", switchover.DefaultDeadline, "the longest the app is held; past it before the promotion, roll back")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the switchover's record as JSON")
 	c.Flags().BoolVar(&req.Reverse, "reverse", false, "logical only: subscribe the old primary to the new one after the promotion")

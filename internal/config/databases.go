@@ -37,7 +37,7 @@ type DatabaseEndpoint struct {
 	// role) log in as, with its password from CredentialsFile. Default:
 	// postgres, or root for mysql.
 	User string `yaml:"user"`
-	// TLS to the server (postgres): disable, require (encrypted, not
+	// TLS to the server (Postgres, MySQL, MariaDB): disable, require (encrypted, not
 	// verified) or verify-full. Default: disable for a loopback primary,
 	// verify-full otherwise.
 	TLS string `yaml:"tls"`
@@ -141,9 +141,6 @@ func (c *Config) validateDatabases(bad func(key, format string, args ...any)) {
 			if host, _, err := net.SplitHostPort(db.Primary); err == nil && isLoopback(host) {
 				db.TLS = "disable"
 			}
-		}
-		if db.Kind == DatabaseMySQL && db.TLS != "disable" {
-			bad(key+".tls", "TLS to a MySQL server is not supported yet: a MySQL endpoint needs tls: disable (and a primary on a trusted network)")
 		}
 		if db.TLSCAFile != "" && db.TLS != "verify-full" {
 			bad(key+".tls_ca_file", "is used with tls: verify-full only")

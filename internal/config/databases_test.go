@@ -59,7 +59,7 @@ func TestDatabasesErrorsNameKeyAndLine(t *testing.T) {
 		{"databases:\n  main:\n    kind: postgres\n    listen: 127.0.0.1:6432\n", "h.yaml:2: databases.main.primary: give the database server's host:port"},
 		{"databases:\n  main:\n    kind: postgres\n    listen: 127.0.0.1:6432\n    primary: nowhere\n", "h.yaml:5: databases.main.primary: want host:port"},
 		{"databases:\n  main:\n    kind: postgres\n    listen: 127.0.0.1:6432\n    primary: 127.0.0.1:5432\n    tls: maybe\n", "h.yaml:6: databases.main.tls: want disable, require or verify-full"},
-		{"databases:\n  main:\n    kind: mysql\n    listen: 127.0.0.1:6432\n    primary: db.internal:3306\n", "databases.main.tls: TLS to a MySQL server is not supported yet"},
+		{"databases:\n  main:\n    kind: mysql\n    listen: 127.0.0.1:6432\n    primary: db.internal:3306\n    tls: require\n    tls_ca_file: ca.pem\n", "h.yaml:7: databases.main.tls_ca_file: is used with tls: verify-full only"},
 		{"databases:\n  main:\n    kind: postgres\n    listen: 127.0.0.1:6432\n    primary: 127.0.0.1:5432\n    hold_mx: 5s\n", `h.yaml:6: databases.main.hold_mx: unknown key (did you mean "hold_max"?)`},
 		{"databases:\n  main:\n    kind: postgres\n    listen: 127.0.0.1:6432\n    primary: 127.0.0.1:5432\n    max_connections: 0\n", "h.yaml:6: databases.main.max_connections: must be at least 1"},
 		{"databases:\n  a:\n    kind: postgres\n    listen: 127.0.0.1:6432\n    primary: 127.0.0.1:5432\n  b:\n    kind: postgres\n    listen: 127.0.0.1:6432\n    primary: 127.0.0.1:5433\n", "databases.b.listen: 127.0.0.1:6432 is also the listen address of databases.a"},

@@ -41,8 +41,9 @@ type Options struct {
 	// client's own login, at connect, is relayed to the server untouched.
 	// Nil: no password (trust).
 	Password func(user string) (string, error)
-	// TLS, when set, is used for every connection to a Postgres server
-	// (the server must accept it); nil is plaintext. Clients always talk
+	// TLS, when set, is used for every connection to the server (the
+	// server must accept it; its ServerName defaults to the host dialled);
+	// nil is plaintext. Clients always talk
 	// plaintext to the endpoint (it listens on loopback).
 	TLS *tls.Config
 	// MaxConnections caps client connections; one over it gets the
@@ -99,9 +100,6 @@ func New(opts Options) (*Endpoint, error) {
 	}
 	if err := checkAddr(opts.Primary); err != nil {
 		return nil, fmt.Errorf("database endpoint %s: primary: %w", opts.Name, err)
-	}
-	if opts.Kind == MySQL && opts.TLS != nil {
-		return nil, fmt.Errorf("database endpoint %s: TLS to a MySQL server is not supported yet", opts.Name)
 	}
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = DefaultMaxConnections
@@ -530,6 +528,21 @@ func (e *Endpoint) moveFailed() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.failed++
+}
+
+// startTLS shakes hands over conn, dialled to addr, as the endpoint's TLS
+// config says, checking the certificate against addr's host unless the
+// config names another.
+func (e *Endpoint) startTLS(ctx context.Context, conn net.Conn, addr string) (*tls.Conn, error) {
+	cfg := e.opts.TLS.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("connect to %s: TLS: %w", addr, err)
+	}
+	return tc, nil
 }
 
 func (e *Endpoint) dial(ctx context.Context, addr string) (net.Conn, error) {

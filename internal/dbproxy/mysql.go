@@ -46,10 +46,39 @@ type myStmt struct {
 }
 
 type myServer struct {
-	conn net.Conn
+	conn net.Conn // TLS over raw when the endpoint's config says so
+	raw  net.Conn // the TCP connection
 	r    *myReader
 	w    *bufio.Writer
 	addr string
+}
+
+func newMyServer(conn net.Conn, addr string) *myServer {
+	return &myServer{conn: conn, raw: conn, r: newMyReader(conn), w: bufio.NewWriterSize(conn, 16<<10), addr: addr}
+}
+
+// startTLS asks the server for TLS (an SSLRequest: the head of a
+// handshake response with CLIENT_SSL, sequence seq), shakes hands, and
+// carries on inside the TLS session, where the real handshake response
+// follows with sequence seq+1. offers is whether the server's handshake
+// offered TLS (CLIENT_SSL).
+func (srv *myServer) startTLS(ctx context.Context, e *Endpoint, offers bool, seq byte, caps, maxPacket uint32, charset byte) error {
+	if !offers {
+		return fmt.Errorf("connect to %s: the server does not offer TLS (tls: in the config wants it)", srv.addr)
+	}
+	req := binary.LittleEndian.AppendUint32(nil, caps|capSSL)
+	req = binary.LittleEndian.AppendUint32(req, maxPacket)
+	req = append(req, charset)
+	req = append(req, make([]byte, 23)...)
+	if _, err := srv.raw.Write(myPacketBytes(seq, req)); err != nil {
+		return err
+	}
+	tc, err := e.startTLS(ctx, srv.raw, srv.addr)
+	if err != nil {
+		return err
+	}
+	srv.conn, srv.r, srv.w = tc, newMyReader(tc), bufio.NewWriterSize(tc, 16<<10)
+	return nil
 }
 
 func (e *Endpoint) serveMySQL(c net.Conn, g *gate) {
@@ -77,6 +106,10 @@ func (e *Endpoint) serveMySQL(c net.Conn, g *gate) {
 // relayLogin connects to the current server and relays the handshake and
 // the client's login to it untouched, except for the capabilities the
 // endpoint does not follow, which it takes out of the server's offer.
+// With TLS to the server, the endpoint asks for it itself between the
+// handshake and the client's response (the client talks plaintext to the
+// endpoint); that SSLRequest takes a sequence number the client does not
+// know of, so the login's packets are renumbered by one on their way.
 func (s *mySession) relayLogin() error {
 	addr, gen := s.e.current()
 	ctx, cancel := context.WithTimeout(context.Background(), s.e.opts.ConnectTimeout)
@@ -86,7 +119,7 @@ func (s *mySession) relayLogin() error {
 		s.client.Write(mysqlErrPacket(0, 2003, "HY000", "handoff: "+err.Error()))
 		return err
 	}
-	srv := &myServer{conn: conn, r: newMyReader(conn), w: bufio.NewWriterSize(conn, 16<<10), addr: addr}
+	srv := newMyServer(conn, addr)
 	s.srv = srv
 	p, err := srv.r.next(0)
 	if err != nil || p.partial {
@@ -99,6 +132,7 @@ func (s *mySession) relayLogin() error {
 	if err != nil {
 		return err
 	}
+	offersTLS := h.caps&capSSL != 0
 	h.restrict()
 	if err := s.toClient(srv.r, p, true); err != nil {
 		return err
@@ -115,8 +149,19 @@ func (s *mySession) relayLogin() error {
 	// A client that asks for what was not offered is told no here, not
 	// misread later.
 	login.caps &^= capUnsupportedByUs
-	binary.LittleEndian.PutUint32(p.payload, login.caps)
 	s.login, s.db = login, login.db
+	var shift byte // the login's sequence numbers at the server are the client's + shift
+	if s.e.opts.TLS != nil {
+		if err := srv.startTLS(ctx, s.e, offersTLS, p.seq(), login.caps, login.maxPacket, login.charset); err != nil {
+			s.client.Write(mysqlErrPacket(p.seq()+1, 2026, "HY000", "handoff: "+err.Error()))
+			return err
+		}
+		shift = 1
+		binary.LittleEndian.PutUint32(p.payload, login.caps|capSSL)
+	} else {
+		binary.LittleEndian.PutUint32(p.payload, login.caps)
+	}
+	p.head[3] += shift
 	if err := srv.r.forward(srv.w, p); err != nil {
 		return err
 	}
@@ -128,6 +173,7 @@ func (s *mySession) relayLogin() error {
 		if err != nil || p.partial {
 			return fmt.Errorf("login: %v", err)
 		}
+		p.head[3] -= shift
 		if err := s.toClient(srv.r, p, true); err != nil {
 			return err
 		}
@@ -147,6 +193,7 @@ func (s *mySession) relayLogin() error {
 		if err != nil || answer.partial {
 			return fmt.Errorf("login: %v", err)
 		}
+		answer.head[3] += shift
 		if err := srv.r.forwardFrom(srv.w, s.cr, answer); err != nil {
 			return err
 		}
@@ -557,7 +604,7 @@ func (srv *myServer) alive() bool {
 	if srv.r.r.Buffered() > 0 {
 		return false // the server said something unasked: it is closing
 	}
-	sc, ok := srv.conn.(syscall.Conn)
+	sc, ok := srv.raw.(syscall.Conn) // under TLS too: bytes waiting are an alert, the session ends
 	if !ok {
 		return true
 	}
@@ -614,8 +661,8 @@ func (s *mySession) open(addr string) (*myServer, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	conn.SetDeadline(deadline)
-	srv := &myServer{conn: conn, r: newMyReader(conn), w: bufio.NewWriterSize(conn, 16<<10), addr: addr}
-	if err := s.loginAs(srv); err != nil {
+	srv := newMyServer(conn, addr)
+	if err := s.loginAs(ctx, srv); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -627,8 +674,9 @@ func (s *mySession) open(addr string) (*myServer, error) {
 	return srv, nil
 }
 
-// loginAs logs in to a new server session as the client's user.
-func (s *mySession) loginAs(srv *myServer) error {
+// loginAs logs in to a new server session as the client's user, inside
+// TLS when the endpoint's config says so.
+func (s *mySession) loginAs(ctx context.Context, srv *myServer) error {
 	p, err := srv.r.next(0)
 	if err != nil || p.partial {
 		return fmt.Errorf("server handshake: %v", err)
@@ -670,7 +718,15 @@ func (s *mySession) loginAs(srv *myServer) error {
 			resp = appendLenenc(resp, 0)
 		}
 	}
-	if _, err := srv.conn.Write(myPacketBytes(p.seq()+1, resp)); err != nil {
+	seq := p.seq() + 1
+	if s.e.opts.TLS != nil {
+		if err := srv.startTLS(ctx, s.e, h.caps&capSSL != 0, seq, caps, s.login.maxPacket, s.login.charset); err != nil {
+			return err
+		}
+		binary.LittleEndian.PutUint32(resp, caps|capSSL)
+		seq++
+	}
+	if _, err := srv.conn.Write(myPacketBytes(seq, resp)); err != nil {
 		return err
 	}
 	plugin := h.plugin

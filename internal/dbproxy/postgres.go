@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -298,14 +297,10 @@ func (e *Endpoint) dialPG(ctx context.Context, addr string) (net.Conn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("connect to %s: the server does not accept TLS (tls: on in the config)", addr)
 	}
-	cfg := e.opts.TLS.Clone()
-	if cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(addr)
-	}
-	tc := tls.Client(conn, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	tc, err := e.startTLS(ctx, conn, addr)
+	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("connect to %s: TLS: %w", addr, err)
+		return nil, err
 	}
 	tc.SetDeadline(time.Time{})
 	return tc, nil

@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"fmt"
 	"net"
@@ -247,13 +248,20 @@ func pgProbeConn(ctx context.Context, d *dbEndpoint, password, addr string) (*pg
 	if err != nil {
 		return nil, err
 	}
-	if cfg.TLSConfig, err = dbproxy.TLSConfig(d.cfg.TLS, d.cfg.TLSCAFile); err != nil {
+	if cfg.TLSConfig, err = probeTLS(d, addr); err != nil {
 		return nil, err
 	}
-	if cfg.TLSConfig != nil && cfg.TLSConfig.ServerName == "" {
-		cfg.TLSConfig.ServerName, _, _ = net.SplitHostPort(addr)
-	}
 	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// probeTLS is the endpoint's TLS config for a probe of the server at addr
+// (nil: plaintext), checking the certificate against addr's host.
+func probeTLS(d *dbEndpoint, addr string) (*tls.Config, error) {
+	cfg, err := dbproxy.TLSConfig(d.cfg.TLS, d.cfg.TLSCAFile)
+	if cfg != nil && cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	return cfg, err
 }
 
 func pgRole(ctx context.Context, conn *pgx.Conn) (string, error) {
@@ -332,6 +340,10 @@ func mysqlProbeDB(d *dbEndpoint, password, addr string) (*sql.DB, error) {
 	mc := mysql.NewConfig()
 	mc.User, mc.Passwd, mc.Net, mc.Addr = d.cfg.User, password, "tcp", addr
 	mc.Timeout, mc.ReadTimeout, mc.WriteTimeout = probeTimeout, probeTimeout, probeTimeout
+	var err error
+	if mc.TLS, err = probeTLS(d, addr); err != nil {
+		return nil, err
+	}
 	conn, err := mysql.NewConnector(mc)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/handoff-dev/handoff/internal/dbproxy"
 )
 
 // MySQL/MariaDB (GTID replication), behind the same Pair seam as Postgres.
@@ -51,36 +52,56 @@ func OpenMySQL(ctx context.Context, from, to string) (Pair, error) {
 	return p, nil
 }
 
-// MySQLDSN turns a mysql:// URL into the driver's DSN and the server's
-// host:port (port 3306 when none is given).
-func MySQLDSN(raw string) (dsn, addr string, err error) {
+// mysqlConfig turns a mysql:// URL into the driver's config and the
+// server's host:port (port 3306 when none is given). TLS is asked for
+// with the endpoint config's words: ?tls=disable|require|verify-full and
+// &tls_ca_file=FILE (verify-full against that CA); plaintext without.
+// The old primary's URL is the replica's with its host, so both get the
+// same TLS.
+func mysqlConfig(raw string) (*mysql.Config, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "mysql" && u.Scheme != "mariadb") || u.Host == "" {
-		return "", "", fmt.Errorf("%q: want mysql://user[:password]@host[:port][/db]", RedactURL(raw))
+		return nil, "", fmt.Errorf("%q: want mysql://user[:password]@host[:port][/db][?tls=verify-full]", RedactURL(raw))
+	}
+	q := u.Query()
+	for k := range q {
+		if k != "tls" && k != "tls_ca_file" {
+			return nil, "", fmt.Errorf("%q: unknown parameter %s (want tls, tls_ca_file)", RedactURL(raw), k)
+		}
 	}
 	cfg := mysql.NewConfig()
 	cfg.User = u.User.Username()
 	cfg.Passwd, _ = u.User.Password()
 	cfg.Net = "tcp"
-	addr = u.Host
+	addr := u.Host
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "3306")
 	}
 	cfg.Addr = addr
 	cfg.DBName = strings.TrimPrefix(u.Path, "/")
 	cfg.Timeout = 5 * time.Second
-	return cfg.FormatDSN(), addr, nil
+	if q.Has("tls_ca_file") && q.Get("tls") != "verify-full" {
+		return nil, "", fmt.Errorf("%q: tls_ca_file is used with tls=verify-full only", RedactURL(raw))
+	}
+	if cfg.TLS, err = dbproxy.TLSConfig(q.Get("tls"), q.Get("tls_ca_file")); err != nil {
+		return nil, "", fmt.Errorf("%q: %w", RedactURL(raw), err)
+	}
+	if cfg.TLS != nil {
+		cfg.TLS.ServerName = u.Hostname()
+	}
+	return cfg, addr, nil
 }
 
 func mysqlOpen(raw string) (*sql.DB, string, error) {
-	dsn, addr, err := MySQLDSN(raw)
+	cfg, addr, err := mysqlConfig(raw)
 	if err != nil {
 		return nil, "", err
 	}
-	db, err := sql.Open("mysql", dsn)
+	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, "", err
 	}
+	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(4)
 	return db, addr, nil
 }

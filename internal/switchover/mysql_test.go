@@ -39,6 +39,64 @@ func myServers(old, replica *testdb.MariaDB) servers {
 		pair: func(ctx context.Context) (Pair, error) { return OpenMySQL(ctx, myURL(old), myURL(replica)) }}
 }
 
+// TestSwitchoverMariaDBOverTLS: both servers refuse plaintext
+// (require_secure_transport), the replica replicates over TLS, and the
+// switchover's URLs ask for TLS with the endpoint config's words
+// (?tls=verify-full&tls_ca_file=); it runs under load as in plaintext.
+func TestSwitchoverMariaDBOverTLS(t *testing.T) {
+	t.Parallel()
+	old, replica := newMariaDBPair(t)
+	files := old.ServeTLS(t)
+	replica.Exec(t, "", "STOP SLAVE", "CHANGE MASTER TO MASTER_SSL = 1", "START SLAVE")
+	replica.ServeTLS(t)
+	tlsOpen := func(addr string) (*sql.DB, error) {
+		db, err := sql.Open("mysql", "app@tcp("+addr+")/app?timeout=5s&tls=skip-verify")
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(16)
+		return db, nil
+	}
+	if plain, err := myOpen(old.Addr()); err == nil {
+		if err := plain.Ping(); err == nil {
+			t.Fatal("the old primary takes a plaintext client: the test proves nothing")
+		}
+		plain.Close()
+	}
+	q := "?tls=verify-full&tls_ca_file=" + files.CA
+	s := servers{oldAddr: old.Addr(), newAddr: replica.Addr(), open: tlsOpen, insert: myInsert,
+		pair: func(ctx context.Context) (Pair, error) { return OpenMySQL(ctx, myURL(old)+q, myURL(replica)+q) }}
+	switchoverUnderLoad(t, s, "mysql-gtid")
+}
+
+// TestMySQLURLs: what a mysql:// URL may say, and the errors for what it
+// may not.
+func TestMySQLURLs(t *testing.T) {
+	for raw, want := range map[string]string{
+		"mysql://root:pw@db.internal/app":                               "",
+		"mariadb://root@10.0.0.7:3307/?tls=require":                     "",
+		"mysql://root@db.internal/?tls=verify-full":                     "",
+		"mysql://root@db.internal/?tls=maybe":                           "want disable, require or verify-full",
+		"mysql://root@db.internal/?tls=require&tls_ca_file=/etc/ca.pem": "tls_ca_file is used with tls=verify-full only",
+		"mysql://root:pw@db.internal/?sslmode=verify-full":              "unknown parameter sslmode",
+		"postgres://root@db.internal/":                                  "want mysql://",
+	} {
+		cfg, addr, err := mysqlConfig(raw)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", raw, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: error %v, want %q", raw, err, want)
+		case want != "" && strings.Contains(err.Error(), ":pw@"):
+			t.Errorf("%s: the error shows the password: %v", raw, err)
+		case err == nil && (cfg.Addr != addr || !strings.Contains(addr, ":")):
+			t.Errorf("%s: address %q, config's %q", raw, addr, cfg.Addr)
+		case err == nil && strings.Contains(raw, "tls=") != (cfg.TLS != nil):
+			t.Errorf("%s: TLS %v", raw, cfg.TLS != nil)
+		}
+	}
+}
+
 func TestSwitchoverMariaDB(t *testing.T) {
 	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
 	old, replica := newMariaDBPair(t)

@@ -267,6 +267,7 @@ type MariaDB struct {
 	Socket   string
 	ServerID int
 
+	tlsArgs []string // set by ServeTLS
 	process
 }
 
@@ -304,7 +305,11 @@ func NewMariaDB(t testing.TB) *MariaDB {
 
 // DSN is the go-sql-driver/mysql DSN of database db ("" for none).
 func (m *MariaDB) DSN(db string) string {
-	return fmt.Sprintf("root@tcp(127.0.0.1:%d)/%s?parseTime=true&timeout=5s", m.Port, db)
+	dsn := fmt.Sprintf("root@tcp(127.0.0.1:%d)/%s?parseTime=true&timeout=5s", m.Port, db)
+	if m.tlsArgs != nil {
+		dsn += "&tls=skip-verify"
+	}
+	return dsn
 }
 
 // Addr is the server's host:port.
@@ -323,6 +328,7 @@ func (m *MariaDB) Start(t testing.TB) {
 		"--log-slave-updates", "--gtid-strict-mode=1", "--skip-name-resolve",
 		"--innodb-buffer-pool-size=16M", "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
 		"--sync-binlog=0", "--max-connections=100", "--log-error=" + filepath.Join(base, "server.log")}
+	args = append(args, m.tlsArgs...)
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=mysql")
 	}
