@@ -262,31 +262,15 @@ func lintWaived(withSyntax bool) []string {
 // primary writable, the endpoint on it, read-only off. The copy is not
 // touched.
 func (c *copyRun) revert(ctx context.Context, cause error) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
-	defer cancel()
-	c.rec.Error = cause.Error()
-	var errs []error
-	if err := c.record(rctx, RollingBack); err != nil {
-		errs = append(errs, err)
-	}
-	if c.fenced {
-		if err := c.pair.Unfence(rctx); err != nil {
-			errs = append(errs, fmt.Errorf("unfence the old primary: %w", err))
+	return c.rollback(ctx, cause, func(ctx context.Context) error {
+		if !c.readOnly {
+			return nil
 		}
-	}
-	c.resumeAll()
-	// Unfenced first, then writes admitted: none fails on the way.
-	if c.readOnly {
-		if err := c.o.ReadOnly.Off(rctx); err != nil {
-			errs = append(errs, fmt.Errorf("switch read-only off: %w", err))
+		if err := c.o.ReadOnly.Off(ctx); err != nil {
+			return fmt.Errorf("switch read-only off: %w", err)
 		}
-	}
-	if len(errs) == 0 {
-		if err := c.record(rctx, RolledBack); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
 }
 
 // finishCopy moves the endpoint to the migrated copy and switches

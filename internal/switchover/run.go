@@ -154,7 +154,7 @@ func (r *run) switchover(ctx context.Context) (Record, error) {
 		if cause := context.Cause(dctx); cause != nil && dctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (%w)", cause, err)
 		}
-		if rerr := r.rollback(ctx, err); rerr != nil {
+		if rerr := r.rollback(ctx, err, nil); rerr != nil {
 			return r.rec, &Error{Step: step, RolledBack: true, Err: errors.Join(err, rerr)}
 		}
 		return r.rec, &Error{Step: step, RolledBack: true, Err: err}
@@ -208,7 +208,7 @@ func (r *run) finish(ctx context.Context) error {
 	defer cancel()
 	if err := r.record(fctx, Promoting); err != nil {
 		// Not recorded, not acted on: roll back.
-		if rerr := r.rollback(ctx, err); rerr != nil {
+		if rerr := r.rollback(ctx, err, nil); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		return &Error{Step: Promoting, RolledBack: true, Err: err}
@@ -218,7 +218,7 @@ func (r *run) finish(ctx context.Context) error {
 	if errors.As(err, &np) {
 		// The promotion failed and the replica is verifiably still a
 		// replica: the old primary is still the only one, so roll back.
-		if rerr := r.rollback(ctx, err); rerr != nil {
+		if rerr := r.rollback(ctx, err, nil); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		return &Error{Step: Promoting, RolledBack: true, Err: err}
@@ -289,8 +289,10 @@ func (r *run) resumeAll() {
 }
 
 // rollback undoes a switchover that did not reach the point of no return:
-// the old primary writable, the endpoint (never moved) resumed, HTTP resumed.
-func (r *run) rollback(ctx context.Context, cause error) error {
+// the old primary writable, the endpoint (never moved) resumed, HTTP
+// resumed, then `then` (when set; a migrate-on-copy's read-only off: the old
+// primary is writable before writes are admitted, so none fails).
+func (r *run) rollback(ctx context.Context, cause error, then func(context.Context) error) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	r.rec.Error = cause.Error()
@@ -306,6 +308,11 @@ func (r *run) rollback(ctx context.Context, cause error) error {
 	// The endpoint was never repointed before the point of no return;
 	// resuming lets the held transactions go on against the old primary.
 	r.resumeAll()
+	if then != nil {
+		if err := then(rctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) == 0 {
 		if err := r.record(rctx, RolledBack); err != nil {
 			errs = append(errs, err)
