@@ -94,9 +94,10 @@ func (s *Server) openFleet(ctx context.Context) error {
 		fn.wg.Add(1)
 		go func() { defer fn.wg.Done(); fn.serveAgent(lctx) }()
 	}
-	fn.wg.Add(2)
+	fn.wg.Add(3)
 	go func() { defer fn.wg.Done(); s.monitorDrain(lctx) }()
 	go func() { defer fn.wg.Done(); s.monitorOrphans(lctx) }()
+	go func() { defer fn.wg.Done(); s.watchSwitchovers(lctx) }() // fleet_databases.go
 	return nil
 }
 
@@ -342,6 +343,10 @@ var drainStates = map[string]fleet.DrainState{cmdDrain: fleet.Draining, cmdReady
 // reloadModes applies the modes recorded in the shared state, as another
 // node changed them.
 func (s *Server) reloadModes(ctx context.Context, by string) error {
+	// A migrate-on-copy switches read-only off once its endpoint moved:
+	// this node's endpoints follow first, so no write meets the old,
+	// fenced primary here (fleet_databases.go).
+	s.followSwitchovers(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.restoreModes(ctx); err != nil {

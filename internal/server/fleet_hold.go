@@ -26,6 +26,9 @@ type holdArgs struct {
 	// ends by itself on every node if the node leading the switchover dies.
 	Quiet time.Duration `json:"quiet,omitempty"`
 	Max   time.Duration `json:"max,omitempty"`
+	// Database is the endpoint being switched: each node that has one of
+	// that name pauses it too (fleet_databases.go).
+	Database string `json:"database,omitempty"`
 }
 
 // holdSet are the fleet holds this node runs, by hold command ID.
@@ -43,7 +46,7 @@ type holdSet struct {
 // endpoint's pause). A lost node refuses it before anything is held,
 // naming the node; a node that does not acknowledge in time fails it,
 // and every hold is released.
-func (s *Server) fleetHold(ctx context.Context, deadline time.Duration) (func(), error) {
+func (s *Server) fleetHold(ctx context.Context, deadline time.Duration, database string) (func(), error) {
 	fn := s.fleet
 	if err := fn.f.CheckLive(ctx, ""); err != nil {
 		return nil, fmt.Errorf("a switchover holds HTTP on every node: %w", err)
@@ -59,7 +62,7 @@ func (s *Server) fleetHold(ctx context.Context, deadline time.Duration) (func(),
 		r, err := s.holdHere(ctx, quiet, max)
 		here <- held{r, err}
 	}()
-	args := mustJSON(holdArgs{Quiet: quiet, Max: max})
+	args := mustJSON(holdArgs{Quiet: quiet, Max: max, Database: database})
 	res, err := fn.f.SendWait(ctx, fleet.Command{Kind: cmdHold, Args: args}, true, quiet+s.cfg.Fleet.AckTimeout.D())
 	local := <-here
 	if err != nil || local.err != nil {
@@ -137,6 +140,9 @@ func (s *Server) applyHold(c fleet.Command) error {
 		defer fn.wg.Done()
 		start := time.Now()
 		release, err := s.holdHere(s.ctx, args.Quiet, args.Max)
+		if err == nil && args.Database != "" {
+			release, err = s.holdDatabase(args.Database, args.Quiet, args.Max, release)
+		}
 		if err == nil {
 			hs.mu.Lock()
 			if hs.released[c.ID] {

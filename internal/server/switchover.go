@@ -59,7 +59,7 @@ func (s *Server) runSwitchover(ctx context.Context, req control.SwitchoverReques
 	// rollback or the steps after the promotion must not be cut short.
 	rec, err := switchover.Run(context.WithoutCancel(ctx), pair, switchover.Options{
 		Name: db.Name, From: from, To: req.To, Deadline: deadline,
-		Endpoint: ep, Gate: gatewayGate{s, deadline}, Journal: s.stepJournal(req.Actor), Log: s.log,
+		Endpoint: ep, Gate: gatewayGate{s, deadline, db.Name}, Journal: s.stepJournal(req.Actor), Log: s.log,
 		Reverse: req.Reverse,
 	})
 	var serr *switchover.Error
@@ -92,16 +92,18 @@ func withHost(raw, addr string) (string, error) {
 }
 
 // switchoverPrimary is the server a database endpoint must start on: where
-// the last switchover left it when the config still names the old primary
-// (an unfinished one is recovered just after, by recoverSwitchover).
+// the last switchover left it when the config names one of its two servers
+// (the old primary, or the new one once the config is brought up to date;
+// a switch back has them the other way round). An unfinished one is
+// recovered just after, by recoverSwitchover.
 func (s *Server) switchoverPrimary(ctx context.Context, db *config.DatabaseEndpoint) (string, error) {
 	var rec switchover.Record
 	ok, err := s.store.Get(ctx, switchover.JournalKind, db.Name, &rec)
 	if err != nil || !ok {
 		return db.Primary, err
 	}
-	if rec.FromAddr != db.Primary {
-		return db.Primary, nil // the config has moved on since
+	if rec.FromAddr != db.Primary && rec.ToAddr != db.Primary {
+		return db.Primary, nil // the config has moved on to another server since
 	}
 	return rec.Primary(), nil
 }

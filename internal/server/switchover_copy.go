@@ -49,7 +49,7 @@ func (s *Server) runCopy(ctx context.Context, req control.SwitchoverRequest, db 
 	mopts := migrate.ConfigOptions(s.cfg.Database)
 	rec, err := switchover.RunCopy(context.WithoutCancel(ctx), pair, switchover.CopyOptions{
 		Options: switchover.Options{Name: db.Name, From: from, To: req.To, Deadline: deadline,
-			Endpoint: ep, Gate: gatewayGate{s, deadline}, Journal: s.stepJournal(req.Actor), Log: s.log},
+			Endpoint: ep, Gate: gatewayGate{s, deadline, db.Name}, Journal: s.stepJournal(req.Actor), Log: s.log},
 		Dir: req.Migrate, Window: window, ReadOnly: serverReadOnly{s, "handoff (migrate-on-copy of " + db.Name + ")"},
 		Migrate: mopts,
 	})

@@ -24,11 +24,12 @@ import (
 type gatewayGate struct {
 	s        *Server
 	deadline time.Duration
+	database string // the endpoint switched: the other nodes pause theirs too
 }
 
 func (g gatewayGate) Hold(ctx context.Context) (func(), error) {
 	if g.s.fleet != nil {
-		return g.s.fleetHold(ctx, g.deadline)
+		return g.s.fleetHold(ctx, g.deadline, g.database)
 	}
 	return g.s.holdHere(ctx, g.deadline/4, holdMax(g.deadline))
 }

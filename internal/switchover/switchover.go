@@ -184,6 +184,21 @@ func (r Record) Primary() string {
 	return r.FromAddr
 }
 
+// Settled is where the endpoint stands by the record once it can no longer
+// change its mind: the replica from the step that moves the endpoint on,
+// the old primary once rolled back. While ok is false the switchover
+// may still go either way (a failed promotion rolls back), and whoever
+// follows the record from outside must leave its endpoint where it is.
+func (r Record) Settled() (addr string, ok bool) {
+	switch r.Step {
+	case Repointing, Resuming, Done:
+		return r.ToAddr, true
+	case RolledBack:
+		return r.FromAddr, true
+	}
+	return "", false
+}
+
 // Journal keeps records durably; store.Store satisfies it.
 type Journal interface {
 	Get(ctx context.Context, kind, key string, v any) (bool, error)
