@@ -87,6 +87,7 @@ func (s *Server) openFleet(ctx context.Context) error {
 			fn.setDrain(fleet.Draining) // drained again once its traffic is seen gone
 		}
 		s.log.Info("fleet: this node was out of rotation when it stopped, and stays so until 'handoff fleet ready'", "node", f.Name(), "drain", d)
+		defer s.tellLoadBalancer(d) // once the node's goroutines are in place, below
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	fn.cancel = cancel
@@ -94,10 +95,11 @@ func (s *Server) openFleet(ctx context.Context) error {
 		fn.wg.Add(1)
 		go func() { defer fn.wg.Done(); fn.serveAgent(lctx) }()
 	}
-	fn.wg.Add(3)
+	fn.wg.Add(4)
 	go func() { defer fn.wg.Done(); s.monitorDrain(lctx) }()
 	go func() { defer fn.wg.Done(); s.monitorOrphans(lctx) }()
 	go func() { defer fn.wg.Done(); s.watchSwitchovers(lctx) }() // fleet_databases.go
+	go func() { defer fn.wg.Done(); s.watchLoadBalancer(lctx) }() // fleet_lb.go
 	return nil
 }
 

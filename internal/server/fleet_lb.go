@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -100,6 +101,54 @@ func (s *Server) sendToLoadBalancer() {
 		case <-time.After(s.lbRetry()):
 		}
 	}
+}
+
+// watchLoadBalancer reads back from HAProxy, every lbRetry, the state a
+// drain or a maint of this node told it, and tells it again if HAProxy no
+// longer holds it: HAProxy forgets what its runtime API was told when it
+// restarts or reloads (without a server-state-file), and would put a node
+// that is being deployed back in rotation. A node in rotation is not read
+// back: an operator's own drain of it at HAProxy stands.
+func (s *Server) watchLoadBalancer(ctx context.Context) {
+	fn := s.fleet
+	if fn.cfg.HAProxyAPI == "" {
+		return
+	}
+	api := fleet.HAProxyAPI{Addr: fn.cfg.HAProxyAPI, Server: fn.cfg.HAProxyServer}
+	t := time.NewTicker(s.lbRetry())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fn.lb.mu.Lock()
+		want, busy := fn.lb.want, fn.lb.sending
+		fn.lb.mu.Unlock()
+		if busy || want == "" || want == fleet.Ready {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.lbRetry())
+		got, err := api.State(rctx)
+		cancel()
+		if err != nil || atHAProxy(got) == atHAProxy(want) {
+			continue // an API that does not answer is reported by the sender, when it next sends
+		}
+		s.log.Warn("fleet: HAProxy no longer holds this node's state (restarted or reloaded?); telling it again",
+			"node", fn.f.Name(), "api", api.Addr, "server", api.Server, "holds", got, "want", want)
+		s.event("", "fleet", "handoff", "node %s: HAProxy at %s held %s, not %s (restarted or reloaded?); told again", fn.f.Name(), api.Addr, got, want)
+		s.tellLoadBalancer(want)
+	}
+}
+
+// atHAProxy is what HAProxy holds for a drain state: draining and drained
+// are both its drain.
+func atHAProxy(d fleet.DrainState) fleet.DrainState {
+	if d == fleet.Draining {
+		return fleet.Drained
+	}
+	return d
 }
 
 // lbWarnings are status's lines about the runtime API: one while the last
