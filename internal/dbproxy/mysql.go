@@ -152,7 +152,11 @@ func (s *mySession) relayLogin() error {
 	s.login, s.db = login, login.db
 	var shift byte // the login's sequence numbers at the server are the client's + shift
 	if s.e.opts.TLS != nil {
-		if err := srv.startTLS(ctx, s.e, offersTLS, p.seq(), login.caps, login.maxPacket, login.charset); err != nil {
+		// A clock of its own: the dial's included the client's answer.
+		tctx, tcancel := context.WithTimeout(context.Background(), s.e.opts.ConnectTimeout)
+		err := srv.startTLS(tctx, s.e, offersTLS, p.seq(), login.caps, login.maxPacket, login.charset)
+		tcancel()
+		if err != nil {
 			s.client.Write(mysqlErrPacket(p.seq()+1, 2026, "HY000", "handoff: "+err.Error()))
 			return err
 		}
