@@ -106,14 +106,20 @@ func TestFleetTellsHAProxyAgainAfterItRestarts(t *testing.T) {
 		t.Fatalf("no warning in the log:\n%s", n1.output())
 	}
 
-	// In rotation, an operator's drain at HAProxy stands.
+	// Only ready is undone: an operator's maint of the drained node stands,
+	// and so does it once the node is in rotation.
+	operatorMaint := func(what string) {
+		t.Helper()
+		if err := (fleet.HAProxyAPI{Addr: h.socket, Server: "web/web-1"}).Set(context.Background(), fleet.Maint); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		if st := h.state("web/web-1"); st != fleet.Maint {
+			t.Fatalf("the operator's maint at HAProxy (%s) was undone: %s", what, st)
+		}
+	}
+	operatorMaint("node drained")
 	n1.must("fleet", "ready", "web-1")
 	waitUntil(t, 10*time.Second, "HAProxy to hold web-1 ready", func() bool { return h.state("web/web-1") == fleet.Ready })
-	if err := (fleet.HAProxyAPI{Addr: h.socket, Server: "web/web-1"}).Set(context.Background(), fleet.Maint); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second)
-	if st := h.state("web/web-1"); st != fleet.Maint {
-		t.Fatalf("the operator's maint at HAProxy was undone: %s", st)
-	}
+	operatorMaint("node in rotation")
 }

@@ -50,6 +50,24 @@ func (s *Server) tellLoadBalancer(d fleet.DrainState) {
 	go func() { defer fn.wg.Done(); s.sendToLoadBalancer() }()
 }
 
+// retellLoadBalancer sends d again, unless the node has moved on from it
+// since it was read (a ready that came while HAProxy was being asked must
+// not be overwritten by the drain it replaced).
+func (s *Server) retellLoadBalancer(d fleet.DrainState) bool {
+	fn := s.fleet
+	t := &fn.lb
+	t.mu.Lock()
+	if t.want != d || t.sending {
+		t.mu.Unlock()
+		return false
+	}
+	t.sending = true
+	t.mu.Unlock()
+	fn.wg.Add(1)
+	go func() { defer fn.wg.Done(); s.sendToLoadBalancer() }()
+	return true
+}
+
 // sendToLoadBalancer sends the wanted state until HAProxy has taken the
 // newest one, or the server stops.
 func (s *Server) sendToLoadBalancer() {
@@ -104,11 +122,13 @@ func (s *Server) sendToLoadBalancer() {
 }
 
 // watchLoadBalancer reads back from HAProxy, every lbRetry, the state a
-// drain or a maint of this node told it, and tells it again if HAProxy no
-// longer holds it: HAProxy forgets what its runtime API was told when it
-// restarts or reloads (without a server-state-file), and would put a node
-// that is being deployed back in rotation. A node in rotation is not read
-// back: an operator's own drain of it at HAProxy stands.
+// drain or a maint of this node told it, and tells it again if HAProxy
+// holds the node ready: HAProxy forgets what its runtime API was told when
+// it restarts or reloads (without a server-state-file), and would put a
+// node that is being deployed back in rotation. Only ready is undone — what
+// a restart leaves: an operator's own maint of a draining node stands, and
+// a maint HAProxy keeps by itself (a DNS failure) is not fought every
+// second. A node in rotation is not read back either.
 func (s *Server) watchLoadBalancer(ctx context.Context) {
 	fn := s.fleet
 	if fn.cfg.HAProxyAPI == "" {
@@ -132,23 +152,13 @@ func (s *Server) watchLoadBalancer(ctx context.Context) {
 		rctx, cancel := context.WithTimeout(ctx, s.lbRetry())
 		got, err := api.State(rctx)
 		cancel()
-		if err != nil || atHAProxy(got) == atHAProxy(want) {
+		if err != nil || got != fleet.Ready || !s.retellLoadBalancer(want) {
 			continue // an API that does not answer is reported by the sender, when it next sends
 		}
 		s.log.Warn("fleet: HAProxy no longer holds this node's state (restarted or reloaded?); telling it again",
 			"node", fn.f.Name(), "api", api.Addr, "server", api.Server, "holds", got, "want", want)
 		s.event("", "fleet", "handoff", "node %s: HAProxy at %s held %s, not %s (restarted or reloaded?); told again", fn.f.Name(), api.Addr, got, want)
-		s.tellLoadBalancer(want)
 	}
-}
-
-// atHAProxy is what HAProxy holds for a drain state: draining and drained
-// are both its drain.
-func atHAProxy(d fleet.DrainState) fleet.DrainState {
-	if d == fleet.Draining {
-		return fleet.Drained
-	}
-	return d
 }
 
 // lbWarnings are status's lines about the runtime API: one while the last
