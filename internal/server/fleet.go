@@ -98,7 +98,7 @@ func (s *Server) openFleet(ctx context.Context) error {
 	fn.wg.Add(4)
 	go func() { defer fn.wg.Done(); s.monitorDrain(lctx) }()
 	go func() { defer fn.wg.Done(); s.monitorOrphans(lctx) }()
-	go func() { defer fn.wg.Done(); s.watchSwitchovers(lctx) }() // fleet_databases.go
+	go func() { defer fn.wg.Done(); s.watchSwitchovers(lctx) }()  // fleet_databases.go
 	go func() { defer fn.wg.Done(); s.watchLoadBalancer(lctx) }() // fleet_lb.go
 	return nil
 }
