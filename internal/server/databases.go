@@ -120,6 +120,12 @@ func (s *Server) recoverThenServe(ctx context.Context, d *dbEndpoint, errc chan<
 			s.log.Warn("database endpoint still waits for its switchover's recovery", "database", d.cfg.Name, "error", err)
 			continue
 		}
+		// Another node may have ended it meanwhile: start where it left it.
+		if primary, err := s.switchoverPrimary(ctx, d.cfg); err == nil && primary != d.ep.Stats().Primary {
+			if err := d.ep.Repoint(primary); err != nil {
+				s.log.Warn("database endpoint: point it where its switchover left it", "database", d.cfg.Name, "error", err)
+			}
+		}
 		s.log.Info("database endpoint serves after its switchover's recovery", "database", d.cfg.Name, "primary", d.ep.Stats().Primary)
 		s.serveDatabase(d, errc)
 		return

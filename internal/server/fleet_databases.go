@@ -31,14 +31,23 @@ import (
 // it would send transactions to a replica.
 
 // followSwitchover points d's endpoint where the last settled switchover
-// of its database left it, if it points elsewhere.
+// of its database left it, if it points elsewhere. A failed read of the
+// record is tried again for a few seconds: a node that resumes its
+// endpoint on the fenced old primary fails every write until it follows.
 func (s *Server) followSwitchover(ctx context.Context, d *dbEndpoint) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var rec switchover.Record
 	ok, err := s.store.Get(ctx, switchover.JournalKind, d.cfg.Name, &rec)
+	for err != nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+			ok, err = s.store.Get(ctx, switchover.JournalKind, d.cfg.Name, &rec)
+		}
+	}
 	if err != nil {
-		s.log.Warn("fleet: read the database's last switchover", "database", d.cfg.Name, "error", err)
+		s.log.Warn("fleet: read the database's last switchover; its endpoint stays where it is until the next heartbeat", "database", d.cfg.Name, "error", err)
 		return
 	}
 	if !ok || (rec.FromAddr != d.cfg.Primary && rec.ToAddr != d.cfg.Primary) {
@@ -82,16 +91,16 @@ func (s *Server) watchSwitchovers(ctx context.Context) {
 }
 
 // holdDatabase pauses this node's endpoint of a switchover's database for
-// the fleet's hold, within quiet, over httpRelease (the node's HTTP hold).
+// the fleet's hold, by until, over httpRelease (the node's HTTP hold).
 // The release it returns — called at the hold's release, or by itself at
 // max — follows the switchover, resumes the endpoint, then lets HTTP go.
 // A node without that endpoint has only its HTTP to hold.
-func (s *Server) holdDatabase(name string, quiet, max time.Duration, httpRelease func()) (func(), error) {
+func (s *Server) holdDatabase(name string, until time.Time, max time.Duration, httpRelease func()) (func(), error) {
 	d := s.database(name)
 	if d == nil {
 		return httpRelease, nil
 	}
-	pctx, cancel := context.WithTimeout(s.ctx, quiet)
+	pctx, cancel := context.WithDeadline(s.ctx, until)
 	defer cancel()
 	if err := d.ep.Pause(pctx); err != nil {
 		d.ep.Resume()

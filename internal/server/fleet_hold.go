@@ -124,8 +124,14 @@ func (s *Server) applyHold(c fleet.Command) error {
 		}
 		hs.mu.Unlock()
 		if r != nil {
-			r()
-			s.log.Info("fleet: HTTP hold released", "node", s.fleet.f.Name(), "by", c.By)
+			// Off the command loop: a release that follows a switchover
+			// reads the shared state first (fleet_databases.go).
+			s.fleet.wg.Add(1)
+			go func() {
+				defer s.fleet.wg.Done()
+				r()
+				s.log.Info("fleet: HTTP hold released", "node", s.fleet.f.Name(), "by", c.By)
+			}()
 		}
 		return nil
 	}
@@ -141,7 +147,9 @@ func (s *Server) applyHold(c fleet.Command) error {
 		start := time.Now()
 		release, err := s.holdHere(s.ctx, args.Quiet, args.Max)
 		if err == nil && args.Database != "" {
-			release, err = s.holdDatabase(args.Database, args.Quiet, args.Max, release)
+			// The pause must end while the switching node still waits
+			// for this acknowledgement (quiet + fleet.ack_timeout).
+			release, err = s.holdDatabase(args.Database, start.Add(args.Quiet+fn.cfg.AckTimeout.D()/2), args.Max, release)
 		}
 		if err == nil {
 			hs.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"github.com/handoff-dev/handoff/internal/config"
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/deploy"
+	"github.com/handoff-dev/handoff/internal/fleet"
 	"github.com/handoff-dev/handoff/internal/switchover"
 )
 
@@ -58,7 +59,7 @@ func (s *Server) runSwitchover(ctx context.Context, req control.SwitchoverReques
 	// The switchover runs to its end even if the client goes away: a
 	// rollback or the steps after the promotion must not be cut short.
 	rec, err := switchover.Run(context.WithoutCancel(ctx), pair, switchover.Options{
-		Name: db.Name, From: from, To: req.To, Deadline: deadline,
+		Name: db.Name, Node: s.switchoverNode(), From: from, To: req.To, Deadline: deadline,
 		Endpoint: ep, Gate: gatewayGate{s, deadline, db.Name}, Journal: s.stepJournal(req.Actor), Log: s.log,
 		Reverse: req.Reverse,
 	})
@@ -108,6 +109,36 @@ func (s *Server) switchoverPrimary(ctx context.Context, db *config.DatabaseEndpo
 	return rec.Primary(), nil
 }
 
+// switchoverNode is the node name a switchover records (empty without a
+// fleet).
+func (s *Server) switchoverNode() string {
+	if s.fleet == nil {
+		return ""
+	}
+	return s.fleet.f.Name()
+}
+
+// othersSwitchover refuses to recover an unfinished switchover that
+// another node of the fleet runs and that node is live: it is not
+// interrupted, only still running (a node restarting meanwhile must not
+// roll back what the other is about to promote). Once that node is lost,
+// any node recovers it.
+func (s *Server) othersSwitchover(ctx context.Context, rec switchover.Record) error {
+	if rec.Node == "" || s.fleet == nil || rec.Node == s.fleet.f.Name() {
+		return nil
+	}
+	err := s.fleet.f.CheckLive(ctx, rec.Node)
+	var lost *fleet.LostError
+	switch {
+	case errors.As(err, &lost):
+		s.log.Warn("switchover: the node that ran it is lost; this node recovers it", "database", rec.Name, "node", rec.Node)
+		return nil
+	case err != nil:
+		return fmt.Errorf("is node %s, which runs the switchover of %s, live? %w", rec.Node, rec.Name, err)
+	}
+	return fmt.Errorf("the switchover of %s is running on node %s (step %s): this node waits for it to end", rec.Name, rec.Node, rec.Step)
+}
+
 // recoverSwitchover finishes or rolls back a switchover that a killed
 // handoff left unfinished (its record not final), with ep started on
 // switchoverPrimary's answer. An error (a server down) leaves the record
@@ -117,6 +148,9 @@ func (s *Server) recoverSwitchover(ctx context.Context, name string, ep switchov
 	var rec switchover.Record
 	ok, err := s.store.Get(ctx, switchover.JournalKind, name, &rec)
 	if err != nil || !ok || rec.Step.Final() {
+		return err
+	}
+	if err := s.othersSwitchover(ctx, rec); err != nil {
 		return err
 	}
 	pair, err := switchover.Reopen(ctx, rec)

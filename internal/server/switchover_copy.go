@@ -48,7 +48,7 @@ func (s *Server) runCopy(ctx context.Context, req control.SwitchoverRequest, db 
 	s.event("", "switchover", req.Actor, "migrate-on-copy of %s to %s begins: migrations %s, window %v", db.Name, switchover.RedactURL(req.To), req.Migrate, window)
 	mopts := migrate.ConfigOptions(s.cfg.Database)
 	rec, err := switchover.RunCopy(context.WithoutCancel(ctx), pair, switchover.CopyOptions{
-		Options: switchover.Options{Name: db.Name, From: from, To: req.To, Deadline: deadline,
+		Options: switchover.Options{Name: db.Name, Node: s.switchoverNode(), From: from, To: req.To, Deadline: deadline,
 			Endpoint: ep, Gate: gatewayGate{s, deadline, db.Name}, Journal: s.stepJournal(req.Actor), Log: s.log},
 		Dir: req.Migrate, Window: window, ReadOnly: serverReadOnly{s, "handoff (migrate-on-copy of " + db.Name + ")"},
 		Migrate: mopts,

@@ -122,7 +122,7 @@ func RunCopy(ctx context.Context, pair Pair, o CopyOptions) (Record, error) {
 		o.Log = defaultLog()
 	}
 	from, to := pair.Addrs()
-	r := &run{pair: pair, o: o.Options, rec: Record{Name: o.Name, Kind: pair.Kind(), From: o.From, To: o.To,
+	r := &run{pair: pair, o: o.Options, rec: Record{Name: o.Name, Node: o.Node, Kind: pair.Kind(), From: o.From, To: o.To,
 		FromAddr: from, ToAddr: to, Deadline: o.Deadline, Started: time.Now(), Migrate: o.Dir, Window: o.Window}}
 	if pp, ok := pair.(*pgPair); ok && pp.logical {
 		r.rec.Subscription, r.rec.Slot = pp.sub, pp.slot
@@ -178,8 +178,11 @@ func (c *copyRun) window(wctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("wait for in-flight HTTP requests: %w", err)
 		}
-		// New requests meet read-only now; holding them is not needed.
-		release()
+		// New requests meet read-only now, but the hold is kept until the
+		// fence is done (resumeAll, milliseconds): on a fleet it also
+		// keeps the other nodes' endpoints paused across the fence, so
+		// that no read transaction there is cut by it.
+		c.release = release
 	}
 	if c.o.Endpoint != nil {
 		c.paused = true

@@ -42,6 +42,9 @@ type Options struct {
 	// Reverse, on a logical switchover, makes the old primary a
 	// subscriber of the new one after the promotion (reverse.go).
 	Reverse bool
+	// Node is the fleet node that runs the switchover, kept in the record:
+	// another node recovers it only once that node is lost.
+	Node string
 }
 
 // Run switches the endpoint from pair's primary to its replica. It returns
@@ -61,7 +64,7 @@ func Run(ctx context.Context, pair Pair, o Options) (Record, error) {
 		o.Log = defaultLog()
 	}
 	from, to := pair.Addrs()
-	r := &run{pair: pair, o: o, rec: Record{Name: o.Name, Kind: pair.Kind(), From: o.From, To: o.To,
+	r := &run{pair: pair, o: o, rec: Record{Name: o.Name, Node: o.Node, Kind: pair.Kind(), From: o.From, To: o.To,
 		FromAddr: from, ToAddr: to, Deadline: o.Deadline, Started: time.Now()}}
 	if pp, ok := pair.(*pgPair); ok && pp.logical {
 		r.rec.Subscription, r.rec.Slot = pp.sub, pp.slot

@@ -141,7 +141,9 @@ func (s Step) Final() bool { return s == Done || s == RolledBack }
 // Record is the journal's entry for one database's switchover, written
 // before each step acts.
 type Record struct {
-	Name     string `json:"name"`
+	Name string `json:"name"`
+	// Node is the fleet node that runs it (empty: no fleet).
+	Node     string `json:"node,omitempty"`
 	Kind     string `json:"kind"`
 	From     string `json:"from"` // URL of the old primary
 	To       string `json:"to"`   // URL of the replica
