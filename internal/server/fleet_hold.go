@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/fleet"
+	"github.com/handoff-dev/handoff/internal/switchover"
 )
 
 // The commands of a switchover's fleet-wide HTTP hold.
@@ -36,6 +37,14 @@ type holdSet struct {
 	mu       sync.Mutex
 	release  map[int64]func()
 	released map[int64]bool // a release read before its hold was in place
+}
+
+// forget drops what the set keeps of hold id.
+func (hs *holdSet) forget(id int64) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	delete(hs.release, id)
+	delete(hs.released, id)
 }
 
 // fleetHold holds HTTP on every live node of the fleet for a switchover,
@@ -121,6 +130,9 @@ func (s *Server) applyHold(c fleet.Command) error {
 				hs.released = map[int64]bool{}
 			}
 			hs.released[args.Hold] = true
+			// Its hold may never come (missed): the longest a hold can
+			// last later, the note goes.
+			time.AfterFunc(holdMax(switchover.MaxDeadline), func() { hs.forget(args.Hold) })
 		}
 		hs.mu.Unlock()
 		if r != nil {
@@ -163,8 +175,13 @@ func (s *Server) applyHold(c fleet.Command) error {
 				}
 				hs.release[c.ID] = release
 				hs.mu.Unlock()
+				// The hold ends by itself at its bound; a release that
+				// never comes must not keep its entry.
+				time.AfterFunc(args.Max, func() { hs.forget(c.ID) })
 			}
 			s.log.Info("fleet: HTTP held for a switchover", "node", fn.f.Name(), "by", c.By, "quiet_after_ms", time.Since(start).Milliseconds(), "max", args.Max)
+		} else {
+			hs.forget(c.ID) // a release that came first, for a hold that failed
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, max(fn.cfg.AckTimeout.D(), time.Second))
 		defer cancel()
