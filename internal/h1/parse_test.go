@@ -218,6 +218,17 @@ func compareWithNetHTTP(t *testing.T, head []byte) {
 	}
 }
 
+// hostField is the value of the (lowercased) head's Host line, without
+// its surrounding whitespace.
+func hostField(lower []byte) string {
+	for _, line := range bytes.Split(lower, []byte("\n")) {
+		if value, ok := bytes.CutPrefix(bytes.TrimSuffix(line, []byte("\r")), []byte("host:")); ok {
+			return string(bytes.Trim(value, " \t"))
+		}
+	}
+	return ""
+}
+
 // framingTab reports whether a Content-Length or Transfer-Encoding line of
 // the (lowercased) head has a tab in the whitespace around its value,
 // which the parser refuses on purpose (a framing field must read the
@@ -262,7 +273,9 @@ func stricterOnPurpose(err error, head []byte, theirs *http.Request) bool {
 	case errMethod:
 		return !isMethod(theirs.Method)
 	case errBadHost:
-		return !validHost(theirs.Host)
+		// The Host header is checked even beside an absolute-form target
+		// (nginx answers an empty one 400 too).
+		return !validHost(theirs.Host) || !validHost(hostField(lower))
 	case errURITooLong:
 		return len(theirs.RequestURI) > maxRequestLine-20
 	case errTarget:
