@@ -13,6 +13,24 @@ import (
 	"github.com/handoff-dev/handoff/internal/testdb"
 )
 
+// twoNodesWithEndpoints starts a Postgres primary with table acks and a
+// standby of it, and two fleet nodes, web-1 and web-2, each with its own
+// endpoint main of that primary and an app (startDBApp) writing through it.
+func twoNodesWithEndpoints(t *testing.T) (old, standby *testdb.PG, n1, n2 *node) {
+	dsn := testdb.Postgres(t)
+	old = testdb.NewPG(t)
+	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
+	standby = old.Standby(t)
+	fleetNode := func(name string) *node {
+		endpoint := freeAddr(t)
+		app := startDBApp(t, endpoint)
+		return newFleetNode(t, fleetSpec{name: name, gateway: freeAddr(t), state: dsn,
+			app:   fmt.Sprintf("{ targets: [%q], health: { path: /healthz, interval: 200ms }, hold_max: 30s }", app.addr),
+			extra: fmt.Sprintf("databases:\n  main: { kind: postgres, listen: %q, primary: %q }\n", endpoint, old.Addr())})
+	}
+	return old, standby, fleetNode("web-1"), fleetNode("web-2")
+}
+
 // TestFleetSwitchoverMovesEveryEndpoint: two nodes of a fleet, each with
 // its own endpoint of the same database and an app writing through it,
 // under write load through both gateways (never retried). `handoff db
@@ -21,18 +39,7 @@ import (
 // none of its writes meets the fenced old primary — and every write either
 // node acknowledged is on the new primary.
 func TestFleetSwitchoverMovesEveryEndpoint(t *testing.T) {
-	dsn := testdb.Postgres(t)
-	old := testdb.NewPG(t)
-	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
-	standby := old.Standby(t)
-	fleetNode := func(name string) *node {
-		endpoint := freeAddr(t)
-		app := startDBApp(t, endpoint)
-		return newFleetNode(t, fleetSpec{name: name, gateway: freeAddr(t), state: dsn,
-			app:   fmt.Sprintf("{ targets: [%q], health: { path: /healthz, interval: 200ms }, hold_max: 30s }", app.addr),
-			extra: fmt.Sprintf("databases:\n  main: { kind: postgres, listen: %q, primary: %q }\n", endpoint, old.Addr())})
-	}
-	n1, n2 := fleetNode("web-1"), fleetNode("web-2")
+	_, standby, n1, n2 := twoNodesWithEndpoints(t)
 	l1, l2 := startWriteLoad(n1.gateway, 8), startWriteLoad(n2.gateway, 8)
 	defer l1.halt()
 	defer l2.halt()
@@ -70,18 +77,7 @@ func TestFleetSwitchoverMovesEveryEndpoint(t *testing.T) {
 // primary while web-1 promotes the standby: two writable primaries): it
 // waits, and its endpoint serves on the new primary once web-1 is done.
 func TestFleetNodeRestartedMidSwitchoverLeavesItToItsNode(t *testing.T) {
-	dsn := testdb.Postgres(t)
-	old := testdb.NewPG(t)
-	old.Exec(t, "postgres", "CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)")
-	standby := old.Standby(t)
-	fleetNode := func(name string) *node {
-		endpoint := freeAddr(t)
-		app := startDBApp(t, endpoint)
-		return newFleetNode(t, fleetSpec{name: name, gateway: freeAddr(t), state: dsn,
-			app:   fmt.Sprintf("{ targets: [%q], health: { path: /healthz, interval: 200ms }, hold_max: 30s }", app.addr),
-			extra: fmt.Sprintf("databases:\n  main: { kind: postgres, listen: %q, primary: %q }\n", endpoint, old.Addr())})
-	}
-	n1, n2 := fleetNode("web-1"), fleetNode("web-2")
+	old, standby, n1, n2 := twoNodesWithEndpoints(t)
 	standby.Exec(t, "postgres", "ALTER SYSTEM SET recovery_min_apply_delay = '4s'")
 	standby.Exec(t, "postgres", "SELECT pg_reload_conf()")
 	// Writes go on through web-1, so that the standby, 4 s behind, keeps

@@ -50,8 +50,8 @@ func (s *Server) followSwitchover(ctx context.Context, d *dbEndpoint) {
 		s.log.Warn("fleet: read the database's last switchover; its endpoint stays where it is until the next heartbeat", "database", d.cfg.Name, "error", err)
 		return
 	}
-	if !ok || (rec.FromAddr != d.cfg.Primary && rec.ToAddr != d.cfg.Primary) {
-		return // none, or the config has moved on to another server (switchoverPrimary)
+	if !ok || !rec.Names(d.cfg.Primary) {
+		return // none, or the config has moved on to another server
 	}
 	addr, settled := rec.Settled()
 	now := d.ep.Stats().Primary

@@ -103,7 +103,7 @@ func (s *Server) switchoverPrimary(ctx context.Context, db *config.DatabaseEndpo
 	if err != nil || !ok {
 		return db.Primary, err
 	}
-	if rec.FromAddr != db.Primary && rec.ToAddr != db.Primary {
+	if !rec.Names(db.Primary) {
 		return db.Primary, nil // the config has moved on to another server since
 	}
 	return rec.Primary(), nil

@@ -186,6 +186,11 @@ func (r Record) Primary() string {
 	return r.FromAddr
 }
 
+// Names reports whether addr is one of the record's two servers: a
+// config whose primary is neither has moved on to another server, and the
+// record no longer says where its endpoint points.
+func (r Record) Names(addr string) bool { return addr == r.FromAddr || addr == r.ToAddr }
+
 // Settled is where the endpoint stands by the record once it can no longer
 // change its mind: the replica from the step that moves the endpoint on,
 // the old primary once rolled back. While ok is false the switchover
