@@ -290,7 +290,20 @@ func NewMariaDB(t testing.TB) *MariaDB {
 	id := serverIDs.next + os.Getpid()%1000*100
 	serverIDs.Unlock()
 	m := &MariaDB{Dir: filepath.Join(base, "data"), Socket: filepath.Join(base, "sock"), ServerID: id}
-	args := []string{"--no-defaults", "--datadir=" + m.Dir, "--auth-root-authentication-method=normal", "--skip-test-db"}
+	// A temp dir of its own: in the shared /tmp, installs and servers
+	// running side by side collided on their temporary tables' names
+	// ("Could not remove temporary table '/tmp/#sql-temptable-…'").
+	tmp := filepath.Join(base, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		uid, gid := lookupUser(t, "mysql")
+		if err := os.Chown(tmp, uid, gid); err != nil {
+			t.Fatalf("chown %s: %v", tmp, err)
+		}
+	}
+	args := []string{"--no-defaults", "--datadir=" + m.Dir, "--tmpdir=" + tmp, "--auth-root-authentication-method=normal", "--skip-test-db"}
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=mysql")
 	}
@@ -322,7 +335,7 @@ func (m *MariaDB) Start(t testing.TB) {
 		m.Port = freePort(t)
 	}
 	base := filepath.Dir(m.Dir)
-	args := []string{"--no-defaults", "--datadir=" + m.Dir, "--port=" + strconv.Itoa(m.Port),
+	args := []string{"--no-defaults", "--datadir=" + m.Dir, "--tmpdir=" + filepath.Join(base, "tmp"), "--port=" + strconv.Itoa(m.Port),
 		"--bind-address=127.0.0.1", "--socket=" + m.Socket, "--pid-file=" + filepath.Join(base, "pid"),
 		"--server-id=" + strconv.Itoa(m.ServerID), "--log-bin=binlog", "--binlog-format=ROW",
 		"--log-slave-updates", "--gtid-strict-mode=1", "--skip-name-resolve",
