@@ -414,7 +414,9 @@ func parseFraming(req *http.Request) (framing, error) {
 	}
 	req.Close = closeReq
 	if e := h["Expect"]; len(e) > 0 && e[0] != "" {
-		if !hasToken(e[:1], "100-continue") {
+		// The one expectation, as net/http reads it: a list around it
+		// (",100-continue") is not taken for it.
+		if !equalFold(trimOWS(e[0]), "100-continue") {
 			return f, errExpectation
 		}
 		f.expectContinue = req.ProtoMinor >= 1 && req.ContentLength != 0
