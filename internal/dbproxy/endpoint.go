@@ -75,7 +75,9 @@ type Endpoint struct {
 	addr     string // the current server
 	gen      uint64 // bumped by each Repoint; a session on an older one moves
 	paused   bool
-	since    time.Time     // when the pause began
+	holders  map[uint64]bool // who holds the pause (0: Pause and Resume of the endpoint itself)
+	holderID uint64          // the last Holder's
+	since    time.Time       // when the pause began
 	resumed  chan struct{} // closed by Resume
 	drained  chan struct{} // closed when no transaction is open while paused
 	autoRes  *time.Timer   // HoldMax
@@ -313,7 +315,38 @@ func (e *Endpoint) Close() error {
 // open on the current server, or ctx ends (then it returns ctx's error
 // and stays paused: the caller decides to Resume). Past HoldMax the
 // endpoint resumes by itself.
-func (e *Endpoint) Pause(ctx context.Context) error {
+func (e *Endpoint) Pause(ctx context.Context) error { return e.pause(ctx, 0) }
+
+// Holder is one party's share of the endpoint's pause: its Pause and
+// Resume are those of the endpoint, counted apart from any other's. Two
+// parties may hold one endpoint at once — on a fleet node, the hold for a
+// switchover another node runs, which a missed release leaves in place
+// until its bound, and a switchover begun after it — and one's Resume
+// must not lift the other's pause. The endpoint resumes once every holder
+// that paused it has resumed, or at HoldMax, which ends every holder's
+// pause: a holder's Resume after that ends nothing (a later pause is
+// somebody else's).
+type Holder struct {
+	*Endpoint
+	id uint64
+}
+
+// Holder returns a new holder of the endpoint's pause.
+func (e *Endpoint) Holder() *Holder {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.holderID++
+	return &Holder{Endpoint: e, id: e.holderID}
+}
+
+// Pause is Endpoint.Pause, as this holder's.
+func (h *Holder) Pause(ctx context.Context) error { return h.pause(ctx, h.id) }
+
+// Resume ends this holder's share of the pause; the endpoint resumes when
+// no other holder has one.
+func (h *Holder) Resume() { h.resume(h.id) }
+
+func (e *Endpoint) pause(ctx context.Context, holder uint64) error {
 	e.mu.Lock()
 	if !e.paused {
 		e.paused = true
@@ -330,6 +363,10 @@ func (e *Endpoint) Pause(ctx context.Context) error {
 		})
 		e.log.Info("database endpoint paused", "open", e.open)
 	}
+	if e.holders == nil {
+		e.holders = map[uint64]bool{}
+	}
+	e.holders[holder] = true
 	if e.open == 0 {
 		e.mu.Unlock()
 		return nil
@@ -363,17 +400,26 @@ func (e *Endpoint) Repoint(addr string) error {
 	return nil
 }
 
-// Resume releases what Pause held.
-func (e *Endpoint) Resume() {
+// Resume releases what Pause held (unless a Holder holds it too).
+func (e *Endpoint) Resume() { e.resume(0) }
+
+func (e *Endpoint) resume(holder uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.paused {
-		e.log.Info("database endpoint resumed", "held", e.held, "paused_for", time.Since(e.since))
-		e.resumeLocked()
+	if !e.holders[holder] {
+		return // never paused, or its pause ended at HoldMax
 	}
+	delete(e.holders, holder)
+	if len(e.holders) > 0 {
+		e.log.Info("database endpoint stays paused for another holder", "holders", len(e.holders))
+		return
+	}
+	e.log.Info("database endpoint resumed", "held", e.held, "paused_for", time.Since(e.since))
+	e.resumeLocked()
 }
 
 func (e *Endpoint) resumeLocked() {
+	clear(e.holders)
 	e.paused = false
 	close(e.resumed)
 	if e.autoRes != nil {

@@ -657,3 +657,64 @@ func TestPGShutdownPastItsDeadline(t *testing.T) {
 		t.Fatalf("the connection was not closed at its boundary: %+v", e.Stats())
 	}
 }
+
+// TestPGPauseHolders: the endpoint resumes once every holder that paused
+// it has resumed; a holder whose pause ended at HoldMax lifts nobody
+// else's pause with its late Resume.
+func TestPGPauseHolders(t *testing.T) {
+	dbURL := testdb.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, through := pgEndpoint(t, dbURL, Options{HoldMax: time.Second})
+	conn, err := pgx.Connect(ctx, through)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// query runs one statement and says whether it was held for at least
+	// 300 ms; resume is called 300 ms in.
+	heldThrough := func(resume func()) bool {
+		t.Helper()
+		time.AfterFunc(300*time.Millisecond, resume)
+		start := time.Now()
+		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start) >= 250*time.Millisecond
+	}
+
+	a, b := e.Holder(), e.Holder()
+	if err := a.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.Resume()
+	if !e.Stats().Paused {
+		t.Fatal("one of two holders resumed: the endpoint resumed")
+	}
+	if !heldThrough(b.Resume) {
+		t.Fatal("a transaction ran while the second holder still held the endpoint")
+	}
+
+	// a's pause ends at HoldMax; b pauses after; a's late Resume must not
+	// lift b's pause.
+	if err := a.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return !e.Stats().Paused })
+	if err := b.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.Resume()
+	if !e.Stats().Paused {
+		t.Fatal("a Resume after HoldMax lifted another holder's pause")
+	}
+	if !heldThrough(b.Resume) {
+		t.Fatal("a transaction ran while the endpoint was paused")
+	}
+	if e.Stats().Paused {
+		t.Fatal("still paused after every holder resumed")
+	}
+}

@@ -78,7 +78,7 @@ func (s *Server) startDatabases(ctx context.Context, errc chan<- error) error {
 		if err := d.ep.Repoint(primary); err != nil {
 			return err
 		}
-		if err := s.recoverSwitchover(ctx, d.cfg.Name, d.ep); err != nil {
+		if err := s.recoverSwitchover(ctx, d.cfg.Name, d.ep.Holder()); err != nil {
 			// The app and its other endpoints are served; this endpoint
 			// waits (its clients' connects queue) until the switchover it
 			// was in is finished or rolled back: it must not serve a server
@@ -116,7 +116,7 @@ func (s *Server) recoverThenServe(ctx context.Context, d *dbEndpoint, errc chan<
 			return
 		case <-t.C:
 		}
-		if err := s.recoverSwitchover(ctx, d.cfg.Name, d.ep); err != nil {
+		if err := s.recoverSwitchover(ctx, d.cfg.Name, d.ep.Holder()); err != nil {
 			s.log.Warn("database endpoint still waits for its switchover's recovery", "database", d.cfg.Name, "error", err)
 			continue
 		}
@@ -178,7 +178,7 @@ func (s *Server) DBSwitchover(ctx context.Context, req control.SwitchoverRequest
 	if req.Deadline <= 0 {
 		req.Deadline = config.Duration(switchover.DefaultDeadline)
 	}
-	return s.runSwitchover(ctx, req, d.cfg, d.ep, d.ep.Stats().Primary)
+	return s.runSwitchover(ctx, req, d.cfg, d.ep.Holder(), d.ep.Stats().Primary)
 }
 
 // dbCollector exports each endpoint's connections at scrape time.

@@ -102,8 +102,9 @@ func (s *Server) holdDatabase(name string, until time.Time, max time.Duration, h
 	}
 	pctx, cancel := context.WithDeadline(s.ctx, until)
 	defer cancel()
-	if err := d.ep.Pause(pctx); err != nil {
-		d.ep.Resume()
+	h := d.ep.Holder() // this hold's own: its release lifts no other pause
+	if err := h.Pause(pctx); err != nil {
+		h.Resume()
 		httpRelease()
 		return nil, fmt.Errorf("pause the database endpoint %s: %w", name, err)
 	}
@@ -111,7 +112,7 @@ func (s *Server) holdDatabase(name string, until time.Time, max time.Duration, h
 	release := func() {
 		once.Do(func() {
 			s.followSwitchover(s.ctx, d)
-			d.ep.Resume()
+			h.Resume()
 			httpRelease()
 		})
 	}
