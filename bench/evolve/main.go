@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -19,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,6 +39,7 @@ func main() {
 	clients := flag.Int("clients", 8, "live workload clients")
 	baseline := flag.Duration("baseline", 15*time.Second, "how long to measure the live workload alone")
 	rate := flag.Float64("rate", 10000, "rate target (rows/s) to track; keep it below what the unthrottled run reaches")
+	front := flag.String("frontier", "0.1,0.2,0.3,0.5", "the frontier phase: fractions of the idle one-shot's rows/s to pace a backfill at, one 15 s phase each (needs idle-oneshot)")
 	flag.IntVar(&unthrottledWorkers, "workers", 2, "workers of the unthrottled backfill (one per core here)")
 	flag.DurationVar(&batchTime, "batch-time", 0, "target batch time of the backfills (default: handoff's default)")
 	only := flag.String("only", "", "comma-separated phases to run (default all): "+strings.Join(phaseKeys, ","))
@@ -52,6 +55,14 @@ func main() {
 			selected[k] = true
 		}
 	}
+	for _, f := range strings.Split(*front, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: -frontier: %q is not a fraction above 0\n", f)
+			os.Exit(2)
+		}
+		frontier = append(frontier, v)
+	}
 	if err := run(*admin, *rows, *clients, *baseline, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -64,11 +75,12 @@ var (
 	batchTime          time.Duration
 	verbose            bool
 	selected           map[string]bool // nil: every phase
+	frontier           []float64       // fractions of the idle one-shot's rows/s
 )
 
 // phaseKeys name the phases, in the order they run: on the idle database,
 // then under the live workload.
-var phaseKeys = []string{"idle-oneshot", "idle-default", "oneshot", "unthrottled", "fixed", "default", "serve", "rate", "ddl"}
+var phaseKeys = []string{"idle-oneshot", "idle-default", "oneshot", "unthrottled", "fixed", "default", "serve", "rate", "frontier", "ddl"}
 
 func want(key string) bool { return selected == nil || selected[key] }
 
@@ -118,7 +130,7 @@ func run(admin string, rows, clients int, baseline time.Duration, rate float64) 
 	res := map[string]result{}
 	var order []string
 	do := func(key, name string, live *workload, f func() (int64, error)) error {
-		if !want(key) {
+		if !want(key) && !(strings.HasPrefix(key, "frontier-") && want("frontier")) {
 			return nil
 		}
 		r, err := measure(ctx, d.DB(), live, name, f)
@@ -184,6 +196,24 @@ func run(admin string, rows, clients int, baseline time.Duration, rate float64) 
 			return err
 		}
 	}
+	// The frontier: a backfill paced evenly at a fixed share of the idle
+	// one-shot's rows/s, with no throttle deciding anything. What the live
+	// p99 is at each rate bounds what any throttle can do on this host.
+	if one, ok := res["idle-oneshot"]; ok {
+		for i, f := range frontier {
+			rate := f * one.rowsPS
+			err := do(fmt.Sprintf("frontier-%d", i), fmt.Sprintf("(h) paced at %.2f× the one-shot", f), live, func() (int64, error) {
+				s := evolve.DefaultSettings().Unthrottled()
+				s.Rate = rate
+				return backfill(ctx, d, fmt.Sprintf("title_lower_h%d", i), tuned(s, 0), 15*time.Second, nil)
+			})
+			if err != nil {
+				return err
+			}
+		}
+	} else if selected["frontier"] {
+		return errors.New("the frontier phase needs the idle-oneshot phase: its rates are shares of it")
+	}
 	const lockTimeout = 100 * time.Millisecond
 	if want("ddl") {
 		ddl, err := ddlUnderLock(ctx, dbURL, live, lockTimeout)
@@ -229,6 +259,7 @@ func seed(ctx context.Context, db *sql.DB, rows int) error {
 			       repeat(md5(g::text), 3), g %% 100 FROM generate_series(1, %d) g`, rows),
 		`ALTER TABLE items ADD COLUMN title_lower_i1 text, ADD COLUMN title_lower_i2 text, ADD COLUMN title_lower_a text, ADD COLUMN title_lower_b text,
 			ADD COLUMN title_lower_c text, ADD COLUMN title_lower_d text, ADD COLUMN title_lower_e text, ADD COLUMN title_lower_f text`,
+		frontierColumns(),
 		`VACUUM ANALYZE items`,
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
@@ -239,6 +270,18 @@ func seed(ctx context.Context, db *sql.DB, rows int) error {
 	db.QueryRowContext(ctx, `SELECT pg_table_size('items')`).Scan(&size)
 	fmt.Printf("seeded %d rows (%.0f B/row on disk) in %v\n", rows, float64(size)/float64(rows), time.Since(start).Round(time.Second))
 	return nil
+}
+
+// frontierColumns adds a column per point of the frontier.
+func frontierColumns() string {
+	cols := make([]string, len(frontier))
+	for i := range frontier {
+		cols[i] = fmt.Sprintf("ADD COLUMN title_lower_h%d text", i)
+	}
+	if len(cols) == 0 {
+		return "SELECT 1"
+	}
+	return "ALTER TABLE items " + strings.Join(cols, ", ")
 }
 
 // measure runs one phase, under the live workload when live is set, and
@@ -594,9 +637,39 @@ func summary(res map[string]result, order []string, rate float64, lockTimeout ti
 	rr := res["rate"]
 	check("rate", rr.rowsPS >= 0.9*rate && rr.rowsPS <= 1.1*rate, "rate target %.0f tracked within ±10%%: %.0f rows/s (%+.1f%%)",
 		rate, rr.rowsPS, 100*(rr.rowsPS/rate-1))
+	frontierSummary(res, live)
 	ddl := res["ddl"]
 	check("ddl", ddl.live.max <= lockTimeout+50*time.Millisecond, "DDL under a long-held lock stalls live traffic ≤ lock_timeout + 50 ms: max %v",
 		ddl.live.max.Round(time.Millisecond))
+}
+
+// frontierSummary says, from the paced phases, whether pacing alone can
+// meet the under-load goal on this host: the lowest rate whose live p99
+// passes 1.5× its baseline, and the p99 at 0.3× the one-shot.
+func frontierSummary(res map[string]result, live func(a, b time.Duration) string) {
+	one := res["idle-oneshot"]
+	var lines []string
+	reach := 0.0
+	for i, f := range frontier {
+		r, ok := res[fmt.Sprintf("frontier-%d", i)]
+		if !ok {
+			continue
+		}
+		got := r.rowsPS / one.rowsPS
+		ok = r.live.p99 <= 3*r.base.p99/2 && r.live.gap <= 200*time.Millisecond
+		if ok {
+			reach = max(reach, got)
+		}
+		lines = append(lines, fmt.Sprintf("    paced at %.2f×: wrote %.2f×, live p99 %s, longest write gap %v: %s", f, got,
+			live(r.live.p99, r.base.p99), r.live.gap.Round(time.Millisecond), map[bool]string{true: "within", false: "over"}[ok]))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Printf("  the frontier (a backfill paced evenly, nothing deciding): the most it wrote with live p99 ≤ 1.5× and no write gap > 0.2 s: %.2f× the one-shot (the goal asks 0.3×)\n", reach)
+	for _, l := range lines {
+		fmt.Println(l)
+	}
 }
 
 // liveP99 is the live workload's latency as handoff serve's gateway would
