@@ -78,10 +78,10 @@ type Endpoint struct {
 	holders  map[uint64]bool // who holds the pause (0: Pause and Resume of the endpoint itself)
 	holderID uint64          // the last Holder's
 	since    time.Time       // when the pause began
-	resumed  chan struct{} // closed by Resume
-	drained  chan struct{} // closed when no transaction is open while paused
-	autoRes  *time.Timer   // HoldMax
-	open     int           // sessions in a transaction or with a request in flight
+	resumed  chan struct{}   // closed by Resume
+	drained  chan struct{}   // closed when no transaction is open while paused
+	autoRes  *time.Timer     // HoldMax
+	open     int             // sessions in a transaction or with a request in flight
 	held     int
 	starting int
 	conns    int
