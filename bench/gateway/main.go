@@ -36,6 +36,7 @@ import (
 type options struct {
 	duration    time.Duration
 	warmup      time.Duration
+	rounds      int
 	concurrency []int
 	sizes       []int
 	targets     []string
@@ -82,6 +83,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measurement window per cell")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each cell")
+	fs.IntVar(&o.rounds, "rounds", 3, "measure every cell this many times, the targets interleaved (reversed every other round); the median is reported")
 	fs.StringVar(&conc, "concurrency", "32,256", "concurrent keep-alive connections, comma-separated")
 	fs.StringVar(&sizes, "sizes", "100,65536", "response body sizes in bytes, comma-separated (100 is /fast)")
 	fs.StringVar(&targets, "targets", "direct,handoff,nginx,haproxy", "what to measure, comma-separated")
@@ -101,6 +103,9 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.switchAfter, "switch-after", 3*time.Second, "with -switch: load after the switch")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.rounds < 1 {
+		return o, fmt.Errorf("-rounds: want at least 1, got %d", o.rounds)
 	}
 	var err error
 	if o.concurrency, err = ints(conc); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -253,4 +254,28 @@ func machineBusy(tick time.Duration) (time.Duration, error) {
 		busy += n
 	}
 	return time.Duration(busy) * tick, nil
+}
+
+// tcpOutSegments is the machine's count of TCP segments sent
+// (/proc/net/snmp, Tcp: OutSegs).
+func tcpOutSegments() (int64, error) {
+	data, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/net/snmp: %w", err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		if i := slices.Index(names, "OutSegs"); i > 0 && i < len(f) {
+			return strconv.ParseInt(f[i], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("parse /proc/net/snmp: no Tcp OutSegs")
 }

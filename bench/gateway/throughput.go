@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,45 +34,166 @@ type cell struct {
 	// interrupt work (some of it loopback traffic's). More than a few
 	// percent means the cell's numbers are disturbed.
 	OtherCPU float64 `json:"other_cpu_percent"`
+	// Segments is the TCP segments the machine sent per request (the
+	// load's, the proxy's and the backend's, ACKs included): each costs
+	// system and softirq time, some of it in nobody's account (OtherCPU).
+	Segments float64 `json:"tcp_segments_per_request"`
 	Err      string  `json:"error,omitempty"`
 }
 
+// runThroughput measures every cell of every target. The targets run side
+// by side (idle but for the one measured) and are measured cell by cell,
+// one after the other, in an order reversed every other round: a VM's
+// speed drifts over minutes (the load generator's own CPU per request, the
+// same work whatever the target, moved by a third between targets measured
+// one after the other), and a target measured all at once would take a
+// slow stretch whole. Each figure is the median of the rounds.
 func (b *bench) runThroughput() error {
 	backend, backendAddr, err := b.startBackend("bench")
 	if err != nil {
 		return fmt.Errorf("start backend: %w", err)
 	}
 	defer backend.stop()
-	var cells []cell
+	targets := map[string]*target{}
+	errs := map[string]error{}
 	for _, name := range b.opts.targets {
-		cells = append(cells, b.measureTarget(name, backend, backendAddr)...)
+		fmt.Printf("starting %s...\n", name)
+		t, err := b.startTarget(name, backendAddr)
+		if err != nil {
+			errs[name] = err
+			continue
+		}
+		defer t.stop()
+		targets[name] = t
 	}
+	var rounds [][]cell
+	for r := range b.opts.rounds {
+		order := slices.Clone(b.opts.targets)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
+		fmt.Printf("round %d of %d: %s...\n", r+1, b.opts.rounds, strings.Join(order, ", "))
+		var cells []cell
+		for _, conc := range b.opts.concurrency {
+			for _, size := range b.opts.sizes {
+				for _, name := range order {
+					c := cell{Target: name, Concurrency: conc, Size: size}
+					if err := errs[name]; err != nil {
+						c.Err = err.Error()
+					} else {
+						b.measure(targets[name], backend, &c)
+					}
+					cells = append(cells, c)
+				}
+			}
+		}
+		rounds = append(rounds, cells)
+	}
+	cells := medianCells(b.opts.targets, rounds)
 	printCells(cells)
+	if len(rounds) > 1 {
+		printRounds(rounds)
+	}
 	printRatios(cells)
 	return b.writeJSON(cells)
 }
 
-// measureTarget starts a target and measures every cell through it; a
-// target that cannot start gives cells that carry its error.
-func (b *bench) measureTarget(name string, backend *proc, backendAddr string) []cell {
-	fmt.Printf("measuring %s...\n", name)
-	t, err := b.startTarget(name, backendAddr)
-	var cells []cell
-	for _, conc := range b.opts.concurrency {
-		for _, size := range b.opts.sizes {
-			c := cell{Target: name, Concurrency: conc, Size: size}
-			if err != nil {
-				c.Err = err.Error()
-			} else {
-				b.measure(t, backend, &c)
+// medianCells folds the rounds into one cell per target, concurrency and
+// size, in that order: each figure the median of the rounds' (requests
+// and failures summed: a failure in any round is one).
+func medianCells(targets []string, rounds [][]cell) []cell {
+	type key struct {
+		target     string
+		conc, size int
+	}
+	by := map[key][]cell{}
+	var keys []key
+	for _, cells := range rounds {
+		for _, c := range cells {
+			k := key{c.Target, c.Concurrency, c.Size}
+			if by[k] == nil {
+				keys = append(keys, k)
 			}
-			cells = append(cells, c)
+			by[k] = append(by[k], c)
 		}
 	}
-	if t != nil {
-		t.stop()
+	slices.SortStableFunc(keys, func(a, b key) int {
+		return slices.Index(targets, a.target) - slices.Index(targets, b.target)
+	})
+	var out []cell
+	for _, k := range keys {
+		cs := by[k]
+		m := cell{Target: k.target, Concurrency: k.conc, Size: k.size}
+		var ok []cell
+		for _, c := range cs {
+			m.Requests += c.Requests
+			m.Failures += c.Failures
+			m.ForcedReconnects += c.ForcedReconnects
+			if c.Err != "" && m.Err == "" {
+				m.Err = c.Err
+			}
+			if c.Requests > 0 {
+				ok = append(ok, c)
+			}
+		}
+		if len(ok) > 0 {
+			m.RequestsPerSecond = median(ok, func(c cell) float64 { return c.RequestsPerSecond })
+			m.P50 = time.Duration(median(ok, func(c cell) float64 { return float64(c.P50) }))
+			m.P99 = time.Duration(median(ok, func(c cell) float64 { return float64(c.P99) }))
+			m.ProxyCPU = time.Duration(median(ok, func(c cell) float64 { return float64(c.ProxyCPU) }))
+			m.BackendCPU = time.Duration(median(ok, func(c cell) float64 { return float64(c.BackendCPU) }))
+			m.LoadCPU = time.Duration(median(ok, func(c cell) float64 { return float64(c.LoadCPU) }))
+			m.OtherCPU = median(ok, func(c cell) float64 { return c.OtherCPU })
+			m.Segments = median(ok, func(c cell) float64 { return c.Segments })
+		}
+		out = append(out, m)
 	}
-	return cells
+	return out
+}
+
+// median is the middle value of f over cs (the mean of the two middle
+// ones for an even count).
+func median(cs []cell, f func(cell) float64) float64 {
+	v := make([]float64, len(cs))
+	for i, c := range cs {
+		v[i] = f(c)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
+}
+
+// printRounds shows how far the rounds moved: handoff against each
+// reference proxy, round by round.
+func printRounds(rounds [][]cell) {
+	fmt.Println("\nround by round, handoff/<proxy> req/s and proxy CPU/req:")
+	for i, cells := range rounds {
+		by := map[string]map[[2]int]cell{}
+		var keys [][2]int
+		for _, c := range cells {
+			k := [2]int{c.Concurrency, c.Size}
+			if by[c.Target] == nil {
+				by[c.Target] = map[[2]int]cell{}
+			}
+			if _, seen := by["handoff"][k]; !seen && c.Target == "handoff" {
+				keys = append(keys, k)
+			}
+			by[c.Target][k] = c
+		}
+		for _, ref := range []string{"nginx", "haproxy"} {
+			if by[ref] == nil || by["handoff"] == nil {
+				continue
+			}
+			line := fmt.Sprintf("  round %d, %-8s", i+1, ref+":")
+			for _, k := range keys {
+				h, r := by["handoff"][k], by[ref][k]
+				line += fmt.Sprintf("  c%d %s %s/%s", k[0], size(k[1]), ratio(h.RequestsPerSecond, r.RequestsPerSecond), ratio(float64(h.ProxyCPU), float64(r.ProxyCPU)))
+			}
+			fmt.Println(line)
+		}
+	}
 }
 
 // measure runs a warm-up, then the measured load, reading the proxy's and
@@ -90,6 +213,11 @@ func (b *bench) measure(t *target, backend *proc, c *cell) {
 		c.Err = err.Error()
 		return
 	}
+	segsBefore, err := tcpOutSegments()
+	if err != nil {
+		c.Err = err.Error()
+		return
+	}
 	cfg.Duration = b.opts.duration
 	start := time.Now()
 	res, err := loadgen.Run(context.Background(), cfg)
@@ -103,6 +231,14 @@ func (b *bench) measure(t *target, backend *proc, c *cell) {
 		return
 	}
 	window := time.Since(start)
+	segsAfter, err := tcpOutSegments()
+	if err != nil {
+		c.Err = err.Error()
+		return
+	}
+	if res.Requests > 0 {
+		c.Segments = float64(segsAfter-segsBefore) / float64(res.Requests)
+	}
 	c.Requests, c.RequestsPerSecond, c.Failures, c.ForcedReconnects = res.Requests, res.RequestsPerSecond, res.Failures, res.ForcedReconnects
 	c.P50, c.P99 = res.Latency.P50, res.Latency.P99
 	if res.Requests > 0 {
@@ -145,18 +281,18 @@ func (b *bench) cpuTimes(t *target, backend *proc) ([4]time.Duration, error) {
 func printCells(cells []cell) {
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tconns\tbody\treq/s\tp50\tp99\terrors\tproxy µs/req\tbackend µs/req\tload µs/req\tother cpu\t")
+	fmt.Fprintln(tw, "target\tconns\tbody\treq/s\tp50\tp99\terrors\tproxy µs/req\tbackend µs/req\tload µs/req\tother cpu\tsegs/req\t")
 	for _, c := range cells {
 		if c.Requests == 0 && c.Err != "" {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t\n", c.Target, c.Concurrency, size(c.Size))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", c.Target, c.Concurrency, size(c.Size))
 			continue
 		}
 		proxy := "-"
 		if c.Target != "direct" {
 			proxy = micros(c.ProxyCPU)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t%.0f%%\t\n", c.Target, c.Concurrency, size(c.Size), c.RequestsPerSecond,
-			loadgen.FormatDuration(c.P50), loadgen.FormatDuration(c.P99), c.Failures, proxy, micros(c.BackendCPU), micros(c.LoadCPU), c.OtherCPU)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t%.0f%%\t%.2f\t\n", c.Target, c.Concurrency, size(c.Size), c.RequestsPerSecond,
+			loadgen.FormatDuration(c.P50), loadgen.FormatDuration(c.P99), c.Failures, proxy, micros(c.BackendCPU), micros(c.LoadCPU), c.OtherCPU, c.Segments)
 	}
 	_ = tw.Flush()
 	printErrors(cells)
