@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 )
@@ -92,4 +93,19 @@ func TLSConfig(mode, caFile string) (*tls.Config, error) {
 		return cfg, nil
 	}
 	return nil, fmt.Errorf("tls: want disable, require or verify-full, got %q", mode)
+}
+
+// TLSFor is cfg (nil: plaintext) for a connection to addr (host:port): a
+// copy that checks the server's certificate against addr's host, unless
+// cfg names another. One rule for the endpoint, its probes and a
+// switchover's own connections.
+func TLSFor(cfg *tls.Config, addr string) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	cfg = cfg.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	return cfg
 }

@@ -580,11 +580,7 @@ func (e *Endpoint) moveFailed() {
 // config says, checking the certificate against addr's host unless the
 // config names another.
 func (e *Endpoint) startTLS(ctx context.Context, conn net.Conn, addr string) (*tls.Conn, error) {
-	cfg := e.opts.TLS.Clone()
-	if cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(addr)
-	}
-	tc := tls.Client(conn, cfg)
+	tc := tls.Client(conn, TLSFor(e.opts.TLS, addr))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("connect to %s: TLS: %w", addr, err)
 	}

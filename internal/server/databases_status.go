@@ -258,10 +258,7 @@ func pgProbeConn(ctx context.Context, d *dbEndpoint, password, addr string) (*pg
 // (nil: plaintext), checking the certificate against addr's host.
 func probeTLS(d *dbEndpoint, addr string) (*tls.Config, error) {
 	cfg, err := dbproxy.TLSConfig(d.cfg.TLS, d.cfg.TLSCAFile)
-	if cfg != nil && cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(addr)
-	}
-	return cfg, err
+	return dbproxy.TLSFor(cfg, addr), err
 }
 
 func pgRole(ctx context.Context, conn *pgx.Conn) (string, error) {

@@ -86,9 +86,7 @@ func mysqlConfig(raw string) (*mysql.Config, string, error) {
 	if cfg.TLS, err = dbproxy.TLSConfig(q.Get("tls"), q.Get("tls_ca_file")); err != nil {
 		return nil, "", fmt.Errorf("%q: %w", RedactURL(raw), err)
 	}
-	if cfg.TLS != nil {
-		cfg.TLS.ServerName = u.Hostname()
-	}
+	cfg.TLS = dbproxy.TLSFor(cfg.TLS, addr)
 	return cfg, addr, nil
 }
 
