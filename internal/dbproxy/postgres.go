@@ -620,11 +620,11 @@ func (s *pgSession) prepareAgain(srv *pgServer) error {
 	errc := make(chan error, 1)
 	failed := map[string]bool{}
 	go func() {
-		for _, n := range names {
+		for i, n := range names {
 			for {
 				m, err := srv.r.next(false)
 				if err != nil {
-					errc <- err
+					errc <- fmt.Errorf("%d of %d statements answered: %w", i, len(names), err)
 					return
 				}
 				if err := srv.r.skip(m); err != nil {
