@@ -593,5 +593,12 @@ func (e *Endpoint) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
+	if testWrapServerConn != nil {
+		c = testWrapServerConn(c)
+	}
 	return c, nil
 }
+
+// testWrapServerConn, set by tests, wraps every server connection the
+// endpoint dials (to make a write slow, as a busy host does).
+var testWrapServerConn func(net.Conn) net.Conn

@@ -718,3 +718,64 @@ func TestPGPauseHolders(t *testing.T) {
 		t.Fatal("still paused after every holder resumed")
 	}
 }
+
+// slowFirstWrite is a server connection whose first write returns 30 ms
+// after its bytes went out, as on a busy host: pgconn's slow-write timer
+// (15 ms) starts its background reader, which gets the login's answer
+// before it is told to stop and reads again.
+type slowFirstWrite struct {
+	net.Conn
+	once sync.Once
+}
+
+func (c *slowFirstWrite) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.once.Do(func() { time.Sleep(30 * time.Millisecond) })
+	return n, err
+}
+
+// TestPGMoveAfterSlowLoginWrite: a session moved to a server whose login
+// began with a slow write still gets every answer — its prepared
+// statements' and its queries'. (Read from hc.Conn, the background
+// reader's pending read took the next answer: the re-prepare timed out,
+// or a query without prepared statements hung.)
+func TestPGMoveAfterSlowLoginWrite(t *testing.T) {
+	dbURL := testdb.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, through := pgEndpoint(t, dbURL, Options{ConnectTimeout: 2 * time.Second})
+	prepared, err := pgx.Connect(ctx, through) // its statement cache prepares
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prepared.Close(ctx)
+	plain, err := pgx.Connect(ctx, through+"&default_query_exec_mode=simple_protocol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close(ctx)
+	var n int
+	if err := prepared.QueryRow(ctx, "SELECT $1::int + 1", 1).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+
+	testWrapServerConn = func(c net.Conn) net.Conn { return &slowFirstWrite{Conn: c} }
+	t.Cleanup(func() { testWrapServerConn = nil })
+	if err := e.Repoint(e.Stats().Primary); err != nil { // the same server: every session moves
+		t.Fatal(err)
+	}
+	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer qcancel()
+	if err := prepared.QueryRow(qctx, "SELECT $1::int + 1", 2).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("prepared statement after the move: %d, %v", n, err)
+	}
+	if _, err := plain.Exec(qctx, "SELECT 1"); err != nil {
+		t.Fatalf("query after the move: %v", err)
+	}
+	if st := e.Stats(); st.Moved < 2 {
+		t.Fatalf("moved %d sessions, want 2", st.Moved)
+	}
+}
