@@ -580,22 +580,19 @@ func (s *pgSession) open(addr string) (*pgServer, error) {
 	} else {
 		cfg.MinProtocolVersion, cfg.MaxProtocolVersion = "3.0", "3.0"
 	}
-	// The server is read through the reader pgconn read the login with,
-	// not hc.Conn. pgconn starts a background reader when a write seems
-	// slow (15 ms of wall time: a busy host does that to the login's
-	// first write); one that got its answer before being told to stop
-	// issues another read, which is still waiting on the connection after
-	// Hijack and would take the server's next answer — the re-prepare's,
-	// or the client's first query's, which then hung until its own
-	// timeout (seen under CI's load). That reader hands such bytes over,
-	// and reads the connection itself once its background read is done.
-	var login io.Reader
-	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
-		login = r
-		return pgproto3.NewFrontend(r, w)
-	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	// pgconn starts a background reader when a write seems slow (15 ms of
+	// wall time: a busy host does that to the login's first write); one
+	// that got its answer before it was told to stop reads again, and that
+	// read, still waiting on the connection after Hijack, took the
+	// server's next answer — the re-prepare's, or the client's first
+	// query's, which hung (seen under CI's load). SyncConn ends it (a ping
+	// through pgconn when one is under way) before the connection is ours.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
 		return nil, err
 	}
 	hc, err := pc.Hijack()
@@ -603,13 +600,7 @@ func (s *pgSession) open(addr string) (*pgServer, error) {
 		pc.Close(ctx)
 		return nil, err
 	}
-	if n := hc.Frontend.ReadBufferLen(); n > 0 || login == nil {
-		// Bytes after the login's ReadyForQuery: the server sends none
-		// unasked; do not guess what they were.
-		hc.Conn.Close()
-		return nil, fmt.Errorf("log in to %s: %d bytes after the login's end", addr, n)
-	}
-	srv := &pgServer{conn: hc.Conn, r: newPGReader(login), w: bufio.NewWriterSize(hc.Conn, 16<<10),
+	srv := &pgServer{conn: hc.Conn, r: newPGReader(hc.Conn), w: bufio.NewWriterSize(hc.Conn, 16<<10),
 		addr: addr, pid: hc.PID, secret: hc.SecretKey, done: make(chan struct{})}
 	if err := s.prepareAgain(srv); err != nil {
 		srv.conn.Close()
