@@ -122,7 +122,7 @@ func TestDashboardFleetAndDatabases(t *testing.T) {
 			t.Errorf("the lost node's badge and border should be red, got %v", colors)
 		}
 	}
-	if lost := run(t, ctx, chromedp.Text(chromedp.CSS("#fleet-h .lost-count"))); lost != "1 lost" {
+	if lost := pageText(t, ctx, "#fleet-h .lost-count"); lost != "1 lost" {
 		t.Errorf("the fleet's heading says %q, want 1 lost", lost)
 	}
 	if marked := run(t, ctx, chromedp.Evaluate[bool](`window.handoffTestMark === true`)); !marked {

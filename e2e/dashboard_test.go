@@ -93,13 +93,13 @@ func TestDashboard(t *testing.T) {
 	submit("log in", chromedp.SendKeys(chromedp.ID("token"), token), chromedp.SendKeys(chromedp.ID("name"), "e2e"), chromedp.Submit(chromedp.ID("login")))
 	do(ctx, "see the apps", chromedp.WaitVisible(chromedp.ID("app-web-state")))
 	waitJS(t, ctx, "the event stream to be live", `document.getElementById('live').dataset.state === 'live'`)
-	webText := run(t, ctx, chromedp.Text(chromedp.ID("app-web-state")))
+	webText := pageText(t, ctx, "#app-web-state")
 	for _, want := range []string{"web-v1-0", "web-v1-1", "web-v1-2", "healthy", "in flight"} {
 		if !strings.Contains(webText, want) {
 			t.Errorf("the web app's part of the page lacks %q:\n%s", want, webText)
 		}
 	}
-	if jobsText := run(t, ctx, chromedp.Text(chromedp.ID("app-jobs-state"))); !strings.Contains(jobsText, "jobs-v1-0") {
+	if jobsText := pageText(t, ctx, "#app-jobs-state"); !strings.Contains(jobsText, "jobs-v1-0") {
 		t.Errorf("the worker is not shown:\n%s", jobsText)
 	}
 	// Set once: a reload would lose it, so it proves what follows is live.
@@ -226,6 +226,20 @@ func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 		t.Fatalf("browser: %v", err)
 	}
 	return v
+}
+
+// pageText is the visible text of the first element matching a CSS
+// selector, read in one step in the page. The dashboard re-renders its
+// parts as events come: a node looked up first and read after may be gone
+// by then (chromedp.Text: "No node with given id found", seen in CI).
+func pageText(t *testing.T, ctx context.Context, selector string) string {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.innerText : null; })()`, selector)
+	v := run(t, ctx, chromedp.Evaluate[*string](js))
+	if v == nil {
+		t.Fatalf("no %s on the page", selector)
+	}
+	return *v
 }
 
 // waitJS waits until a JavaScript expression is true on the page.
