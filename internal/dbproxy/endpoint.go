@@ -71,17 +71,18 @@ type Endpoint struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	addr     string // the current server
-	gen      uint64 // bumped by each Repoint; a session on an older one moves
-	paused   bool
-	holders  map[uint64]bool // who holds the pause (0: Pause and Resume of the endpoint itself)
-	holderID uint64          // the last Holder's
-	since    time.Time       // when the pause began
-	resumed  chan struct{}   // closed by Resume
-	drained  chan struct{}   // closed when no transaction is open while paused
-	autoRes  *time.Timer     // HoldMax
-	open     int             // sessions in a transaction or with a request in flight
+	mu   sync.Mutex
+	addr string // the current server
+	gen  uint64 // bumped by each Repoint; a session on an older one moves
+	// holders hold the pause (0: Pause and Resume of the endpoint itself);
+	// the endpoint is paused while any does.
+	holders  map[uint64]bool
+	holderID uint64        // the last Holder's
+	since    time.Time     // when the pause began
+	resumed  chan struct{} // closed by Resume
+	drained  chan struct{} // closed when no transaction is open while paused
+	autoRes  *time.Timer   // HoldMax
+	open     int           // sessions in a transaction or with a request in flight
 	held     int
 	starting int
 	conns    int
@@ -126,7 +127,7 @@ func New(opts Options) (*Endpoint, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Endpoint{opts: opts, log: log.With("database", opts.Name), addr: opts.Primary,
-		keys: map[uint64]*pgSession{}, active: map[net.Conn]*gate{}}, nil
+		keys: map[uint64]*pgSession{}, active: map[net.Conn]*gate{}, holders: map[uint64]bool{}}, nil
 }
 
 func checkAddr(addr string) error {
@@ -302,7 +303,7 @@ func (e *Endpoint) Close() error {
 	for c := range e.active {
 		c.Close()
 	}
-	if e.paused {
+	if e.pausedLocked() {
 		e.resumeLocked()
 	}
 	e.mu.Unlock()
@@ -348,23 +349,19 @@ func (h *Holder) Resume() { h.resume(h.id) }
 
 func (e *Endpoint) pause(ctx context.Context, holder uint64) error {
 	e.mu.Lock()
-	if !e.paused {
-		e.paused = true
+	if !e.pausedLocked() {
 		e.since = time.Now()
 		e.resumed = make(chan struct{})
 		resumed := e.resumed
 		e.autoRes = time.AfterFunc(e.opts.HoldMax, func() {
 			e.mu.Lock()
 			defer e.mu.Unlock()
-			if e.paused && e.resumed == resumed {
+			if e.pausedLocked() && e.resumed == resumed {
 				e.log.Warn("database endpoint paused longer than hold_max: resumed by itself", "hold_max", e.opts.HoldMax)
 				e.resumeLocked()
 			}
 		})
 		e.log.Info("database endpoint paused", "open", e.open)
-	}
-	if e.holders == nil {
-		e.holders = map[uint64]bool{}
 	}
 	e.holders[holder] = true
 	if e.open == 0 {
@@ -418,9 +415,11 @@ func (e *Endpoint) resume(holder uint64) {
 	e.resumeLocked()
 }
 
+// pausedLocked reports whether any holder holds the pause.
+func (e *Endpoint) pausedLocked() bool { return len(e.holders) > 0 }
+
 func (e *Endpoint) resumeLocked() {
 	clear(e.holders)
-	e.paused = false
 	close(e.resumed)
 	if e.autoRes != nil {
 		e.autoRes.Stop()
@@ -453,7 +452,7 @@ type Stats struct {
 func (e *Endpoint) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := Stats{Name: e.opts.Name, Kind: e.opts.Kind, Primary: e.addr, Paused: e.paused,
+	st := Stats{Name: e.opts.Name, Kind: e.opts.Kind, Primary: e.addr, Paused: e.pausedLocked(),
 		Connections: e.conns, InTransaction: e.open, Held: e.held, Moved: e.moved, MoveFailures: e.failed}
 	st.Starting = e.starting
 	st.Idle = max(e.conns-e.open-e.held-e.starting, 0)
@@ -491,7 +490,7 @@ func (s sessionState) String() string {
 func (e *Endpoint) admit(g *gate, gone <-chan struct{}) (addr string, stale bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for e.paused {
+	for e.pausedLocked() {
 		g.state = stateHeld
 		e.held++
 		resumed := e.resumed
