@@ -293,7 +293,7 @@ func NewMariaDB(t testing.TB) *MariaDB {
 	// A temp dir of its own: in the shared /tmp, installs and servers
 	// running side by side collided on their temporary tables' names
 	// ("Could not remove temporary table '/tmp/#sql-temptable-…'").
-	tmp := filepath.Join(base, "tmp")
+	tmp := m.tmpDir()
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -328,6 +328,9 @@ func (m *MariaDB) DSN(db string) string {
 // Addr is the server's host:port.
 func (m *MariaDB) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.Port)) }
 
+// tmpDir is the server's own temporary directory, beside its data.
+func (m *MariaDB) tmpDir() string { return filepath.Join(filepath.Dir(m.Dir), "tmp") }
+
 // Start starts the server (again) and waits until it accepts connections.
 func (m *MariaDB) Start(t testing.TB) {
 	t.Helper()
@@ -335,7 +338,7 @@ func (m *MariaDB) Start(t testing.TB) {
 		m.Port = freePort(t)
 	}
 	base := filepath.Dir(m.Dir)
-	args := []string{"--no-defaults", "--datadir=" + m.Dir, "--tmpdir=" + filepath.Join(base, "tmp"), "--port=" + strconv.Itoa(m.Port),
+	args := []string{"--no-defaults", "--datadir=" + m.Dir, "--tmpdir=" + m.tmpDir(), "--port=" + strconv.Itoa(m.Port),
 		"--bind-address=127.0.0.1", "--socket=" + m.Socket, "--pid-file=" + filepath.Join(base, "pid"),
 		"--server-id=" + strconv.Itoa(m.ServerID), "--log-bin=binlog", "--binlog-format=ROW",
 		"--log-slave-updates", "--gtid-strict-mode=1", "--skip-name-resolve",
