@@ -170,18 +170,7 @@ func median(cs []cell, f func(cell) float64) float64 {
 func printRounds(rounds [][]cell) {
 	fmt.Println("\nround by round, handoff/<proxy> req/s and proxy CPU/req:")
 	for i, cells := range rounds {
-		by := map[string]map[[2]int]cell{}
-		var keys [][2]int
-		for _, c := range cells {
-			k := [2]int{c.Concurrency, c.Size}
-			if by[c.Target] == nil {
-				by[c.Target] = map[[2]int]cell{}
-			}
-			if _, seen := by["handoff"][k]; !seen && c.Target == "handoff" {
-				keys = append(keys, k)
-			}
-			by[c.Target][k] = c
-		}
+		by, keys := byTarget(cells)
 		for _, ref := range []string{"nginx", "haproxy"} {
 			if by[ref] == nil || by["handoff"] == nil {
 				continue
@@ -189,11 +178,37 @@ func printRounds(rounds [][]cell) {
 			line := fmt.Sprintf("  round %d, %-8s", i+1, ref+":")
 			for _, k := range keys {
 				h, r := by["handoff"][k], by[ref][k]
-				line += fmt.Sprintf("  c%d %s %s/%s", k[0], size(k[1]), ratio(h.RequestsPerSecond, r.RequestsPerSecond), ratio(float64(h.ProxyCPU), float64(r.ProxyCPU)))
+				line += fmt.Sprintf("  c%d %s %s/%s", k.conc, size(k.size), ratio(h.RequestsPerSecond, r.RequestsPerSecond), ratio(float64(h.ProxyCPU), float64(r.ProxyCPU)))
 			}
 			fmt.Println(line)
 		}
 	}
+}
+
+// cellKey is a cell's place in the table: its concurrency and body size.
+type cellKey struct{ conc, size int }
+
+// byTarget indexes cells by target and place, keeping the places in the
+// order they first come; a cell that failed with no request measured is
+// left out (its ratios print as "-").
+func byTarget(cells []cell) (map[string]map[cellKey]cell, []cellKey) {
+	by := map[string]map[cellKey]cell{}
+	var keys []cellKey
+	seen := map[cellKey]bool{}
+	for _, c := range cells {
+		if by[c.Target] == nil {
+			by[c.Target] = map[cellKey]cell{}
+		}
+		k := cellKey{c.Concurrency, c.Size}
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+		if c.Err == "" || c.Requests > 0 {
+			by[c.Target][k] = c
+		}
+	}
+	return by, keys
 }
 
 // measure runs a warm-up, then the measured load, reading the proxy's and
@@ -313,21 +328,7 @@ func printErrors(cells []cell) {
 // and handoff against each reference proxy (nginx, HAProxy) that was
 // measured.
 func printRatios(cells []cell) {
-	type key struct{ conc, size int }
-	by := map[string]map[key]cell{}
-	var keys []key
-	for _, c := range cells {
-		if by[c.Target] == nil {
-			by[c.Target] = map[key]cell{}
-		}
-		k := key{c.Concurrency, c.Size}
-		if _, ok := by[c.Target][k]; !ok && c.Target == cells[0].Target {
-			keys = append(keys, k)
-		}
-		if c.Err == "" || c.Requests > 0 {
-			by[c.Target][k] = c
-		}
-	}
+	by, keys := byTarget(cells)
 	var proxies, refs []string
 	for _, name := range []string{"handoff", "nginx", "haproxy"} {
 		if by[name] == nil {
