@@ -189,6 +189,92 @@ func TestRetryOnRefusedTarget(t *testing.T) {
 	}
 }
 
+// TestInstanceClosesIdleConnections: an instance that closes every
+// connection once it has answered on it, without saying so (as one with a
+// short idle timeout, or one restarting, does to pooled connections). No
+// request fails, and none reaches the instance twice: a GET goes out on a
+// pooled connection unchecked and, finding it closed, again on a checked
+// or new one — once, however many closed ones the pool holds; a POST's
+// connection is checked before it is written to. Closed with a FIN and
+// with a reset.
+func TestInstanceClosesIdleConnections(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reset=%v", reset), func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			var got sync.Map // "METHOD /path" -> count
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						req, err := http.ReadRequest(bufio.NewReader(c))
+						if err != nil {
+							return
+						}
+						io.Copy(io.Discard, req.Body)
+						if strings.HasPrefix(req.URL.Path, "/burst") {
+							time.Sleep(50 * time.Millisecond) // the burst's connections overlap
+						}
+						n, _ := got.LoadOrStore(req.Method+" "+req.URL.Path, new(atomic.Int32))
+						n.(*atomic.Int32).Add(1)
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						time.Sleep(5 * time.Millisecond) // the gateway pools the connection first
+						if reset {
+							c.(*net.TCPConn).SetLinger(0)
+						}
+					}()
+				}
+			}()
+			_, url := newGateway(t, Pool{Release: "v1", Targets: []string{l.Addr().String()}, Weight: 1})
+			// A burst leaves eight pooled connections, all of them closed
+			// by the time the requests below take them.
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Go(func() {
+					resp, err := http.Get(fmt.Sprintf("%s/burst%d", url, i))
+					if err != nil {
+						t.Errorf("burst %d: %v", i, err)
+						return
+					}
+					resp.Body.Close()
+				})
+			}
+			wg.Wait()
+			time.Sleep(20 * time.Millisecond)
+			for i := range 20 {
+				path := fmt.Sprintf("/%d", i)
+				var resp *http.Response
+				if i%2 == 0 {
+					resp, err = http.Get(url + path)
+				} else {
+					resp, err = http.Post(url+path, "text/plain", strings.NewReader("x"))
+				}
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("request %d: status %d", i, resp.StatusCode)
+				}
+				time.Sleep(20 * time.Millisecond) // the instance has closed the pooled connection
+			}
+			got.Range(func(k, v any) bool {
+				if n := v.(*atomic.Int32).Load(); n != 1 && !strings.HasPrefix(k.(string), "GET /healthz") {
+					t.Errorf("%s reached the instance %d times", k, n)
+				}
+				return true
+			})
+		})
+	}
+}
+
 // deadAddr returns an address on which nothing listens.
 func deadAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -37,6 +37,10 @@ type attemptError struct {
 	retry bool
 	// down: the target refused the connection; take it out of rotation.
 	down bool
+	// stale: the connection came from the pool unchecked and the request
+	// failed on it before any answer, so the instance may have closed it
+	// while it was idle (see roundTrip).
+	stale bool
 	// status, when set, is the answer the client gets instead of 502: 400
 	// or 408 when its own body broke or stalled, 504 when the instance did
 	// not answer within the response timeout, 503 when the gateway is out
@@ -70,8 +74,30 @@ type exchange struct {
 }
 
 // roundTrip sends r on a connection to t and reads the response head into h.
+//
+// A pooled connection may have been closed by the instance while it sat
+// idle (its idle timeout, a restart). A request with no body that may be
+// sent twice goes out on one unchecked, and if the instance turns out to
+// have closed it — the request failed before any answer — it is sent
+// again on a checked or new connection to the same target, which does not
+// count as an attempt: the failure was the pool's, not the instance's.
+// Any other request has its connection checked first (Target.getIdle).
+// The check is a system call, a fifth of those a request costs; a closed
+// connection is rare, and a request may go out again only when sending it
+// twice is harmless.
 func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outbound, h http.Header) (*exchange, error) {
-	c := t.getIdle()
+	check := body != nil || !idempotent(r)
+	x, err := g.try(r, t, body, o, h, check)
+	if ae, ok := err.(*attemptError); ok && !check && ae.stale {
+		return g.try(r, t, body, o, h, true)
+	}
+	return x, err
+}
+
+// try is one attempt of roundTrip, on a pooled connection (checked first
+// when check is set) or a new one.
+func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, h http.Header, check bool) (*exchange, error) {
+	c := t.getIdle(check)
 	if c == nil {
 		var err error
 		if c, err = t.dial(r.Context()); err != nil {
@@ -190,7 +216,7 @@ func (g *Gateway) failed(x *exchange, r *http.Request, body *replayBody, err err
 	answered := x.conn.count.n > 0
 	rewound := body == nil || body.rewind()
 	retry := !answered && rewound && (headOnly || idempotent(r))
-	return &attemptError{err: err, retry: retry}
+	return &attemptError{err: err, retry: retry, stale: retry && x.conn.reused && !x.conn.checked}
 }
 
 // finish ends an exchange after the response body was read to its end (ok)

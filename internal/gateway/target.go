@@ -64,8 +64,10 @@ func (t *Target) setHealth(ok bool, err error) {
 // target out of rotation until an active check passes again.
 func (t *Target) markDown(err error) { t.setHealth(false, err) }
 
-// getIdle pops a live idle connection, discarding dead ones.
-func (t *Target) getIdle() *upstreamConn {
+// getIdle pops an idle connection. With check, it is one found still
+// open and quiet, and dead ones are discarded on the way; without, the
+// caller must be ready for one the instance has closed (see roundTrip).
+func (t *Target) getIdle(check bool) *upstreamConn {
 	for {
 		t.mu.Lock()
 		n := len(t.idle)
@@ -76,7 +78,7 @@ func (t *Target) getIdle() *upstreamConn {
 		c := t.idle[n-1]
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		if c.alive() {
+		if c.checked = check; c.alive(check) {
 			return c
 		}
 		c.close()

@@ -27,6 +27,9 @@ type upstreamConn struct {
 	bw     *bufio.Writer
 	count  countingReader
 	reused bool // served a request before this one
+	// checked: taken from the pool after alive found it open, or not from
+	// the pool at all (reused is false then).
+	checked bool
 	once   sync.Once
 	// awaitAnswer: the next write to the connection is a request's last,
 	// and waits for the answer to become readable (see writeAwait).
@@ -236,13 +239,13 @@ func (t *Target) dial(ctx context.Context) (*upstreamConn, error) {
 
 // alive reports whether an idle connection is still open and quiet. The
 // instance may have closed it (idle timeout, restart, crash) while it sat in
-// the pool; a non-blocking peek finds that out before a request is written
-// onto it, instead of after.
-func (c *upstreamConn) alive() bool {
+// the pool; with check, a non-blocking peek finds that out before a request
+// is written onto it, instead of after.
+func (c *upstreamConn) alive(check bool) bool {
 	if c.br.Buffered() > 0 {
 		return false // bytes nobody asked for: the stream is out of step
 	}
-	if c.raw == nil {
+	if c.raw == nil || !check {
 		return true
 	}
 	if !c.deadline.IsZero() && !time.Now().Before(c.deadline.Add(-h1.DeadlineSlack(c.armedFor))) {
