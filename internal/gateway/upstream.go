@@ -30,7 +30,7 @@ type upstreamConn struct {
 	// checked: taken from the pool after alive found it open, or not from
 	// the pool at all (reused is false then).
 	checked bool
-	once   sync.Once
+	once    sync.Once
 	// awaitAnswer: the next write to the connection is a request's last,
 	// and waits for the answer to become readable (see writeAwait).
 	awaitAnswer bool
