@@ -61,6 +61,13 @@ type conn struct {
 	big     []byte // a request head too large for br
 }
 
+// headerHint sizes a connection's request and response header maps: up to
+// eight fields a map is one group of slots, which clearing for the next
+// request touches whole; sized for more, it is a table that costs about
+// twice as much to fill, walk and clear. A head with more fields grows the
+// map once, and the connection keeps it.
+const headerHint = 8
+
 // Buffers of closed connections, for new ones: a client that does not
 // keep its connection (HTTP/1.0, Connection: close) costs no new buffers.
 var (
@@ -74,7 +81,7 @@ func newConn(s *Server, rwc net.Conn) *conn {
 		rwc:    rwc,
 		br:     readers.Get().(*bufio.Reader),
 		bw:     writers.Get().(*bufio.Writer),
-		header: make(http.Header, 16),
+		header: make(http.Header, headerHint),
 	}
 	var rw io.ReadWriter = rwc
 	if sock := NewSocket(rwc); sock != nil {
@@ -90,7 +97,7 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.tmpl = *new(http.Request).WithContext(ctx)
 	c.w.c = c
-	c.w.header = make(http.Header, 16)
+	c.w.header = make(http.Header, headerHint)
 	return c
 }
 
@@ -345,10 +352,10 @@ func (c *conn) release() {
 		c.big = nil
 	}
 	if len(c.header) > 256 {
-		c.header = make(http.Header, 16)
+		c.header = make(http.Header, headerHint)
 	}
 	if len(c.w.header) > 256 {
-		c.w.header = make(http.Header, 16)
+		c.w.header = make(http.Header, headerHint)
 	}
 }
 
