@@ -53,7 +53,7 @@ func FuzzReadResponse(f *testing.F) {
 		}
 		br := bufio.NewReaderSize(bytes.NewReader(data), 4096)
 		h := http.Header{}
-		resp, err := readResponse(br, h, method)
+		resp, err := readResponse(br, h, method, nil)
 		if err != nil {
 			if len(h) != 0 {
 				t.Fatalf("an error (%v) left headers behind: %q", err, h)

@@ -171,7 +171,7 @@ func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, 
 // the instance's pace (an event stream may be quiet for long).
 func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request, h http.Header) (*response, error) {
 	c.armTimeout() // set already when the request's last write waited for the answer
-	resp, err := readResponse(c.br, h, r.Method)
+	resp, err := readResponse(c.br, h, r.Method, &c.memo)
 	if c.timed && err == nil {
 		if !c.keepDeadline(resp) {
 			c.clearDeadline()

@@ -42,9 +42,10 @@ var errMalformed = errors.New("malformed response from the instance")
 
 // readResponse reads a response head from br into h, skipping interim 1xx
 // responses (but not 101), and sets up its body for the request's method.
-func readResponse(br *bufio.Reader, h http.Header, method string) (*response, error) {
+// memo (nil: none) is the connection's, for the values of its last head.
+func readResponse(br *bufio.Reader, h http.Header, method string, memo *valueMemo) (*response, error) {
 	for {
-		resp, err := readHead(br, h)
+		resp, err := readHead(br, h, memo)
 		if err != nil {
 			clear(h)
 			return nil, err
@@ -68,7 +69,7 @@ const (
 )
 
 // readHead reads the status line and the header lines.
-func readHead(br *bufio.Reader, h http.Header) (*response, error) {
+func readHead(br *bufio.Reader, h http.Header, memo *valueMemo) (*response, error) {
 	line, err := readLine(br)
 	if err != nil {
 		return nil, err
@@ -102,10 +103,11 @@ func readHead(br *bufio.Reader, h http.Header) (*response, error) {
 		if fields++; fields > maxResponseFields || size > maxResponseHeadBytes {
 			return nil, fmt.Errorf("%w: the head has over %d fields or %d bytes", errMalformed, maxResponseFields, maxResponseHeadBytes)
 		}
-		key, value, err := splitField(line)
+		key, raw, err := splitField(line)
 		if err != nil {
 			return nil, err
 		}
+		value := memo.value(fields-1, key, raw)
 		switch key {
 		case "Content-Length":
 			n, err := strconv.ParseInt(value, 10, 64)
@@ -149,19 +151,45 @@ func readHead(br *bufio.Reader, h http.Header) (*response, error) {
 // splitField checks one header line and returns its canonical name and its
 // value: a name of token bytes, a value with no control byte but HTAB (so
 // no NUL, CR or LF can reach the client).
-func splitField(line []byte) (string, string, error) {
+func splitField(line []byte) (string, []byte, error) {
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
-		return "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
+		return "", nil, fmt.Errorf("%w: header line %q", errMalformed, line)
 	}
 	if !h1.ValidFieldName(line[:colon]) {
-		return "", "", fmt.Errorf("%w: header name %q", errMalformed, line[:colon])
+		return "", nil, fmt.Errorf("%w: header name %q", errMalformed, line[:colon])
 	}
 	value := trimBlanks(line[colon+1:])
 	if !h1.ValidFieldValue(value) {
-		return "", "", fmt.Errorf("%w: a control byte in header %q", errMalformed, line[:colon])
+		return "", nil, fmt.Errorf("%w: a control byte in header %q", errMalformed, line[:colon])
 	}
-	return canonicalKey(line[:colon]), string(value), nil
+	return canonicalKey(line[:colon]), value, nil
+}
+
+// valueMemo keeps the header values of the last response read on an
+// upstream connection, by their place in its head, so that a value the
+// next response repeats in the same place (a Content-Type, a
+// Cache-Control, a Server, a Content-Length) is the same string again
+// rather than a new copy: an app's responses mostly repeat most of their
+// fields. By place, not by name: no lookup, and a head of another shape
+// just makes its copies. Strings are immutable, so one may be in several
+// clients' responses at once.
+type valueMemo struct {
+	keys, vals [16]string
+}
+
+// value returns b as a string, the memo's when it holds the same key and
+// bytes at field i.
+func (m *valueMemo) value(i int, key string, b []byte) string {
+	if m == nil || i >= len(m.vals) {
+		return string(b)
+	}
+	if m.keys[i] == key && m.vals[i] == string(b) { // compared without a copy
+		return m.vals[i]
+	}
+	v := string(b)
+	m.keys[i], m.vals[i] = key, v
+	return v
 }
 
 // transferCoding applies a response's Transfer-Encoding, which overrides
@@ -309,7 +337,7 @@ func (c *chunkedBody) readTrailer() error {
 		if c.resp.trailer == nil {
 			c.resp.trailer = http.Header{}
 		}
-		c.resp.trailer[key] = append(c.resp.trailer[key], value)
+		c.resp.trailer[key] = append(c.resp.trailer[key], string(value))
 	}
 }
 

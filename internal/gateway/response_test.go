@@ -3,10 +3,12 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestReadResponse(t *testing.T) {
@@ -42,7 +44,7 @@ func TestReadResponse(t *testing.T) {
 			if method == "" {
 				method = "GET"
 			}
-			resp, err := readResponse(br, h, method)
+			resp, err := readResponse(br, h, method, nil)
 			if c.err {
 				if err == nil {
 					t.Fatalf("want an error, got %+v", resp)
@@ -105,5 +107,41 @@ func TestIsHop(t *testing.T) {
 		if isHop(k) {
 			t.Errorf("isHop(%q) = true", k)
 		}
+	}
+}
+
+// TestValueMemo: heads read one after another with one connection's memo
+// give exactly the headers they give without it — no value of an earlier
+// head is left in a later one — and a value repeated in the same place is
+// the earlier string, not a new copy.
+func TestValueMemo(t *testing.T) {
+	heads := []string{
+		"HTTP/1.1 200 OK\r\nDate: Sat, 28 Nov 2026 05:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nDate: Sat, 28 Nov 2026 05:00:01 GMT\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nDate: Sat, 28 Nov 2026 05:00:01 GMT\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nServer: x\r\nDate: Sat, 28 Nov 2026 05:00:01 GMT\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-A: a=1\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-A: \r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 204 No Content\r\n\r\n",
+	}
+	read := func(raw string, memo *valueMemo) http.Header {
+		h := http.Header{}
+		if _, err := readResponse(bufio.NewReader(strings.NewReader(raw)), h, "GET", memo); err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		return h
+	}
+	memo := &valueMemo{}
+	order := append(append([]int{}, 0, 1, 2, 3, 4, 5, 6, 7), 7, 6, 5, 4, 3, 2, 1, 0, 4, 4, 1, 1)
+	for _, i := range order {
+		got, want := read(heads[i], memo), read(heads[i], nil)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("head %d with the memo: %v, want %v", i, got, want)
+		}
+	}
+	a, b := read(heads[1], memo), read(heads[1], memo)
+	if unsafe.StringData(a["Content-Type"][0]) != unsafe.StringData(b["Content-Type"][0]) {
+		t.Error("a value repeated in the same place was copied again")
 	}
 }

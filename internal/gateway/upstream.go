@@ -50,6 +50,7 @@ type upstreamConn struct {
 	// awaitStep and peek as method values, made once.
 	awaitStepFn, peekFn func(uintptr) bool
 	quiet               bool // peek's finding
+	memo                valueMemo
 }
 
 // requestWriter is what bw writes to: the connection, or writeAwait for a
