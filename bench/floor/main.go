@@ -20,6 +20,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -154,7 +155,7 @@ func serve(c net.Conn, p *pool) {
 		u.br.Discard(len(rh))
 		start := len(out)
 		out = out[:start+n]
-		if _, err := readFull(u.br, out[start:]); err != nil {
+		if _, err := io.ReadFull(u.br, out[start:]); err != nil {
 			log.Fatal(err)
 		}
 		p.put(u)
@@ -163,18 +164,6 @@ func serve(c net.Conn, p *pool) {
 			return
 		}
 	}
-}
-
-func readFull(br *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := br.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // readHead peeks the head through its blank line (left in br).
