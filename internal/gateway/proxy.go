@@ -88,7 +88,7 @@ type exchange struct {
 func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outbound, h http.Header) (*exchange, error) {
 	check := body != nil || !idempotent(r)
 	x, err := g.try(r, t, body, o, h, check)
-	if ae, ok := err.(*attemptError); ok && !check && ae.stale {
+	if ae, ok := err.(*attemptError); ok && ae.stale { // never so when checked
 		return g.try(r, t, body, o, h, true)
 	}
 	return x, err

@@ -27,8 +27,9 @@ type upstreamConn struct {
 	bw     *bufio.Writer
 	count  countingReader
 	reused bool // served a request before this one
-	// checked: taken from the pool after alive found it open, or not from
-	// the pool at all (reused is false then).
+	// checked: getIdle took it from the pool after alive's peek found it
+	// open. (A new connection is not checked, but not reused either: only
+	// a reused one can have been closed while idle.)
 	checked bool
 	once    sync.Once
 	// awaitAnswer: the next write to the connection is a request's last,
