@@ -12,7 +12,9 @@ import (
 // haproxyConf is HAProxy tuned as nginx is (see nginxConf): one thread,
 // keep-alive to clients and to the server with idle server connections
 // shared between clients (http-reuse always), no log, timeouts long enough
-// that no idle connection of the load is closed under it. The stats socket
+// that no idle connection of the load is closed under it, and the same
+// forwarding headers handoff and nginx send (option forwardfor,
+// X-Forwarded-Host, X-Forwarded-Proto). The stats socket
 // exposes the listeners so that a reload hands them over instead of binding
 // anew (in master-worker mode the master passes them itself, with -x
 // sockpair@, but an operator's config has the socket all the same).
@@ -40,6 +42,9 @@ frontend web
   bind {{listen}}
   default_backend app
 backend app
+  option forwardfor
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header X-Forwarded-Proto http
   server app {{backend}}
 `
 
