@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/h1"
 )
 
 // maxAttempts bounds how many instances one request may be tried on.
@@ -85,18 +87,18 @@ type exchange struct {
 // The check is a system call, a fifth of those a request costs; a closed
 // connection is rare, and a request may go out again only when sending it
 // twice is harmless.
-func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outbound, h http.Header) (*exchange, error) {
+func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outbound) (*exchange, error) {
 	check := body != nil || !idempotent(r)
-	x, err := g.try(r, t, body, o, h, check)
+	x, err := g.try(r, t, body, o, check)
 	if ae, ok := err.(*attemptError); ok && ae.stale { // never so when checked
-		return g.try(r, t, body, o, h, true)
+		return g.try(r, t, body, o, true)
 	}
 	return x, err
 }
 
 // try is one attempt of roundTrip, on a pooled connection (checked first
 // when check is set) or a new one.
-func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, h http.Header, check bool) (*exchange, error) {
+func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, check bool) (*exchange, error) {
 	c := t.getIdle(check)
 	if c == nil {
 		var err error
@@ -153,9 +155,8 @@ func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, 
 		}()
 		dispatched(r) // a streamed body: its writer goes on beside the wait
 	}
-	resp, err := g.awaitResponse(c, r, h)
+	resp, err := g.awaitResponse(c, r)
 	if err == nil && resp.status == http.StatusSwitchingProtocols {
-		clear(h) // the 101's Upgrade and Connection must not go out on the 502
 		err = errNotUpgrade
 	}
 	if err != nil {
@@ -169,9 +170,9 @@ func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, 
 // timeout for it: an instance that accepted the request and went silent
 // gets the request a 504 rather than holding it. The body then comes at
 // the instance's pace (an event stream may be quiet for long).
-func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request, h http.Header) (*response, error) {
+func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request) (*response, error) {
 	c.armTimeout() // set already when the request's last write waited for the answer
-	resp, err := readResponse(c.br, h, r.Method, &c.memo)
+	resp, err := readResponse(c.br, &c.head, r.Method)
 	if c.timed && err == nil {
 		if !c.keepDeadline(resp) {
 			c.clearDeadline()
@@ -252,9 +253,9 @@ func refused(err error) bool {
 	return false
 }
 
-// deliver copies the instance's response to the client; its headers are in
-// w.Header() already. It returns the number of body bytes written and
-// whether the body was read to its end.
+// deliver copies the instance's response to the client, with the headers
+// the gateway set in w.Header(). It returns the number of body bytes
+// written and whether the body was read to its end.
 func (g *Gateway) deliver(w http.ResponseWriter, x *exchange, banner []byte, method string) (int64, bool) {
 	if x.wrote != nil {
 		// The body is still going up while the answer comes down (an
@@ -265,23 +266,26 @@ func (g *Gateway) deliver(w http.ResponseWriter, x *exchange, banner []byte, met
 	}
 	resp := x.resp
 	h := w.Header()
-	if resp.hop { // most answers have none: ten deletes saved
-		for _, k := range hopHeaders {
-			delete(h, k)
-		}
-	}
-	for _, k := range resp.keep {
-		delete(h, k)
-	}
 	if g.closing.Load() {
 		h.Set("Connection", "close")
+	}
+	fw, wire := w.(h1.FieldsWriter)
+	if banner != nil || !wire {
+		// The banner changes the head, and a writer that is not h1's
+		// (HTTP/2) takes it from the map only.
+		resp.head.header(h, resp.declared, false)
+		wire = false
 	}
 	if banner != nil && injectable(resp, h, method) {
 		return g.deliverWithBanner(w, x, banner)
 	}
-	w.WriteHeader(resp.status)
+	if wire {
+		fw.WriteHeaderFields(resp.status, resp.head.lines(), resp.declared, resp.date)
+	} else {
+		w.WriteHeader(resp.status)
+	}
 	var flush func()
-	if f, ok := w.(http.Flusher); ok && (resp.length < 0 || isEventStream(h)) {
+	if f, ok := w.(http.Flusher); ok && (resp.length < 0 || resp.stream) {
 		flush = f.Flush
 	}
 	n, err := copyBody(w, resp.body, x, flush)
@@ -327,11 +331,6 @@ func copyBody(w io.Writer, src io.Reader, x *exchange, flush func()) (int64, err
 			return total, rerr
 		}
 	}
-}
-
-func isEventStream(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	return len(ct) >= 17 && ct[:17] == "text/event-stream"
 }
 
 // readFull is io.ReadFull that reports the source's own end: io.EOF when

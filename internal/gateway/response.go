@@ -9,52 +9,47 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
-	"strconv"
 	"strings"
 
 	"github.com/handoff-dev/handoff/internal/h1"
 )
 
-// response is an instance's response head, read straight into the
-// client's header map: the instance's headers are the client's headers
-// (less the hop-by-hop ones, removed on delivery), so they are parsed once,
-// into the map the response writer will send, with no map in between.
+// response is an instance's response head, its fields kept as they go
+// to the client (wireHead), and its body.
 type response struct {
-	status  int
-	length  int64 // the body's length, -1 when the body ends with its last chunk or the connection
-	chunked bool
+	status int
+	length int64 // the body's length, -1 when the body ends with its last chunk or the connection
+	// declared is the Content-Length the head declared (-1: none, or one a
+	// transfer coding overrides): what a HEAD's answer tells the client.
+	declared int64
+	chunked  bool
 	// untilClose: the body ends with the connection although a length was
 	// given (Transfer-Encoding: identity overrides Content-Length).
 	untilClose bool
 	close      bool // the instance closes the connection after this response
+	date       bool // the head has a Date
+	stream     bool // an event stream (Content-Type text/event-stream): flushed as it comes
+	head       *wireHead
 	body       io.Reader
 	trailer    http.Header // a chunked body's trailers, once the body has been read
-	keep       []string    // headers a Connection header names: hop-by-hop too
 	lb         lengthBody  // body, when framed by length (one allocation less)
-	hop        bool        // the head has a hop-by-hop header (see hopHeaders)
-	// vals holds the header values, one slot per field: the header map's
-	// slices are carved from it, so a head costs one allocation for them
-	// rather than one per field.
-	vals []string
 }
 
 var errMalformed = errors.New("malformed response from the instance")
 
-// readResponse reads a response head from br into h, skipping interim 1xx
-// responses (but not 101), and sets up its body for the request's method.
-// memo (nil: none) is the connection's, for the values of its last head.
-func readResponse(br *bufio.Reader, h http.Header, method string, memo *valueMemo) (*response, error) {
+// readResponse reads a response head from br into head, skipping interim
+// 1xx responses (but not 101), and sets up its body for the request's
+// method.
+func readResponse(br *bufio.Reader, head *wireHead, method string) (*response, error) {
 	for {
-		resp, err := readHead(br, h, memo)
+		resp, err := readHead(br, head)
 		if err != nil {
-			clear(h)
 			return nil, err
 		}
 		if resp.status >= 100 && resp.status < 200 && resp.status != http.StatusSwitchingProtocols {
-			clear(h)
 			continue
 		}
-		resp.frame(br, h, method)
+		resp.frame(br, method)
 		return resp, nil
 	}
 }
@@ -68,8 +63,9 @@ const (
 	maxResponseFields    = 512
 )
 
-// readHead reads the status line and the header lines.
-func readHead(br *bufio.Reader, h http.Header, memo *valueMemo) (*response, error) {
+// readHead reads the status line and the header lines into head.
+func readHead(br *bufio.Reader, head *wireHead) (*response, error) {
+	head.reset()
 	line, err := readLine(br)
 	if err != nil {
 		return nil, err
@@ -78,118 +74,122 @@ func readHead(br *bufio.Reader, h http.Header, memo *valueMemo) (*response, erro
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' || line[9] < '1' || line[9] > '5' {
 		return nil, fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || (len(line) > 12 && line[12] != ' ') {
+	status, ok := threeDigits(line[9:12])
+	if !ok || (len(line) > 12 && line[12] != ' ') {
 		return nil, fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
 	http10 := line[7] == '0'
-	resp := &response{status: status, length: -1, close: http10}
-	size, fields := len(line), 0
+	resp := &response{status: status, length: -1, declared: -1, close: http10, head: head}
+	size := len(line)
 	var te []string
+	var named [][]byte // the tokens of Connection headers, copied: br's lines do not last
 	for {
 		line, err := readLine(br)
 		if err != nil {
 			return nil, err
 		}
 		if len(line) == 0 {
-			if te != nil {
-				if err := resp.transferCoding(te); err != nil {
-					return nil, err
-				}
-			}
-			return resp, nil
+			break
 		}
 		size += len(line)
-		if fields++; fields > maxResponseFields || size > maxResponseHeadBytes {
+		if len(head.fields) >= maxResponseFields || size > maxResponseHeadBytes {
 			return nil, fmt.Errorf("%w: the head has over %d fields or %d bytes", errMalformed, maxResponseFields, maxResponseHeadBytes)
 		}
-		key, raw, err := splitField(line)
+		name, value, err := splitField(line)
 		if err != nil {
 			return nil, err
 		}
-		value := memo.value(fields-1, key, raw)
-		switch key {
-		case "Content-Length":
-			n, err := strconv.ParseInt(value, 10, 64)
-			if err != nil || n < 0 || (resp.length >= 0 && n != resp.length) {
+		drop := true // framing and hop-by-hop fields: the server writes its own
+		switch kindOf(name) {
+		case fieldContentLength:
+			n, ok := parseLength(value)
+			if !ok || (resp.declared >= 0 && n != resp.declared) {
 				return nil, fmt.Errorf("%w: Content-Length %q", errMalformed, value)
 			}
-			resp.length = n
-		case "Transfer-Encoding":
-			te = append(te, value)
-		case "Connection":
-			for _, tok := range bytes.Split([]byte(value), []byte(",")) {
-				tok = bytes.TrimSpace(tok)
+			resp.declared = n
+		case fieldTransferEncoding:
+			te = append(te, string(value))
+		case fieldConnection:
+			for _, tok := range bytes.Split(value, []byte(",")) {
+				tok = trimBlanks(tok)
 				switch {
-				case bytes.EqualFold(tok, []byte("close")):
+				case equalFoldLower(tok, "close"):
 					resp.close = true
-				case bytes.EqualFold(tok, []byte("keep-alive")):
+				case equalFoldLower(tok, "keep-alive"):
 					if http10 {
 						resp.close = false
 					}
 				case len(tok) > 0:
-					resp.keep = append(resp.keep, textproto.CanonicalMIMEHeaderKey(string(tok)))
+					named = append(named, bytes.Clone(tok))
 				}
 			}
+		case fieldHop:
+		case fieldDate:
+			drop, resp.date = false, true
+		case fieldContentType:
+			drop = status == http.StatusNotModified // RFC 9110 §15.4.5
+			resp.stream = bytes.HasPrefix(value, []byte("text/event-stream"))
+		default:
+			drop = false
 		}
-		if isHop(key) {
-			resp.hop = true
-		}
-		if prior, ok := h[key]; ok {
-			h[key] = append(prior, value)
-			continue
-		}
-		if len(resp.vals) == cap(resp.vals) {
-			resp.vals = make([]string, 0, 16)
-		}
-		resp.vals = append(resp.vals, value)
-		n := len(resp.vals)
-		h[key] = resp.vals[n-1 : n : n] // capped: an append elsewhere copies rather than overwrite the next field's
+		head.add(name, value, drop)
 	}
+	if named != nil {
+		head.dropNamed(named)
+	}
+	if te != nil {
+		if err := resp.transferCoding(te); err != nil {
+			return nil, err
+		}
+		resp.declared = -1 // the transfer coding overrides it (RFC 9112 §6.3)
+	}
+	resp.length = resp.declared
+	return resp, nil
 }
 
-// splitField checks one header line and returns its canonical name and its
-// value: a name of token bytes, a value with no control byte but HTAB (so
-// no NUL, CR or LF can reach the client).
-func splitField(line []byte) (string, []byte, error) {
+// threeDigits parses a status code's three digits.
+func threeDigits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// parseLength parses a Content-Length value: digits only, within int64.
+func parseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// splitField checks one header line and returns its name and its value: a
+// name of token bytes, a value with no control byte but HTAB (so no NUL,
+// CR or LF can reach the client).
+func splitField(line []byte) (name, value []byte, err error) {
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
-		return "", nil, fmt.Errorf("%w: header line %q", errMalformed, line)
+		return nil, nil, fmt.Errorf("%w: header line %q", errMalformed, line)
 	}
 	if !h1.ValidFieldName(line[:colon]) {
-		return "", nil, fmt.Errorf("%w: header name %q", errMalformed, line[:colon])
+		return nil, nil, fmt.Errorf("%w: header name %q", errMalformed, line[:colon])
 	}
-	value := trimBlanks(line[colon+1:])
+	value = trimBlanks(line[colon+1:])
 	if !h1.ValidFieldValue(value) {
-		return "", nil, fmt.Errorf("%w: a control byte in header %q", errMalformed, line[:colon])
+		return nil, nil, fmt.Errorf("%w: a control byte in header %q", errMalformed, line[:colon])
 	}
-	return canonicalKey(line[:colon]), value, nil
-}
-
-// valueMemo keeps the header values of the last response read on an
-// upstream connection, by their place in its head, so that a value the
-// next response repeats in the same place (a Content-Type, a
-// Cache-Control, a Server, a Content-Length) is the same string again
-// rather than a new copy: an app's responses mostly repeat most of their
-// fields. By place, not by name: no lookup, and a head of another shape
-// just makes its copies. Strings are immutable, so one may be in several
-// clients' responses at once.
-type valueMemo struct {
-	keys, vals [16]string
-}
-
-// value returns b as a string, the memo's when it holds the same key and
-// bytes at field i.
-func (m *valueMemo) value(i int, key string, b []byte) string {
-	if m == nil || i >= len(m.vals) {
-		return string(b)
-	}
-	if m.keys[i] == key && m.vals[i] == string(b) { // compared without a copy
-		return m.vals[i]
-	}
-	v := string(b)
-	m.keys[i], m.vals[i] = key, v
-	return v
+	return line[:colon], value, nil
 }
 
 // transferCoding applies a response's Transfer-Encoding, which overrides
@@ -220,7 +220,7 @@ func (resp *response) transferCoding(values []string) error {
 
 // frame sets up the body: none for HEAD and bodiless statuses, chunked,
 // of a known length, or until the instance closes the connection.
-func (resp *response) frame(br *bufio.Reader, h http.Header, method string) {
+func (resp *response) frame(br *bufio.Reader, method string) {
 	switch {
 	case method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified || resp.status < 200:
 		if resp.length > 0 || resp.chunked || resp.untilClose {
@@ -230,13 +230,9 @@ func (resp *response) frame(br *bufio.Reader, h http.Header, method string) {
 			resp.close = true
 		}
 		resp.length, resp.chunked, resp.body = 0, false, http.NoBody
-	case resp.chunked || resp.untilClose:
-		resp.length = -1
-		delete(h, "Content-Length") // the transfer coding overrides it (RFC 9112 §6.3)
-		if resp.untilClose {
-			resp.close, resp.body = true, br
-			return
-		}
+	case resp.untilClose:
+		resp.close, resp.body = true, br
+	case resp.chunked:
 		resp.body = &chunkedBody{r: httputil.NewChunkedReader(br), br: br, resp: resp}
 	case resp.length >= 0:
 		resp.lb = lengthBody{r: br, n: resp.length}
@@ -327,10 +323,11 @@ func (c *chunkedBody) readTrailer() error {
 		if c.fields++; c.fields > maxResponseFields {
 			return fmt.Errorf("%w: over %d trailer fields", errMalformed, maxResponseFields)
 		}
-		key, value, err := splitField(line)
+		name, value, err := splitField(line)
 		if err != nil {
 			return err
 		}
+		key := canonicalKey(name)
 		if !trailerAllowed(key) {
 			continue // framing, routing, auth and the like may not come late (RFC 9110 §6.5.1)
 		}

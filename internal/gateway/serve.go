@@ -114,7 +114,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 			return
 		}
 		sent = true
-		x, err := g.roundTrip(r, t, body, o, w.Header())
+		x, err := g.roundTrip(r, t, body, o)
 		if err != nil {
 			t.inflight.Add(-1)
 			lastErr = err

@@ -79,7 +79,7 @@ func (g *Gateway) splice(w http.ResponseWriter, r *http.Request, c *upstreamConn
 		return http.StatusBadGateway
 	}
 	dispatched(r)
-	resp, err := g.awaitResponse(c, r, w.Header())
+	resp, err := g.awaitResponse(c, r)
 	if err != nil {
 		g.refuse(w, r, nil, http.StatusBadGateway, "bad_gateway", "The app's instance did not answer.", 0, time.Now())
 		return http.StatusBadGateway
@@ -92,7 +92,8 @@ func (g *Gateway) splice(w http.ResponseWriter, r *http.Request, c *upstreamConn
 		}
 		return resp.status
 	}
-	header := w.Header().Clone() // the 101's headers, as the instance sent them
+	header := w.Header().Clone() // the gateway's own (a pin cookie), and the 101's, as the instance sent them
+	resp.head.header(header, -1, true)
 	rc := http.NewResponseController(w)
 	client, buf, err := rc.Hijack()
 	if err != nil {

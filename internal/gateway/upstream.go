@@ -50,8 +50,8 @@ type upstreamConn struct {
 	await    awaitWrite
 	// awaitStep and peek as method values, made once.
 	awaitStepFn, peekFn func(uintptr) bool
-	quiet               bool // peek's finding
-	memo                valueMemo
+	quiet               bool     // peek's finding
+	head                wireHead // the last answer's head
 }
 
 // requestWriter is what bw writes to: the connection, or writeAwait for a

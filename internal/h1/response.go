@@ -72,7 +72,35 @@ type response struct {
 	// response has reached the client.
 	outStart atomic.Int64
 
+	// fields is what WriteHeaderFields hands over, for writeHeadStart.
+	fields wireFields
+
 	scratch [24]byte
+}
+
+// FieldsWriter is implemented by the server's http.ResponseWriter. A proxy
+// that has read a response head hands its fields over as they go on the
+// wire, with no header map in between: its own parse of the head is all
+// the work they cost. (Filling a map for the server to walk again was a
+// fifth of a gateway's own CPU time per request.)
+type FieldsWriter interface {
+	// WriteHeaderFields is WriteHeader(code) for a final status, with
+	// fields written after the header map's. fields are whole lines,
+	// "Name: value\r\n" each, with valid names and values, and none of
+	// Content-Length, Transfer-Encoding or Connection (the server frames
+	// the body, from length, the length the head declared or -1, and
+	// writes Connection itself from the map), nor Content-Type on a 304.
+	// date says fields has a Date line. The caller may reuse fields once
+	// the call returns.
+	WriteHeaderFields(code int, fields []byte, length int64, date bool)
+}
+
+// wireFields is a WriteHeaderFields call's fields, while WriteHeader runs.
+type wireFields struct {
+	set    bool
+	lines  []byte
+	length int64
+	date   bool
 }
 
 var (
@@ -133,6 +161,16 @@ func (w *response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.writeHeadStart()
+}
+
+// WriteHeaderFields implements FieldsWriter. A status that is not a final
+// one, or a head already written, is WriteHeader's to answer: fields are
+// then left out.
+func (w *response) WriteHeaderFields(code int, fields []byte, length int64, date bool) {
+	if code >= 200 {
+		w.fields = wireFields{set: true, lines: fields, length: length, date: date} // reset with the response
+	}
+	w.WriteHeader(code)
 }
 
 // writeInterim sends a 1xx response now. HTTP/1.0 clients do not expect
@@ -197,6 +235,13 @@ func (w *response) writeHeadStart() {
 		}
 		for _, v := range vv {
 			writeField(bw, k, v)
+		}
+	}
+	if f := &w.fields; f.set {
+		bw.Write(f.lines)
+		hasDate = hasDate || f.date
+		if w.declaredLength < 0 && !noBody {
+			w.declaredLength = f.length
 		}
 	}
 	if !hasDate {

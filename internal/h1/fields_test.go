@@ -1,0 +1,63 @@
+package h1
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestWriteHeaderFields: a proxy's wire lines go out after the header
+// map's fields, as they are; the server frames the body by the length
+// they declared (a HEAD's answer too) and adds Date only when they have
+// none.
+func TestWriteHeaderFields(t *testing.T) {
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Map", "m")
+		fw := w.(FieldsWriter)
+		switch r.URL.Path {
+		case "/declared":
+			fw.WriteHeaderFields(200, []byte("x-wire: 1\r\nDate: D\r\n"), 5, true)
+			if r.Method != http.MethodHead {
+				w.Write([]byte("hello"))
+			}
+		case "/undeclared":
+			fw.WriteHeaderFields(201, []byte("X-Wire: 2\r\n"), -1, false)
+			w.Write([]byte("abc"))
+		}
+	}))
+	c := dialRaw(t, ts.addr)
+	for _, tc := range []struct{ method, path, head, body string }{
+		{"GET", "/declared", "HTTP/1.1 200 OK\r\nX-Map: m\r\nx-wire: 1\r\nDate: D\r\nContent-Length: 5\r\n\r\n", "hello"},
+		{"HEAD", "/declared", "HTTP/1.1 200 OK\r\nX-Map: m\r\nx-wire: 1\r\nDate: D\r\nContent-Length: 5\r\n\r\n", ""},
+		{"GET", "/undeclared", "HTTP/1.1 201 Created\r\nX-Map: m\r\nX-Wire: 2\r\nDate: ", "abc"},
+	} {
+		c.send(tc.method + " " + tc.path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		head := readRawHead(t, c.br)
+		if !strings.HasPrefix(head, tc.head) {
+			t.Fatalf("%s %s: head %q, want it to begin %q", tc.method, tc.path, head, tc.head)
+		}
+		if tc.path == "/undeclared" && (strings.Count(head, "Date: ") != 1 || !strings.HasSuffix(head, "\r\nContent-Length: 3\r\n\r\n")) {
+			t.Fatalf("head %q: want one Date, added by the server, and the length written", head)
+		}
+		body := make([]byte, len(tc.body))
+		if _, err := io.ReadFull(c.br, body); err != nil || string(body) != tc.body {
+			t.Fatalf("%s %s: body %q, %v", tc.method, tc.path, body, err)
+		}
+	}
+}
+
+// readRawHead reads a response head through its blank line.
+func readRawHead(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	var b strings.Builder
+	for !strings.HasSuffix(b.String(), "\r\n\r\n") {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read head %q: %v", b.String(), err)
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
