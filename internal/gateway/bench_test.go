@@ -186,10 +186,11 @@ func TestProxySystemCalls(t *testing.T) {
 			// in the connection's wireHead, on their way to the client (as
 			// strings in a header map they cost 4, without a memory of the
 			// last answer's values 9). The race detector's sync.Pool drops
-			// add ~0.7.
+			// add ~1.2 (buffers and h1's write buffer, taken per response,
+			// made anew).
 			limit := 3.2
 			if raceEnabled {
-				limit = 4.5
+				limit = 5
 			}
 			if allocs > limit {
 				t.Errorf("%.2f allocations per request, want 3 (at most %.1f)", allocs, limit)

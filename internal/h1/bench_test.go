@@ -59,8 +59,15 @@ func TestAllocsPerRequest(t *testing.T) {
 	roundTrip()
 	allocs := testing.AllocsPerRun(2000, roundTrip)
 	t.Logf("%.2f allocations per request", allocs)
-	if allocs > 1.5 {
-		t.Fatalf("%.2f allocations per request, want at most 1", allocs)
+	// The race detector's sync.Pool drops a quarter of what is put back:
+	// the write buffer, taken from a pool for each response, is then made
+	// anew (two allocations) for a quarter of the requests.
+	limit := 1.2
+	if raceEnabled {
+		limit = 2
+	}
+	if allocs > limit {
+		t.Fatalf("%.2f allocations per request, want 1 (at most %.1f)", allocs, limit)
 	}
 }
 
