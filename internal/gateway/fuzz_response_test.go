@@ -56,7 +56,7 @@ func FuzzReadResponse(f *testing.F) {
 			method = http.MethodHead
 		}
 		br := bufio.NewReaderSize(bytes.NewReader(data), 4096)
-		resp, err := readResponse(br, &wireHead{}, method)
+		resp, err := readResponse(br, &response{}, method)
 		if err != nil {
 			return
 		}

@@ -64,7 +64,9 @@ var errNotUpgrade = fmt.Errorf("%w: 101 Switching Protocols to a request without
 func (e *attemptError) Error() string { return e.err.Error() }
 func (e *attemptError) Unwrap() error { return e.err }
 
-// exchange is one request/response on one upstream connection.
+// exchange is one request/response on one upstream connection. The
+// connection keeps one and reuses it for each request: it is not to be
+// used once finish has given the connection back.
 type exchange struct {
 	conn    *upstreamConn
 	resp    *response
@@ -112,7 +114,8 @@ func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, 
 			return nil, &attemptError{err: err, retry: r.Context().Err() == nil, down: refused(err)}
 		}
 	}
-	x := &exchange{conn: c, stopCtx: noStop}
+	x := &c.x
+	*x = exchange{conn: c, stopCtx: noStop}
 	if r.ProtoMajor == 2 {
 		// An HTTP/2 stream's context ends with the stream: a client that
 		// cancels takes its upstream request with it. (An HTTP/1.1
@@ -172,7 +175,7 @@ func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, 
 // the instance's pace (an event stream may be quiet for long).
 func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request) (*response, error) {
 	c.armTimeout() // set already when the request's last write waited for the answer
-	resp, err := readResponse(c.br, &c.head, r.Method)
+	resp, err := readResponse(c.br, &c.resp, r.Method)
 	if c.timed && err == nil {
 		if !c.keepDeadline(resp) {
 			c.clearDeadline()

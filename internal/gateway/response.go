@@ -26,10 +26,10 @@ type response struct {
 	// untilClose: the body ends with the connection although a length was
 	// given (Transfer-Encoding: identity overrides Content-Length).
 	untilClose bool
-	close      bool // the instance closes the connection after this response
-	date       bool // the head has a Date
-	stream     bool // an event stream (Content-Type text/event-stream): flushed as it comes
-	head       *wireHead
+	close      bool     // the instance closes the connection after this response
+	date       bool     // the head has a Date
+	stream     bool     // an event stream (Content-Type text/event-stream): flushed as it comes
+	head       wireHead // its buffers are kept from one answer to the next
 	body       io.Reader
 	trailer    http.Header // a chunked body's trailers, once the body has been read
 	lb         lengthBody  // body, when framed by length (one allocation less)
@@ -37,13 +37,12 @@ type response struct {
 
 var errMalformed = errors.New("malformed response from the instance")
 
-// readResponse reads a response head from br into head, skipping interim
+// readResponse reads a response head from br into resp, skipping interim
 // 1xx responses (but not 101), and sets up its body for the request's
-// method.
-func readResponse(br *bufio.Reader, head *wireHead, method string) (*response, error) {
+// method. It returns resp.
+func readResponse(br *bufio.Reader, resp *response, method string) (*response, error) {
 	for {
-		resp, err := readHead(br, head)
-		if err != nil {
+		if err := readHead(br, resp); err != nil {
 			return nil, err
 		}
 		if resp.status >= 100 && resp.status < 200 && resp.status != http.StatusSwitchingProtocols {
@@ -63,48 +62,50 @@ const (
 	maxResponseFields    = 512
 )
 
-// readHead reads the status line and the header lines into head.
-func readHead(br *bufio.Reader, head *wireHead) (*response, error) {
+// readHead reads the status line and the header lines into resp.
+func readHead(br *bufio.Reader, resp *response) error {
+	*resp = response{length: -1, declared: -1, head: resp.head} // the head's buffers are kept
+	head := &resp.head
 	head.reset()
 	line, err := readLine(br)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// "HTTP/1.1 200 OK": the version, a space, three digits, 100 to 599.
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' || line[9] < '1' || line[9] > '5' {
-		return nil, fmt.Errorf("%w: status line %q", errMalformed, line)
+		return fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
 	status, ok := threeDigits(line[9:12])
 	if !ok || (len(line) > 12 && line[12] != ' ') {
-		return nil, fmt.Errorf("%w: status line %q", errMalformed, line)
+		return fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
 	http10 := line[7] == '0'
-	resp := &response{status: status, length: -1, declared: -1, close: http10, head: head}
+	resp.status, resp.close = status, http10
 	size := len(line)
 	var te []string
 	var named [][]byte // the tokens of Connection headers, copied: br's lines do not last
 	for {
 		line, err := readLine(br)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(line) == 0 {
 			break
 		}
 		size += len(line)
 		if len(head.fields) >= maxResponseFields || size > maxResponseHeadBytes {
-			return nil, fmt.Errorf("%w: the head has over %d fields or %d bytes", errMalformed, maxResponseFields, maxResponseHeadBytes)
+			return fmt.Errorf("%w: the head has over %d fields or %d bytes", errMalformed, maxResponseFields, maxResponseHeadBytes)
 		}
 		name, value, err := splitField(line)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		drop := true // framing and hop-by-hop fields: the server writes its own
 		switch kindOf(name) {
 		case fieldContentLength:
 			n, ok := parseLength(value)
 			if !ok || (resp.declared >= 0 && n != resp.declared) {
-				return nil, fmt.Errorf("%w: Content-Length %q", errMalformed, value)
+				return fmt.Errorf("%w: Content-Length %q", errMalformed, value)
 			}
 			resp.declared = n
 		case fieldTransferEncoding:
@@ -139,12 +140,12 @@ func readHead(br *bufio.Reader, head *wireHead) (*response, error) {
 	}
 	if te != nil {
 		if err := resp.transferCoding(te); err != nil {
-			return nil, err
+			return err
 		}
 		resp.declared = -1 // the transfer coding overrides it (RFC 9112 §6.3)
 	}
 	resp.length = resp.declared
-	return resp, nil
+	return nil
 }
 
 // threeDigits parses a status code's three digits.

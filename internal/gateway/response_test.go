@@ -43,7 +43,7 @@ func TestReadResponse(t *testing.T) {
 			if method == "" {
 				method = "GET"
 			}
-			resp, err := readResponse(br, &wireHead{}, method)
+			resp, err := readResponse(br, &response{}, method)
 			if c.err {
 				if err == nil {
 					t.Fatalf("want an error, got %+v", resp)
@@ -128,10 +128,10 @@ func TestWireHead(t *testing.T) {
 			lines: "Etag: \"x\"\r\n", declared: -1},
 		{name: "none", raw: "HTTP/1.1 204 No Content\r\n\r\n", lines: "", declared: -1},
 	}
-	head := &wireHead{} // one for all, as a connection keeps one
+	kept := &response{} // one for all, as a connection keeps one
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			resp, err := readResponse(bufio.NewReader(strings.NewReader(c.raw)), head, "GET")
+			resp, err := readResponse(bufio.NewReader(strings.NewReader(c.raw)), kept, "GET")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -143,12 +143,12 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 			w.Header().Add("Set-Cookie", pinCookie(a.cookie, p.release))
 		}
 		n, ok := g.deliver(w, x, banner, r.Method)
-		x.finish(ok)
-		t.inflight.Add(-1)
 		status := x.resp.status
 		if x.clientGone {
 			status = 499 // the client left before the response was written
 		}
+		x.finish(ok) // x is the connection's, and the connection may now serve another request
+		t.inflight.Add(-1)
 		g.served(r, a, p, t, status, n, attempt, start)
 		if !ok {
 			// The response was cut after it began: abort the client's

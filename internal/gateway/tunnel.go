@@ -85,7 +85,8 @@ func (g *Gateway) splice(w http.ResponseWriter, r *http.Request, c *upstreamConn
 		return http.StatusBadGateway
 	}
 	if resp.status != http.StatusSwitchingProtocols {
-		x := &exchange{conn: c, resp: resp, stopCtx: noStop}
+		x := &c.x
+		*x = exchange{conn: c, resp: resp, stopCtx: noStop}
 		_, ok := g.deliver(w, x, nil, r.Method)
 		if !ok {
 			panic(http.ErrAbortHandler)

@@ -50,8 +50,11 @@ type upstreamConn struct {
 	await    awaitWrite
 	// awaitStep and peek as method values, made once.
 	awaitStepFn, peekFn func(uintptr) bool
-	quiet               bool     // peek's finding
-	head                wireHead // the last answer's head
+	quiet               bool // peek's finding
+	// x and resp are the request under way and its answer, reused for
+	// each: a request costs no allocation for them.
+	x    exchange
+	resp response
 }
 
 // requestWriter is what bw writes to: the connection, or writeAwait for a

@@ -13,9 +13,9 @@ import (
 // in between. A map is made from it only where one is needed: a writer
 // that is not h1's (HTTP/2), a page that gets the read-only banner.
 //
-// An upstream connection keeps one and reuses it for each answer, so a
-// head costs no allocation; the lines are valid until the connection's
-// next answer is read.
+// An upstream connection's response keeps one and reuses it for each
+// answer, so a head costs no allocation; the lines are valid until the
+// connection's next answer is read.
 type wireHead struct {
 	buf    []byte      // every line of the head
 	fields []wireField // where each is in buf
