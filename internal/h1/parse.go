@@ -29,7 +29,9 @@ func (s *scratch) release() {
 	if cap(s.vals) > 256 {
 		s.vals = nil
 	} else {
-		clear(s.vals[:cap(s.vals)]) // let go of the last head
+		// Let go of the last head. Only its own values: those past them
+		// were cleared after the head that set them.
+		clear(s.vals)
 	}
 }
 
