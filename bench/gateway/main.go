@@ -41,6 +41,7 @@ type options struct {
 	sizes       []int
 	targets     []string
 	handoff     string
+	base        string // a second handoff binary, the "base" target
 	nginx       string
 	haproxy     string
 	loadCPU     int
@@ -88,6 +89,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&sizes, "sizes", "100,65536", "response body sizes in bytes, comma-separated (100 is /fast)")
 	fs.StringVar(&targets, "targets", "direct,handoff,nginx,haproxy", "what to measure, comma-separated")
 	fs.StringVar(&o.handoff, "handoff", "", "handoff binary (default: build ./cmd/handoff)")
+	fs.StringVar(&o.base, "base", "", "a second handoff binary, measured as the target \"base\" beside the others and compared with handoff like a reference proxy: two builds in one run, interleaved")
 	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx binary (Debian: apt-get install -y nginx)")
 	fs.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy binary (Debian: "+haproxyInstall+")")
 	fs.BoolVar(&o.haproxyIdleClose, "haproxy-idle-close", true, "HAProxy: option idle-close-on-response (a reload's old worker closes idle keep-alive connections only after answering their next request)")
@@ -116,9 +118,15 @@ func parseFlags(args []string) (options, error) {
 	}
 	o.targets = strings.Split(targets, ",")
 	for _, t := range o.targets {
-		if t != "direct" && t != "handoff" && t != "nginx" && t != "haproxy" {
-			return o, fmt.Errorf("-targets: unknown target %q (want direct, handoff, nginx, haproxy)", t)
+		if t != "direct" && t != "handoff" && t != "nginx" && t != "haproxy" && t != "base" {
+			return o, fmt.Errorf("-targets: unknown target %q (want direct, handoff, nginx, haproxy, base)", t)
 		}
+	}
+	switch hasBase := slices.Contains(o.targets, "base"); {
+	case o.base != "" && !hasBase:
+		o.targets = append(o.targets, "base")
+	case o.base == "" && hasBase:
+		return o, fmt.Errorf("-targets: base needs -base PATH")
 	}
 	explicit := false
 	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "targets" })

@@ -81,8 +81,10 @@ func (b *bench) switchTarget(name, from, to string) switchResult {
 		err = b.nginxReload(t, to)
 	case "haproxy":
 		err = b.haproxyReload(t, to)
+	case "base":
+		err = b.handoffDeploy(b.opts.base, t, to)
 	default:
-		err = b.handoffDeploy(t, to)
+		err = b.handoffDeploy(b.handoff, t, to)
 	}
 	res.Command = time.Since(at)
 	if err != nil {

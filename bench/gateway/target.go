@@ -47,7 +47,9 @@ func (b *bench) startBackend(release string) (*proc, string, error) {
 func (b *bench) startTarget(name, backend string) (*target, error) {
 	switch name {
 	case "handoff":
-		return b.startHandoff(backend)
+		return b.startHandoff("handoff", b.handoff, backend)
+	case "base":
+		return b.startHandoff("base", b.opts.base, backend)
 	case "nginx":
 		return b.startNginx(backend)
 	case "haproxy":
@@ -56,17 +58,18 @@ func (b *bench) startTarget(name, backend string) (*target, error) {
 	return &target{name: "direct", addr: backend}, nil
 }
 
-// startHandoff runs `handoff serve` with one app whose target is backend.
-func (b *bench) startHandoff(backend string) (*target, error) {
+// startHandoff runs `handoff serve` from the binary bin, as the target
+// name, with one app whose target is backend.
+func (b *bench) startHandoff(name, bin, backend string) (*target, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(b.dir, "handoff")
+	dir := filepath.Join(b.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create handoff dir: %w", err)
+		return nil, fmt.Errorf("create %s dir: %w", name, err)
 	}
-	t := &target{name: "handoff", addr: addr, conf: filepath.Join(dir, "handoff.yaml"), sock: filepath.Join(dir, "handoff.sock")}
+	t := &target{name: name, addr: addr, conf: filepath.Join(dir, "handoff.yaml"), sock: filepath.Join(dir, "handoff.sock")}
 	conf := fmt.Sprintf(`listen: [%q]
 socket: %s
 state: %s
@@ -79,7 +82,7 @@ apps:
 	if err := os.WriteFile(t.conf, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("write handoff config: %w", err)
 	}
-	if t.proc, err = startProc(b.dir, "handoff", b.cpu, b.handoff, "serve", "--config", t.conf); err != nil {
+	if t.proc, err = startProc(b.dir, name, b.cpu, bin, "serve", "--config", t.conf); err != nil {
 		return nil, err
 	}
 	if err := waitReady(t.proc, addr, "/fast", readyTimeout); err != nil {
@@ -89,9 +92,10 @@ apps:
 	return t, nil
 }
 
-// handoffDeploy points the app at a new backend, as an operator would.
-func (b *bench) handoffDeploy(t *target, backend string) error {
-	out, err := b.hostCommand(b.handoff, "deploy", "web", "--target", backend, "--socket", t.sock).CombinedOutput()
+// handoffDeploy points the app at a new backend, as an operator would,
+// with the CLI of the binary bin that runs t.
+func (b *bench) handoffDeploy(bin string, t *target, backend string) error {
+	out, err := b.hostCommand(bin, "deploy", "web", "--target", backend, "--socket", t.sock).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("handoff deploy: %w: %s", err, strings.TrimSpace(string(out)))
 	}

@@ -171,7 +171,7 @@ func printRounds(rounds [][]cell) {
 	fmt.Println("\nround by round, handoff/<proxy> req/s and proxy CPU/req:")
 	for i, cells := range rounds {
 		by, keys := byTarget(cells)
-		for _, ref := range []string{"nginx", "haproxy"} {
+		for _, ref := range []string{"nginx", "haproxy", "base"} {
 			if by[ref] == nil || by["handoff"] == nil {
 				continue
 			}
@@ -325,12 +325,12 @@ func printErrors(cells []cell) {
 }
 
 // printRatios compares targets cell by cell: each proxy against direct,
-// and handoff against each reference proxy (nginx, HAProxy) that was
-// measured.
+// and handoff against each reference proxy (nginx, HAProxy, and another
+// build of handoff as "base") that was measured.
 func printRatios(cells []cell) {
 	by, keys := byTarget(cells)
 	var proxies, refs []string
-	for _, name := range []string{"handoff", "nginx", "haproxy"} {
+	for _, name := range []string{"handoff", "nginx", "haproxy", "base"} {
 		if by[name] == nil {
 			continue
 		}

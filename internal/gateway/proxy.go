@@ -244,6 +244,7 @@ func (x *exchange) finish(ok bool) {
 		return
 	}
 	x.conn.reused = true
+	x.conn.resp.head.release()
 	x.conn.target.putIdle(x.conn)
 }
 

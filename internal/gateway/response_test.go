@@ -158,3 +158,44 @@ func TestWireHead(t *testing.T) {
 		})
 	}
 }
+
+// TestWireHeadRelease: a connection that read one very large head does not
+// keep its buffers once it is idle; one of a usual size keeps them.
+func TestWireHeadRelease(t *testing.T) {
+	big := "HTTP/1.1 204 No Content\r\nX-Big: " + strings.Repeat("a", 12<<10) + "\r\n\r\n"
+	small := "HTTP/1.1 204 No Content\r\nX-Small: a\r\n\r\n"
+	for _, c := range []struct {
+		raw  string
+		kept bool
+	}{{big, false}, {small, true}} {
+		resp, err := readResponse(bufio.NewReaderSize(strings.NewReader(c.raw), 16<<10), &response{}, "GET")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.head.release()
+		if kept := cap(resp.head.buf) > 0; kept != c.kept {
+			t.Errorf("head of %d bytes: buffers kept %v, want %v", len(c.raw), kept, c.kept)
+		}
+	}
+}
+
+// TestKindOf checks the classification of an answer's field names against
+// hopHeaders, in any case.
+func TestKindOf(t *testing.T) {
+	for _, k := range hopHeaders {
+		for _, name := range []string{k, strings.ToLower(k), strings.ToUpper(k)} {
+			if kind := kindOf([]byte(name)); kind != fieldHop && kind != fieldConnection && kind != fieldTransferEncoding {
+				t.Errorf("kindOf(%q) = %d, want hop-by-hop", name, kind)
+			}
+		}
+	}
+	for name, want := range map[string]fieldKind{
+		"Content-Length": fieldContentLength, "content-length": fieldContentLength, "Content-Type": fieldContentType,
+		"DATE": fieldDate, "X-Upgrade": fieldOther, "Tee": fieldOther, "Content-Lengths": fieldOther, "Datf": fieldOther,
+		"Set-Cookie": fieldOther, "Connectioo": fieldOther, "Keep-Alivf": fieldOther,
+	} {
+		if got := kindOf([]byte(name)); got != want {
+			t.Errorf("kindOf(%q) = %d, want %d", name, got, want)
+		}
+	}
+}

@@ -37,6 +37,17 @@ func (h *wireHead) reset() {
 	h.buf, h.fields, h.out, h.drops = h.buf[:0], h.fields[:0], h.out[:0], 0
 }
 
+// wireKeep bounds the buffers an idle connection keeps: an unusual head
+// (up to maxResponseHeadBytes) must not stay in memory for its lifetime.
+const wireKeep = 8 << 10
+
+// release drops buffers one unusual head grew.
+func (h *wireHead) release() {
+	if cap(h.buf) > wireKeep || cap(h.out) > wireKeep || cap(h.fields) > wireKeep/64 {
+		*h = wireHead{}
+	}
+}
+
 // add appends a field's line.
 func (h *wireHead) add(name, value []byte, drop bool) {
 	start := len(h.buf)

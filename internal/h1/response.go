@@ -81,8 +81,8 @@ type response struct {
 // FieldsWriter is implemented by the server's http.ResponseWriter. A proxy
 // that has read a response head hands its fields over as they go on the
 // wire, with no header map in between: its own parse of the head is all
-// the work they cost. (Filling a map for the server to walk again was a
-// fifth of a gateway's own CPU time per request.)
+// the work they cost, where filling a map for the server to walk again
+// cost a gateway several percent of its CPU time.
 type FieldsWriter interface {
 	// WriteHeaderFields is WriteHeader(code) for a final status, with
 	// fields written after the header map's. fields are whole lines,
