@@ -16,8 +16,9 @@ import (
 // app that logs or checks its clients must: the client's address, the Host
 // it asked for and the scheme (X-Forwarded-For, -Host, -Proto). Without
 // them nginx would do less for each request than handoff does, and the app
-// behind it would parse a shorter request. keepalive_requests is raised so that nginx's default of closing a
-// connection every 1000 requests does not count as reconnects.
+// behind it would parse a shorter request. keepalive_requests is raised so
+// that nginx's default of closing a connection every 1000 requests does
+// not count as reconnects.
 const nginxConf = `daemon off;
 master_process on;
 worker_processes 1;
