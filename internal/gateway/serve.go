@@ -96,6 +96,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 	}
 	var tried []*Target
 	var lastErr error
+	var lastAddr string // the target of lastErr
 	waited, sent := false, false
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		var t *Target
@@ -117,7 +118,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 		x, err := g.roundTrip(r, t, body, o)
 		if err != nil {
 			t.inflight.Add(-1)
-			lastErr = err
+			lastErr, lastAddr = err, t.Addr
 			ae := err.(*attemptError)
 			if ae.status != 0 {
 				if ae.status == http.StatusGatewayTimeout { // the instance's fault, not the client's
@@ -164,7 +165,12 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, a *appRoute, s
 	msg := "The app's instances did not answer."
 	p.stats.fail(http.StatusBadGateway, time.Since(start))
 	if lastErr != nil {
-		g.log.Warn("request failed on every instance tried", "app", a.name, "path", r.URL.Path, "attempts", len(tried)+1, "error", lastErr)
+		addrs := make([]string, len(tried)) // those that may be tried again, in order, since any wait for an instance
+		for i, t := range tried {
+			addrs[i] = t.Addr
+		}
+		g.log.Warn("request failed on every instance tried", "app", a.name, "path", r.URL.Path,
+			"tried", addrs, "waited", waited, "last", lastAddr, "error", lastErr)
 	}
 	g.refuse(w, r, a, http.StatusBadGateway, "bad_gateway", msg, 0, start)
 }
