@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"strconv"
 	"strings"
 
 	"github.com/handoff-dev/handoff/internal/h1"
@@ -75,8 +76,8 @@ func readHead(br *bufio.Reader, resp *response) error {
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' || line[9] < '1' || line[9] > '5' {
 		return fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
-	status, ok := threeDigits(line[9:12])
-	if !ok || (len(line) > 12 && line[12] != ' ') {
+	status, err := strconv.Atoi(string(line[9:12])) // line[9] is a digit: no sign
+	if err != nil || (len(line) > 12 && line[12] != ' ') {
 		return fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
 	http10 := line[7] == '0'
@@ -103,20 +104,21 @@ func readHead(br *bufio.Reader, resp *response) error {
 		drop := true // framing and hop-by-hop fields: the server writes its own
 		switch kindOf(name) {
 		case fieldContentLength:
-			n, ok := parseLength(value)
-			if !ok || (resp.declared >= 0 && n != resp.declared) {
+			// Digits only, as h1 reads a request's (parseContentLength).
+			n, err := strconv.ParseUint(string(value), 10, 63)
+			if err != nil || (resp.declared >= 0 && int64(n) != resp.declared) {
 				return fmt.Errorf("%w: Content-Length %q", errMalformed, value)
 			}
-			resp.declared = n
+			resp.declared = int64(n)
 		case fieldTransferEncoding:
 			te = append(te, string(value))
 		case fieldConnection:
 			for _, tok := range bytes.Split(value, []byte(",")) {
 				tok = trimBlanks(tok)
 				switch {
-				case equalFoldLower(tok, "close"):
+				case bytes.EqualFold(tok, []byte("close")):
 					resp.close = true
-				case equalFoldLower(tok, "keep-alive"):
+				case bytes.EqualFold(tok, []byte("keep-alive")):
 					if http10 {
 						resp.close = false
 					}
@@ -146,33 +148,6 @@ func readHead(br *bufio.Reader, resp *response) error {
 	}
 	resp.length = resp.declared
 	return nil
-}
-
-// threeDigits parses a status code's three digits.
-func threeDigits(b []byte) (int, bool) {
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
-// parseLength parses a Content-Length value: digits only, within int64.
-func parseLength(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // splitField checks one header line and returns its name and its value: a

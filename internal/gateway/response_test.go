@@ -32,6 +32,7 @@ func TestReadResponse(t *testing.T) {
 		{name: "204 has no body", raw: "HTTP/1.1 204 No Content\r\n\r\n", status: 204},
 		{name: "lower-case names", raw: "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nx-custom-thing: y\r\ncontent-length: 0\r\n\r\n", status: 200, header: "X-Custom-Thing: y"},
 		{name: "two lengths", raw: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", err: true},
+		{name: "signed length", raw: "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\na", err: true},
 		{name: "bad status", raw: "HTTP/1.1 2x0 OK\r\n\r\n", err: true},
 		{name: "not http", raw: "SSH-2.0-OpenSSH\r\n\r\n", err: true},
 		{name: "folded header", raw: "HTTP/1.1 200 OK\r\nX-A: 1\r\n  continued\r\n\r\n", err: true},

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
 )
@@ -70,7 +71,7 @@ func (h *wireHead) dropNamed(tokens [][]byte) {
 			continue
 		}
 		for _, tok := range tokens {
-			if equalFoldToken(h.buf[f.start:f.colon], tok) {
+			if bytes.EqualFold(h.buf[f.start:f.colon], tok) {
 				f.drop = true
 				h.drops++
 				break
@@ -189,26 +190,6 @@ func equalFoldLower(b []byte, lower string) bool {
 	}
 	for i := range len(b) {
 		if b[i]|0x20 != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// equalFoldToken compares two tokens without regard to ASCII case.
-func equalFoldToken(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
 			return false
 		}
 	}
