@@ -66,6 +66,10 @@ func benchProxy(b *testing.B, backend string, size, conns int) {
 		cpu := processCPU(b) - cpu0
 		b.StopTimer()
 		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-µs/req")
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.StackInuse)/float64(runtime.NumGoroutine()), "stack/g")
+		b.ReportMetric(float64(runtime.NumGoroutine()), "gs")
 	})
 }
 
@@ -82,11 +86,20 @@ func runProxyLoad(tb testing.TB, backend string, size, conns, n int, measure fun
 // serve does, and returns its address. accepted, when set, is called with
 // each client connection.
 func serveProxy(tb testing.TB, backend string, accepted func(*net.TCPConn)) (string, func()) {
+	return serveGateway(tb, backend, Options{RetryBuffer: 64 << 10, ResponseTimeout: 2 * time.Minute}, accepted)
+}
+
+// serveProxyWith is serveProxy with the gateway's options.
+func serveProxyWith(tb testing.TB, backend string, opts Options) (string, func()) {
+	return serveGateway(tb, backend, opts, nil)
+}
+
+func serveGateway(tb testing.TB, backend string, opts Options, accepted func(*net.TCPConn)) (string, func()) {
 	cfg, err := config.Parse("bench.yaml", []byte("apps:\n  web:\n    health: {path: /healthz, interval: 1s}\n"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	g := New(Options{RetryBuffer: 64 << 10, ResponseTimeout: 2 * time.Minute})
+	g := New(opts)
 	if err := g.Configure(cfg.Apps); err != nil {
 		tb.Fatal(err)
 	}
@@ -141,8 +154,9 @@ func runLoad(tb testing.TB, addr string, size, conns, n int, measure func(run fu
 // of the answer and one write of it to the client. The read of the
 // instance's answer is not first tried right after the request went, when
 // it would find nothing: the gateway waits for the answer to be readable
-// (see writeAwait). A 64 KiB answer goes out with its head in one writev,
-// not two writes.
+// (see writeAwait). A 64 KiB answer's head goes out with the part of its
+// body that came in with it, in one write, and the rest is spliced from
+// the instance's socket to the client's: one splice in, one out.
 func TestProxySystemCalls(t *testing.T) {
 	if h1.NewSocket(tcpConnForProbe(t)) == nil {
 		t.Skip("h1.Socket is Linux's (amd64, arm64): elsewhere the proxy's calls are not counted")
@@ -155,16 +169,18 @@ func TestProxySystemCalls(t *testing.T) {
 	for _, tc := range []struct {
 		size                int
 		maxReads, maxWrites float64
+		splices             float64 // about this many
 	}{
 		// Before: 4 reads, of which 2 found nothing. One is left, of the
 		// client's next request: with one connection, it has not come yet.
-		{100, 3.3, 2.2},
+		{100, 3.3, 2.2, 0},
 		// The instance's answer comes in pieces, read as they come: only
-		// the writes are counted here. Before: 3.
-		{64 << 10, 100, 2.2},
+		// the writes are counted here. Before: 3, then 2 (one writev of
+		// the head and the body), then 2 and 2 splices.
+		{64 << 10, 100, 2.2, 2},
 	} {
 		t.Run(sizeName(tc.size), func(t *testing.T) {
-			var reads, writes, peeks, allocs float64
+			var reads, writes, peeks, splices, allocs float64
 			runLoad(t, proxy.addr, tc.size, 1, n, func(run func()) {
 				before, mallocsBefore := proxy.socketCalls(t)
 				run()
@@ -172,11 +188,15 @@ func TestProxySystemCalls(t *testing.T) {
 				reads = float64(after.Reads-before.Reads) / n
 				writes = float64(after.Writes-before.Writes) / n
 				peeks = float64(after.Peeks-before.Peeks) / n
+				splices = float64(after.Splices-before.Splices) / n
 				allocs = float64(mallocsAfter-mallocsBefore) / n
 			})
-			t.Logf("%s: %.2f reads, %.2f writes, %.2f peeks and %.2f allocations per request", sizeName(tc.size), reads, writes, peeks, allocs)
+			t.Logf("%s: %.2f reads, %.2f writes, %.2f peeks, %.2f splices and %.2f allocations per request", sizeName(tc.size), reads, writes, peeks, splices, allocs)
 			if reads > tc.maxReads || writes > tc.maxWrites {
 				t.Errorf("%.2f reads and %.2f writes per request, want at most %.1f and %.1f", reads, writes, tc.maxReads, tc.maxWrites)
+			}
+			if splices < tc.splices-0.1 || splices > tc.splices+0.5 {
+				t.Errorf("%.2f splices per request, want about %.0f", splices, tc.splices)
 			}
 			if peeks > 0.01 {
 				t.Errorf("%.2f peeks per request, want none for a GET", peeks)
@@ -245,7 +265,7 @@ func (c *benchChild) socketCalls(t testing.TB) (h1.SocketCalls, uint64) {
 	case line := <-c.counts:
 		var sc h1.SocketCalls
 		var mallocs uint64
-		if _, err := fmt.Sscanf(line, "COUNTS %d %d %d %d", &sc.Reads, &sc.Writes, &sc.Peeks, &mallocs); err != nil {
+		if _, err := fmt.Sscanf(line, "COUNTS %d %d %d %d %d", &sc.Reads, &sc.Writes, &sc.Peeks, &sc.Splices, &mallocs); err != nil {
 			t.Fatalf("bench %s: %q: %v", c.role, line, err)
 		}
 		return sc, mallocs
@@ -385,7 +405,7 @@ func TestProxyBenchChild(t *testing.T) {
 				n := h1.SocketCallCounts()
 				var m runtime.MemStats
 				runtime.ReadMemStats(&m)
-				fmt.Printf("COUNTS %d %d %d %d\n", n.Reads, n.Writes, n.Peeks, m.Mallocs)
+				fmt.Printf("COUNTS %d %d %d %d %d\n", n.Reads, n.Writes, n.Peeks, n.Splices, m.Mallocs)
 			}
 		}
 		stop()

@@ -292,7 +292,16 @@ func (g *Gateway) deliver(w http.ResponseWriter, x *exchange, banner []byte, met
 	if f, ok := w.(http.Flusher); ok && (resp.length < 0 || resp.stream) {
 		flush = f.Flush
 	}
-	n, err := copyBody(w, resp.body, x, flush)
+	var n int64
+	var err error
+	if wire && flush == nil && resp.body == &resp.lb {
+		n, err = spliceBody(w, x)
+	}
+	if err == nil {
+		var m int64
+		m, err = copyBody(w, resp.body, x, flush)
+		n += m
+	}
 	if err == nil {
 		for k, vv := range resp.trailer {
 			h[http.TrailerPrefix+k] = vv

@@ -11,7 +11,8 @@
 // into one string; the request, its header map and the response writer
 // are reused from one request to the next; deadlines are set once per
 // phase; a small response is written with one write, head and body
-// together.
+// together; a proxy may hand over a large body that waits on another
+// socket (BodySplicer), and it goes from socket to socket in the kernel.
 //
 // # Contracts that differ from net/http
 //
@@ -52,7 +53,8 @@
 //     idle timeout, or after one more response that says
 //     "Connection: close" (see Drain). HTTP/2 connections get GOAWAY.
 //   - Not supported: TLS (Request.TLS is always nil), http.CloseNotifier,
-//     io.ReaderFrom on the writer (sendfile), ReadTimeout and WriteTimeout
+//     io.ReaderFrom on the writer (sendfile; BodySplicer is its proxy's
+//     counterpart), ReadTimeout and WriteTimeout
 //     (a handler may set deadlines with http.ResponseController), the h2c
 //     upgrade from HTTP/1.1 (only prior knowledge).
 package h1

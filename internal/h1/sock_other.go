@@ -38,3 +38,6 @@ func RawQuiet(fd uintptr) bool {
 	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	return err == syscall.EAGAIN
 }
+
+// Splice sends nothing: splice(2) is Linux's.
+func (s *Socket) Splice(syscall.RawConn, int64) (int64, error) { return 0, ErrNoSplice }

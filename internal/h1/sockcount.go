@@ -8,11 +8,12 @@ import "sync/atomic"
 type SocketCalls struct {
 	Reads, Writes int64 // Peeks (RawQuiet) are not in Reads
 	Peeks         int64
+	Splices       int64 // each splice(2), in or out
 }
 
 var (
 	counting    atomic.Bool
-	socketCalls struct{ Reads, Writes, Peeks atomic.Int64 }
+	socketCalls struct{ Reads, Writes, Peeks, Splices atomic.Int64 }
 )
 
 // CountSocketCalls starts counting, process-wide. Off by default: on a busy
@@ -22,7 +23,7 @@ func CountSocketCalls() { counting.Store(true) }
 
 // SocketCallCounts returns the counts since CountSocketCalls.
 func SocketCallCounts() SocketCalls {
-	return SocketCalls{Reads: socketCalls.Reads.Load(), Writes: socketCalls.Writes.Load(), Peeks: socketCalls.Peeks.Load()}
+	return SocketCalls{Reads: socketCalls.Reads.Load(), Writes: socketCalls.Writes.Load(), Peeks: socketCalls.Peeks.Load(), Splices: socketCalls.Splices.Load()}
 }
 
 func countCall(n *atomic.Int64) {
