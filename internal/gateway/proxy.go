@@ -123,40 +123,18 @@ func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, 
 		x.stopCtx = context.AfterFunc(r.Context(), func() { c.SetDeadline(time.Unix(1, 0)) })
 	}
 	c.begin(g.opts.ResponseTimeout)
-	writeHead(c.bw, r, o)
+	hb := headBufs.Get().(*[]byte)
+	head := writeHead((*hb)[:0], r, o)
 	// A request released from a hold lets the next in line go once all of
-	// it is with the connection: before the flush that waits for the
+	// it is with the connection: before the write that waits for the
 	// answer, not after it (the line would go at the app's pace).
 	if body == nil {
 		dispatched(r)
-		if err := c.flushAwait(); err != nil {
+		if err := c.sendAwait(hb, head); err != nil {
 			return nil, g.failed(x, r, body, err, true)
 		}
-	} else if r.ContentLength > 0 && r.ContentLength <= syncBodyMax {
-		buf := copyBufs.Get().(*[]byte)
-		err := writeBody(c.bw, r, body, *buf, noFlush)
-		copyBufs.Put(buf)
-		if err == nil {
-			dispatched(r)
-			err = c.flushAwait()
-		}
-		if err != nil {
-			return nil, g.failed(x, r, body, err, false)
-		}
-	} else {
-		x.wrote = make(chan error, 1)
-		go func() {
-			buf := copyBufs.Get().(*[]byte)
-			err := writeBody(c.bw, r, body, *buf, c.bw.Flush)
-			copyBufs.Put(buf)
-			if _, ok := err.(*clientBodyError); ok {
-				// The instance got part of a body that will never end: end
-				// its wait for the rest, and the response read with it.
-				c.close()
-			}
-			x.wrote <- err
-		}()
-		dispatched(r) // a streamed body: its writer goes on beside the wait
+	} else if err := c.sendWithBody(x, r, body, hb, head); err != nil {
+		return nil, g.failed(x, r, body, err, false)
 	}
 	resp, err := g.awaitResponse(c, r)
 	if err == nil && resp.status == http.StatusSwitchingProtocols {
@@ -169,13 +147,47 @@ func (g *Gateway) try(r *http.Request, t *Target, body *replayBody, o outbound, 
 	return x, nil
 }
 
+// sendWithBody writes a request with a body: one short enough from this
+// goroutine, waiting for the answer after its last write as a request
+// without one does; a longer one, or one of unknown length, from a
+// goroutine of its own that goes on beside the wait for the answer.
+func (c *upstreamConn) sendWithBody(x *exchange, r *http.Request, body *replayBody, hb *[]byte, head []byte) error {
+	bw := c.writer()
+	bw.Write(head) // an error is sticky in bw: the body's write reports it
+	releaseHead(hb, head)
+	if r.ContentLength > 0 && r.ContentLength <= syncBodyMax {
+		buf := copyBufs.Get().(*[]byte)
+		err := writeBody(bw, r, body, *buf, noFlush)
+		copyBufs.Put(buf)
+		if err != nil {
+			return err
+		}
+		dispatched(r)
+		return c.flushAwait()
+	}
+	x.wrote = make(chan error, 1)
+	go func() {
+		buf := copyBufs.Get().(*[]byte)
+		err := writeBody(bw, r, body, *buf, bw.Flush)
+		copyBufs.Put(buf)
+		if _, ok := err.(*clientBodyError); ok {
+			// The instance got part of a body that will never end: end
+			// its wait for the rest, and the response read with it.
+			c.close()
+		}
+		x.wrote <- err
+	}()
+	dispatched(r) // a streamed body: its writer goes on beside the wait
+	return nil
+}
+
 // awaitResponse reads the response head, waiting at most the response
 // timeout for it: an instance that accepted the request and went silent
 // gets the request a 504 rather than holding it. The body then comes at
 // the instance's pace (an event stream may be quiet for long).
 func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request) (*response, error) {
 	c.armTimeout() // set already when the request's last write waited for the answer
-	resp, err := readResponse(c.br, &c.resp, r.Method)
+	resp, err := readResponse(c.reader(), &c.resp, r.Method)
 	if c.timed && err == nil {
 		if !c.keepDeadline(resp) {
 			c.clearDeadline()
@@ -245,6 +257,7 @@ func (x *exchange) finish(ok bool) {
 	}
 	x.conn.reused = true
 	x.conn.resp.head.release()
+	x.conn.releaseReader()
 	x.conn.target.putIdle(x.conn)
 }
 

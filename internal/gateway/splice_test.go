@@ -104,3 +104,40 @@ func TestSplicedBody(t *testing.T) {
 		t.Errorf("after the failures: %d bytes, or they differ", len(got))
 	}
 }
+
+// TestIdleUpstreamHoldsNoBuffers checks that an upstream connection back
+// in the pool holds no read buffer, and no write buffer unless it has
+// carried a request body: buffers are taken per request (headBufs,
+// readers), not kept per connection (2 × 16 KiB each before).
+func TestIdleUpstreamHoldsNoBuffers(t *testing.T) {
+	back := backend(t, "v1")
+	g, url := newGateway(t, Pool{Release: "v1", Targets: []string{addr(back)}, Weight: 1})
+	get(t, http.DefaultClient, url+"/")
+	resp, err := http.Post(url+"/", "text/plain", strings.NewReader("a body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	get(t, http.DefaultClient, url+"/")
+	g.mu.Lock()
+	tg := g.targets[addr(back)]
+	g.mu.Unlock()
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if len(tg.idle) == 0 {
+		t.Fatal("no idle connection to look at")
+	}
+	withWriter := 0
+	for _, c := range tg.idle {
+		if c.br != nil {
+			t.Errorf("an idle connection holds a read buffer")
+		}
+		if c.bw != nil {
+			withWriter++
+		}
+	}
+	if withWriter > 1 {
+		t.Errorf("%d idle connections hold a write buffer; only the one that carried a body may", withWriter)
+	}
+}

@@ -73,8 +73,11 @@ func (g *Gateway) tunnel(w http.ResponseWriter, r *http.Request, a *appRoute, st
 func (g *Gateway) splice(w http.ResponseWriter, r *http.Request, c *upstreamConn, o outbound) int {
 	defer c.close()
 	c.begin(g.opts.ResponseTimeout)
-	writeHead(c.bw, r, o)
-	if err := c.bw.Flush(); err != nil {
+	hb := headBufs.Get().(*[]byte)
+	head := writeHead((*hb)[:0], r, o)
+	_, err := c.io.Write(head)
+	releaseHead(hb, head)
+	if err != nil {
 		g.refuse(w, r, nil, http.StatusBadGateway, "bad_gateway", "The app's instance did not answer.", 0, time.Now())
 		return http.StatusBadGateway
 	}

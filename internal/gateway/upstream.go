@@ -65,7 +65,7 @@ func (w requestWriter) Write(p []byte) (int, error) {
 	c := w.c
 	if c.awaitAnswer && c.raw != nil {
 		c.awaitAnswer = false
-		return c.writeAwait(p)
+		return c.writeAwait(p, nil)
 	}
 	c.sentPart = true
 	return c.io.Write(p)
@@ -88,6 +88,55 @@ func (c *upstreamConn) flushAwait() error {
 	err := c.bw.Flush()
 	c.awaitAnswer = false
 	return err
+}
+
+// sendAwait is flushAwait for a request that is all in head, which needs
+// no write buffer of the connection's: head's buffer (hb) goes back to
+// headBufs as soon as it is on the wire, before the wait.
+func (c *upstreamConn) sendAwait(hb *[]byte, head []byte) error {
+	c.armTimeout() // the wait is for the answer: the response timeout bounds it
+	if c.raw == nil {
+		_, err := c.io.Write(head)
+		releaseHead(hb, head)
+		return err
+	}
+	_, err := c.writeAwait(head, hb)
+	return err
+}
+
+// writer is the connection's buffer for a request with a body, made on
+// first use: a connection that only ever carries requests without one
+// holds none.
+func (c *upstreamConn) writer() *bufio.Writer {
+	if c.bw == nil {
+		c.bw = bufio.NewWriterSize(requestWriter{c}, 16<<10)
+	}
+	return c.bw
+}
+
+// readers are the upstream connections' read buffers, 16 KiB (the longest
+// line of a response head). A connection takes one when a response is to
+// be read and gives it back once the response is through, so that the few
+// in use stay in the CPU's cache, and an idle connection holds none.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// reader is the connection's read buffer, taken for the response to come.
+func (c *upstreamConn) reader() *bufio.Reader {
+	if c.br == nil {
+		c.br = readers.Get().(*bufio.Reader)
+		c.br.Reset(&c.count)
+	}
+	return c.br
+}
+
+// releaseReader gives the read buffer back when it holds nothing (bytes
+// nobody asked for stay, for alive to find).
+func (c *upstreamConn) releaseReader() {
+	if c.br != nil && c.br.Buffered() == 0 {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+		c.br = nil
+	}
 }
 
 // begin readies the connection for a request whose answer must begin
@@ -147,11 +196,14 @@ func (c *upstreamConn) keepDeadline(resp *response) bool {
 // cannot answer a request it has not received, so every byte of the answer
 // arrives after the reset, and wakes the wait. A write the socket does not
 // take whole at once is finished by the ordinary path, without the wait.
-func (c *upstreamConn) writeAwait(p []byte) (int, error) {
+func (c *upstreamConn) writeAwait(p []byte, hb *[]byte) (int, error) {
 	a := &c.await
-	*a = awaitWrite{p: p}
+	*a = awaitWrite{p: p, hb: hb}
 	_ = c.raw.Read(c.awaitStepFn)
 	n, wrote, werr := a.n, a.wrote, a.err
+	if a.hb != nil { // not all of p went: it is still needed
+		defer releaseHead(a.hb, p)
+	}
 	*a = awaitWrite{}
 	// A failed wait (a deadline, a close) is not the write's: the read
 	// that follows reports it, as it would have without the wait.
@@ -172,6 +224,7 @@ func (c *upstreamConn) writeAwait(p []byte) (int, error) {
 // allocation per request.
 type awaitWrite struct {
 	p     []byte
+	hb    *[]byte // p's buffer, from headBufs, given back once p is sent
 	n     int
 	wrote bool
 	err   error
@@ -198,6 +251,10 @@ func (c *upstreamConn) awaitStep(fd uintptr) bool {
 			return true
 		}
 		a.n += int(m)
+	}
+	if a.hb != nil {
+		releaseHead(a.hb, a.p)
+		a.p, a.hb = nil, nil
 	}
 	return false // wait for the answer
 }
@@ -236,8 +293,6 @@ func (t *Target) dial(ctx context.Context) (*upstreamConn, error) {
 	}
 	c.awaitStepFn, c.peekFn = c.awaitStep, c.peek
 	c.count.c = c.io
-	c.br = bufio.NewReaderSize(&c.count, 16<<10)
-	c.bw = bufio.NewWriterSize(requestWriter{c}, 16<<10)
 	t.track(c)
 	return c, nil
 }
@@ -247,7 +302,7 @@ func (t *Target) dial(ctx context.Context) (*upstreamConn, error) {
 // the pool; with check, a non-blocking peek finds that out before a request
 // is written onto it, instead of after.
 func (c *upstreamConn) alive(check bool) bool {
-	if c.br.Buffered() > 0 {
+	if c.br != nil && c.br.Buffered() > 0 {
 		return false // bytes nobody asked for: the stream is out of step
 	}
 	if c.raw == nil || !check {
