@@ -18,7 +18,7 @@ import (
 // reached the socket; a failure of src is a *SourceError (io.ErrUnexpectedEOF
 // when src ended first), any other error the socket's. It returns
 // ErrNoSplice, having sent nothing, when the socket's writer is busy or
-// no pipe can be had.
+// no pipe can be had (maxPipes are in use).
 func (s *Socket) Splice(src syscall.RawConn, n int64) (int64, error) {
 	op := &s.w
 	if !op.busy.CompareAndSwap(false, true) {
@@ -59,44 +59,55 @@ const pipeSize = 64 << 10
 
 // pipes keeps idle pipes for the next splice (creating one is three
 // system calls, closing it two). A pool that can drop items would leak
-// their descriptors, so this is a plain list, capped.
+// their descriptors, so this is a plain list. The pipes open, idle or in
+// use, are capped: each is two descriptors beside a client's and an
+// instance's connection, out of the reserve handoff serve keeps when it
+// derives its cap on client connections from the descriptor limit. A body
+// that finds none free is copied instead.
 var pipes struct {
 	sync.Mutex
 	idle []*pipe
+	open int
 }
 
-const maxIdlePipes = 64
+// maxPipes bounds the pipes open at once: 64 descriptors. On a host with
+// few CPUs a splice that waits (a slow client) holds its pipe, and bodies
+// beyond that many waiting at once are copied.
+const maxPipes = 32
 
 func takePipe() (*pipe, error) {
 	pipes.Lock()
+	defer pipes.Unlock()
 	if n := len(pipes.idle); n > 0 {
 		p := pipes.idle[n-1]
 		pipes.idle = pipes.idle[:n-1]
-		pipes.Unlock()
 		return p, nil
 	}
-	pipes.Unlock()
+	if pipes.open >= maxPipes {
+		return nil, ErrNoSplice
+	}
 	var fds [2]int
 	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
 		return nil, err
 	}
+	pipes.open++
 	p := &pipe{r: fds[0], w: fds[1]}
 	p.fillFn, p.drainFn = p.fillStep, p.drainStep
 	return p, nil
 }
 
+// release keeps p for the next splice, or closes it if it still holds
+// bytes of a splice that failed.
 func (p *pipe) release() {
+	pipes.Lock()
+	defer pipes.Unlock()
 	if p.held == 0 {
-		pipes.Lock()
-		if len(pipes.idle) < maxIdlePipes {
-			pipes.idle = append(pipes.idle, p)
-			pipes.Unlock()
-			return
-		}
-		pipes.Unlock()
+		pipes.idle = append(pipes.idle, p)
+		return
 	}
 	syscall.Close(p.r)
 	syscall.Close(p.w)
+	pipes.open--
 }
 
 // fill moves up to max bytes from src into the empty pipe, waiting until

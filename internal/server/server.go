@@ -373,7 +373,8 @@ func (s *Server) gatewayServer() httpServer {
 // maxConnections is the configured cap on client connections, or one
 // derived from the descriptor limit: each client connection may need one
 // to an instance too, and a reserve keeps descriptors for the store, the
-// logs, the control socket and the instances' pipes.
+// logs, the control socket, the instances' pipes and the gateway's splice
+// pipes (at most 64 descriptors, h1.maxPipes).
 func maxConnections(configured int) int {
 	if configured > 0 {
 		return configured
