@@ -206,12 +206,12 @@ func TestProxySystemCalls(t *testing.T) {
 			// fields stay bytes on their way to the client (as strings in a
 			// header map, with the exchange and the answer allocated, a
 			// request cost 4; without a memory of the last answer's values,
-			// 9). The race detector's sync.Pool drops add ~2.1 (buffers
-			// taken per request and made anew: h1's write buffer, the
-			// request head's and the answer's read buffer).
+			// 9). The race detector's sync.Pool drops add ~2.9 (buffers
+			// taken per request and made anew: h1's read and write
+			// buffers, the request head's and the answer's read buffer).
 			limit := 1.2
 			if raceEnabled {
-				limit = 3.6
+				limit = 4.5
 			}
 			if allocs > limit {
 				t.Errorf("%.2f allocations per request, want 1 (at most %.1f)", allocs, limit)

@@ -34,7 +34,12 @@ const (
 type conn struct {
 	srv *Server
 	rwc net.Conn
-	br  *bufio.Reader
+	// br is taken from readers while a request is read and served; a
+	// kept-alive TCP connection gives it back while idle (awaitIdle). Its
+	// source is always in, so that a buffer taken by a raw read callback
+	// goes on reading through the socket.
+	br *bufio.Reader
+	in idleSource
 	// bw is taken from writers for each response and given back once it
 	// is flushed (nil between requests): an idle connection holds no
 	// write buffer, and on a busy server the few in use stay in the CPU's
@@ -56,6 +61,9 @@ type conn struct {
 	// idleAt: when the read deadline now set was set as the idle one
 	// (zero: it is not, or not known to be). See setIdleDeadline.
 	idleAt time.Time
+
+	idleReadFn func(uintptr) bool // idleRead as a method value, made once
+	idleErr    error              // idleRead's finding
 
 	tmpl    http.Request // an empty request that carries the context
 	req     http.Request
@@ -89,8 +97,10 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	var rw io.ReadWriter = rwc
 	if sock := NewSocket(rwc); sock != nil {
 		rw, c.out.sock = sock, sock
+		c.idleReadFn = c.idleRead
 	}
-	c.br.Reset(rw)
+	c.in.r = rw
+	c.br.Reset(&c.in)
 	c.out.w = rw
 	if ra := rwc.RemoteAddr(); ra != nil {
 		c.remoteAddr = ra.String()
@@ -157,6 +167,9 @@ func (c *conn) awaitRequest() bool {
 			// and cost a system call before the wait. Other connections'
 			// work goes first; by then the request has often come.
 			runtime.Gosched()
+			if c.out.sock != nil {
+				return c.awaitIdle()
+			}
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return false
@@ -164,6 +177,60 @@ func (c *conn) awaitRequest() bool {
 	}
 	c.setState(http.StateActive)
 	return true
+}
+
+// awaitIdle is awaitRequest's wait on a kept-alive TCP connection, which
+// holds no read buffer meanwhile: br goes back to the pool, and the raw
+// read that finds the next request's first bytes takes one (idleRead), so
+// the wait costs no call more than before. An idle connection holds 4 KiB
+// less, and on a busy server the few buffers in use stay in the CPU's
+// cache where one per connection was cold memory at every request.
+func (c *conn) awaitIdle() bool {
+	c.br.Reset(nil)
+	readers.Put(c.br)
+	c.br, c.idleErr = nil, nil
+	err := c.out.sock.RawRead(c.idleReadFn)
+	if c.br == nil { // the wait ended (idle timeout, close) with nothing read
+		c.br = readers.Get().(*bufio.Reader)
+		c.br.Reset(&c.in)
+		return false
+	}
+	if err != nil || c.idleErr != nil {
+		return false
+	}
+	c.setState(http.StateActive)
+	return true
+}
+
+// idleRead is awaitIdle's raw read callback: a read buffer is taken for
+// the read, and kept only if the read found bytes (or the end).
+func (c *conn) idleRead(fd uintptr) bool {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(&c.in)
+	c.in.fd = fd
+	_, err := br.Peek(1)
+	c.in.fd = 0
+	if err == errWouldBlock {
+		br.Reset(nil)
+		readers.Put(br)
+		return false // nothing yet: wait in the poller
+	}
+	c.br, c.idleErr = br, err
+	return true
+}
+
+// idleSource is what br reads from: the connection, or within idleRead
+// one non-blocking read of the socket fd.
+type idleSource struct {
+	r  io.Reader
+	fd uintptr // set within idleRead
+}
+
+func (s *idleSource) Read(p []byte) (int, error) {
+	if s.fd == 0 {
+		return s.r.Read(p)
+	}
+	return rawRecv(s.fd, p)
 }
 
 // readHead returns the request head through its blank line. inBuf says it
@@ -426,8 +493,10 @@ func (c *conn) close() {
 	if b := c.w.body; b != nil {
 		_ = b.Close() // never fails
 	}
-	c.br.Reset(nil)
-	readers.Put(c.br)
+	if c.br != nil {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+	}
 	c.releaseWriter() // unless it holds bytes a failed write left: then it is dropped
 }
 

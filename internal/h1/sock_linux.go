@@ -3,6 +3,7 @@
 package h1
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -232,4 +233,37 @@ func RawQuiet(fd uintptr) bool {
 	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	countCall(&socketCalls.Peeks)
 	return e == syscall.EAGAIN
+}
+
+// RawRead runs f as the connection's raw read callback (syscall.RawConn):
+// f reads the non-blocking socket itself and returns false to wait in the
+// poller until it is readable, within the connection's read deadline.
+func (s *Socket) RawRead(f func(fd uintptr) bool) error {
+	if err := s.rc.Read(f); err != nil {
+		return s.opError("read", err)
+	}
+	return nil
+}
+
+// errWouldBlock is rawRecv's "nothing to read yet".
+var errWouldBlock = errors.New("h1: read would block")
+
+// rawRecv makes one raw read (see Socket) of the non-blocking socket fd,
+// as a Read: io.EOF at the end, errWouldBlock when nothing has come.
+func rawRecv(fd uintptr, p []byte) (int, error) {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
+		countCall(&socketCalls.Reads)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return 0, errWouldBlock
+		case e != 0:
+			return 0, os.NewSyscallError("read", e)
+		case n == 0:
+			return 0, io.EOF
+		}
+		return int(n), nil
+	}
 }

@@ -3,6 +3,7 @@
 package h1
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
@@ -41,3 +42,10 @@ func RawQuiet(fd uintptr) bool {
 
 // Splice sends nothing: splice(2) is Linux's.
 func (s *Socket) Splice(syscall.RawConn, int64) (int64, error) { return 0, ErrNoSplice }
+
+// RawRead is not used: NewSocket returns no Socket here.
+func (s *Socket) RawRead(func(fd uintptr) bool) error { return errors.ErrUnsupported }
+
+var errWouldBlock = errors.New("h1: read would block")
+
+func rawRecv(fd uintptr, p []byte) (int, error) { return 0, errors.ErrUnsupported }

@@ -49,7 +49,7 @@ func TestSpliceBody(t *testing.T) {
 	needRawSockets(t)
 	CountSocketCalls()
 	s := newSpliceSource(t)
-	const n = 5*pipeSize/2 + 123 // three turns of the pipe, the last one short
+	const n = 5*(64<<10)/2 + 123 // three turns of a 64 KiB pipe, the last one short
 	errs := make(chan error, 1)
 	ts := startServer(t, spliceHandler(s, []byte("head:"), n, errs))
 	c := dialRaw(t, ts.addr)
