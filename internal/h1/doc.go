@@ -9,8 +9,9 @@
 // connection's own (net/http runs a background read to detect a client
 // that leaves); the request head is parsed in place from the read buffer
 // into one string; the request, its header map and the response writer
-// are reused from one request to the next; deadlines are set once per
-// phase; a small response is written with one write, head and body
+// are reused from one request to the next, while the read and write
+// buffers are taken per request (an idle kept-alive connection holds
+// neither); deadlines are set once per phase; a small response is written with one write, head and body
 // together; a proxy may hand over a large body that waits on another
 // socket (BodySplicer), and it goes from socket to socket in the kernel.
 //
