@@ -207,9 +207,9 @@ func (c *conn) awaitIdle() bool {
 func (c *conn) idleRead(fd uintptr) bool {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(&c.in)
-	c.in.fd = fd
+	c.in.fd, c.in.raw = fd, true
 	_, err := br.Peek(1)
-	c.in.fd = 0
+	c.in.raw = false
 	if err == errWouldBlock {
 		br.Reset(nil)
 		readers.Put(br)
@@ -222,12 +222,13 @@ func (c *conn) idleRead(fd uintptr) bool {
 // idleSource is what br reads from: the connection, or within idleRead
 // one non-blocking read of the socket fd.
 type idleSource struct {
-	r  io.Reader
-	fd uintptr // set within idleRead
+	r   io.Reader
+	fd  uintptr
+	raw bool // within idleRead: read fd
 }
 
 func (s *idleSource) Read(p []byte) (int, error) {
-	if s.fd == 0 {
+	if !s.raw {
 		return s.r.Read(p)
 	}
 	return rawRecv(s.fd, p)
