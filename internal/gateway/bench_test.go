@@ -66,10 +66,6 @@ func benchProxy(b *testing.B, backend string, size, conns int) {
 		cpu := processCPU(b) - cpu0
 		b.StopTimer()
 		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-µs/req")
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		b.ReportMetric(float64(ms.StackInuse)/float64(runtime.NumGoroutine()), "stack/g")
-		b.ReportMetric(float64(runtime.NumGoroutine()), "gs")
 	})
 }
 
