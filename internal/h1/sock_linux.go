@@ -90,20 +90,27 @@ func (s *Socket) Read(p []byte) (int, error) {
 
 func (s *Socket) readStep(fd uintptr) bool {
 	op := &s.r
+	n, e := recv(fd, op.p)
+	if e == syscall.EAGAIN {
+		return false // wait in the poller
+	}
+	op.n, op.err = n, e
+	return true
+}
+
+// recv makes one raw recvfrom of the non-blocking socket fd into p (again
+// if a signal interrupted it): the bytes read, or 0 and the error.
+func recv(fd uintptr, p []byte) (int, syscall.Errno) {
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&op.p[0])), uintptr(len(op.p)), 0, 0, 0)
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
 		countCall(&socketCalls.Reads)
 		switch e {
 		case 0:
-			op.n = int(n)
-			return true
+			return int(n), 0
 		case syscall.EINTR:
 			continue
-		case syscall.EAGAIN:
-			return false // wait in the poller
 		}
-		op.err = e
-		return true
+		return 0, e
 	}
 }
 
@@ -251,19 +258,14 @@ var errWouldBlock = errors.New("h1: read would block")
 // rawRecv makes one raw read (see Socket) of the non-blocking socket fd,
 // as a Read: io.EOF at the end, errWouldBlock when nothing has come.
 func rawRecv(fd uintptr, p []byte) (int, error) {
-	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
-		countCall(&socketCalls.Reads)
-		switch {
-		case e == syscall.EINTR:
-			continue
-		case e == syscall.EAGAIN:
-			return 0, errWouldBlock
-		case e != 0:
-			return 0, os.NewSyscallError("read", e)
-		case n == 0:
-			return 0, io.EOF
-		}
-		return int(n), nil
+	n, e := recv(fd, p)
+	switch {
+	case e == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case e != 0:
+		return 0, os.NewSyscallError("read", e)
+	case n == 0:
+		return 0, io.EOF
 	}
+	return n, nil
 }
