@@ -189,13 +189,9 @@ func (c *conn) awaitIdle() bool {
 	c.br.Reset(nil)
 	readers.Put(c.br)
 	c.br, c.idleErr = nil, nil
-	err := c.out.sock.RawRead(c.idleReadFn)
-	if c.br == nil { // the wait ended (idle timeout, close) with nothing read
-		c.br = readers.Get().(*bufio.Reader)
-		c.br.Reset(&c.in)
-		return false
-	}
-	if err != nil || c.idleErr != nil {
+	if err := c.out.sock.RawRead(c.idleReadFn); err != nil || c.idleErr != nil {
+		// The wait ended (the idle timeout, a close) or the read failed:
+		// the connection closes, with br nil if nothing was read.
 		return false
 	}
 	c.setState(http.StateActive)
