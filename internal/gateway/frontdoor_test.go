@@ -437,6 +437,50 @@ func TestWaitsForAnInstanceToComeUp(t *testing.T) {
 	}
 }
 
+// Every instance fails a request at once, in a way that allows a retry
+// (each closes the connection before answering), and recovers a moment
+// later: the request is held until an instance passes a health check made
+// after the failures, then answered, instead of running through its
+// attempts within a millisecond and failing with 502. (handoff's own crash
+// test met this: two healthy instances failed a request in the same
+// millisecond as a third was killed, and the wait before the second round
+// of attempts trusted a health verdict older than the failures.) Here the
+// glitch ends with the first health check after both instances failed
+// the request.
+func TestRetriesAfterEveryInstanceFailedAtOnce(t *testing.T) {
+	var cut, checks atomic.Int32
+	var over atomic.Bool // the glitch is over
+	respond := func(c net.Conn, r *http.Request, body []byte) {
+		switch {
+		case r.URL.Path == "/healthz":
+			checks.Add(1)
+			if cut.Load() >= 2 { // both instances failed the request
+				over.Store(true)
+			}
+		case !over.Load():
+			cut.Add(1)
+			c.Close()
+			return
+		}
+		okResponse(c, r, body)
+	}
+	a, b := newWireBackend(t, respond), newWireBackend(t, respond)
+	_, gw := frontDoor(t, a.addr, b.addr)
+	// Just after a round of checks (every 100 ms), so that none comes
+	// between the two rounds of attempts of the request.
+	waitFor(t, func() bool { return checks.Load() >= 2 })
+	n := checks.Load()
+	waitFor(t, func() bool { return checks.Load() > n })
+	resp, body, took := exchangeRaw(t, gw, "GET /page HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp.StatusCode != http.StatusOK || body != "GET /page" {
+		t.Fatalf("status %d %q after %v (%d attempts cut): want the answer once an instance passed a check", resp.StatusCode, body, took, cut.Load())
+	}
+	t.Logf("answered after %v; %d attempts cut", took, cut.Load())
+	if cut.Load() < 2 {
+		t.Fatalf("only %d attempts were cut: the test did not make every instance fail", cut.Load())
+	}
+}
+
 // A client that leaves while its response is being written is logged as
 // 499, not as the instance's 200 with the bytes it never got.
 func TestClientThatLeavesIsLogged499(t *testing.T) {

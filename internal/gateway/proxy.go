@@ -93,7 +93,11 @@ func (g *Gateway) roundTrip(r *http.Request, t *Target, body *replayBody, o outb
 	check := body != nil || !idempotent(r)
 	x, err := g.try(r, t, body, o, check)
 	if ae, ok := err.(*attemptError); ok && ae.stale { // never so when checked
-		return g.try(r, t, body, o, true)
+		x, err2 := g.try(r, t, body, o, true)
+		if ae2, ok := err2.(*attemptError); ok {
+			ae2.err = fmt.Errorf("%w (after a pooled connection failed: %v)", ae2.err, ae.err) // for the log
+		}
+		return x, err2
 	}
 	return x, err
 }

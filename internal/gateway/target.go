@@ -60,6 +60,14 @@ func (t *Target) setHealth(ok bool, err error) {
 	t.mu.Unlock()
 }
 
+// passedAfter reports whether t's last passing health check ended after
+// since.
+func (t *Target) passedAfter(since time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.passedAt.After(since)
+}
+
 // markDown is the passive health check: a refused connection takes the
 // target out of rotation until an active check passes again.
 func (t *Target) markDown(err error) { t.setHealth(false, err) }
