@@ -441,12 +441,9 @@ func TestWaitsForAnInstanceToComeUp(t *testing.T) {
 // (each closes the connection before answering), and recovers a moment
 // later: the request is held until an instance passes a health check made
 // after the failures, then answered, instead of running through its
-// attempts within a millisecond and failing with 502. (handoff's own crash
-// test met this: two healthy instances failed a request in the same
-// millisecond as a third was killed, and the wait before the second round
-// of attempts trusted a health verdict older than the failures.) Here the
-// glitch ends with the first health check after both instances failed
-// the request.
+// attempts within a millisecond and failing with 502 on the strength of
+// health verdicts older than the failures. The glitch ends with the first
+// health check after both instances failed the request.
 func TestRetriesAfterEveryInstanceFailedAtOnce(t *testing.T) {
 	var cut, checks atomic.Int32
 	var over atomic.Bool // the glitch is over

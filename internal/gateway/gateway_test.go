@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +22,12 @@ import (
 
 // backend is a real HTTP server on 127.0.0.1 that names its release.
 func backend(t *testing.T, release string) *httptest.Server {
+	t.Helper()
+	return backendWith(t, release, nil)
+}
+
+// backendWith is backend with its http.Server set up by config first.
+func backendWith(t *testing.T, release string, config func(*http.Server)) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +81,11 @@ func backend(t *testing.T, release string) *httptest.Server {
 		buf.WriteString(release + ":" + line)
 		buf.Flush()
 	})
-	s := httptest.NewServer(mux)
+	s := httptest.NewUnstartedServer(mux)
+	if config != nil {
+		config(s.Config)
+	}
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
 }
@@ -613,6 +624,48 @@ func (j *jar) Cookies(*neturl) []*http.Cookie {
 		out = append(out, c)
 	}
 	return out
+}
+
+// TestWarmedConnectionsClosedWhileIdle: the connections a switch warms
+// may be closed by the instance before any request uses them — Go's
+// server gives a new connection ReadHeaderTimeout for its first request,
+// nginx client_header_timeout — and are then as stale as a used one: a
+// GET that finds one closed goes out again on a checked or new connection
+// to the same instance, without counting as a failed attempt. (They were
+// taken for new connections, so a request that met them moved on to the
+// next instance, and after a burst had used up the live ones, every
+// instance "failed": TestReleasesUnderLoad's crash phase got 502s so.)
+func TestWarmedConnectionsClosedWhileIdle(t *testing.T) {
+	old := backend(t, "v1")
+	next := backendWith(t, "v2", func(s *http.Server) { s.ReadHeaderTimeout = 100 * time.Millisecond })
+	g, url := newGateway(t, Pool{Release: "v1", Targets: []string{addr(old)}, Weight: 1})
+	var wg sync.WaitGroup
+	for range 5 { // five connections to v1: five are warmed to v2
+		wg.Go(func() {
+			c := &http.Client{Transport: &http.Transport{}}
+			resp, err := c.Get(url + "/slow?d=200ms")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	if _, err := g.SetRoute("web", Route{Pools: []Pool{{Release: "v2", Targets: []string{addr(next)}, Weight: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // v2 closes the warmed connections, unused
+	for i := range 5 {
+		resp, body := get(t, http.DefaultClient, url+"/")
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Release") != "v2" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := testutil.ToFloat64(g.metrics.retries); n != 0 {
+		t.Errorf("%v requests moved on to another attempt: a warmed connection closed while idle was taken for the instance's failure", n)
+	}
 }
 
 // TestSwitchWarmsNewTargets checks that a switch finds keep-alive

@@ -236,7 +236,7 @@ func (g *Gateway) failed(x *exchange, r *http.Request, body *replayBody, err err
 	answered := x.conn.count.n > 0
 	rewound := body == nil || body.rewind()
 	retry := !answered && rewound && (headOnly || idempotent(r))
-	return &attemptError{err: err, retry: retry, stale: retry && x.conn.reused && !x.conn.checked}
+	return &attemptError{err: err, retry: retry, stale: retry && x.conn.pooled && !x.conn.checked}
 }
 
 // finish ends an exchange after the response body was read to its end (ok)
@@ -259,7 +259,6 @@ func (x *exchange) finish(ok bool) {
 		x.conn.close()
 		return
 	}
-	x.conn.reused = true
 	x.conn.resp.head.release()
 	x.conn.releaseReader()
 	x.conn.target.putIdle(x.conn)

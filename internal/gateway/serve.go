@@ -246,12 +246,10 @@ const instancePoll = 50 * time.Millisecond
 // Only a verdict newer than the failures counts. A request whose every
 // attempt failed in a way that allows a retry (a connection closed before
 // any answer) may have met a moment in which every instance failed at once,
-// while each still counts as healthy from its last check: going on at once
-// would only fail again within the same millisecond. handoff's crash test
-// met this: two healthy instances cut a request's fresh connections in the
-// millisecond a third was killed, and the request got a 502 after six
-// attempts in 0.2 ms. The wait costs at most one health.interval, and only
-// to requests that would otherwise fail.
+// while each still counts as healthy from its last check: a second round
+// at once would fail the same way within the same millisecond. The wait
+// costs at most one health.interval, and only requests that would
+// otherwise fail pay it.
 func (g *Gateway) awaitInstance(r *http.Request, a *appRoute, start time.Time) bool {
 	since := time.Now()
 	deadline := start.Add(a.holdMax)

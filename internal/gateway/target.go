@@ -102,6 +102,7 @@ func (t *Target) putIdle(c *upstreamConn) {
 	if !t.draining.Load() {
 		t.mu.Lock()
 		if len(t.idle) < maxIdle && !t.draining.Load() {
+			c.pooled = true
 			t.idle = append(t.idle, c)
 			t.mu.Unlock()
 			return

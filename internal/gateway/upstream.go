@@ -26,10 +26,14 @@ type upstreamConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	count  countingReader
-	reused bool // served a request before this one
+	// pooled: it sat in the idle pool before this request, warmed ahead of
+	// a switch or after serving an earlier one, so the instance may have
+	// closed it meanwhile. A warmed one most of all: many servers give a
+	// connection less time for its first request than between two (Go's
+	// ReadHeaderTimeout, nginx's client_header_timeout).
+	pooled bool
 	// checked: getIdle took it from the pool after alive's peek found it
-	// open. (A new connection is not checked, but not reused either: only
-	// a reused one can have been closed while idle.)
+	// open. (A new connection is not checked, but not pooled either.)
 	checked bool
 	once    sync.Once
 	// awaitAnswer: the next write to the connection is a request's last,
