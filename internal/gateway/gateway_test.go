@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // backend is a real HTTP server on 127.0.0.1 that names its release.

@@ -248,8 +248,8 @@ const instancePoll = 50 * time.Millisecond
 // any answer) may have met a moment in which every instance failed at once,
 // while each still counts as healthy from its last check: a second round
 // at once would fail the same way within the same millisecond. The wait
-// costs at most one health.interval, and only requests that would
-// otherwise fail pay it.
+// costs about one health.interval, and only requests that would otherwise
+// fail pay it.
 func (g *Gateway) awaitInstance(r *http.Request, a *appRoute, start time.Time) bool {
 	since := time.Now()
 	deadline := start.Add(a.holdMax)
