@@ -626,6 +626,26 @@ func (j *jar) Cookies(*neturl) []*http.Cookie {
 	return out
 }
 
+// openConns makes the gateway at url open n connections to its target:
+// n slow requests at once, each on a client of its own.
+func openConns(t *testing.T, url string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			c := &http.Client{Transport: &http.Transport{}}
+			resp, err := c.Get(url + "/slow?d=200ms")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+}
+
 // TestWarmedConnectionsClosedWhileIdle: the connections a switch warms
 // may be closed by the instance before any request uses them — Go's
 // server gives a new connection ReadHeaderTimeout for its first request,
@@ -639,20 +659,7 @@ func TestWarmedConnectionsClosedWhileIdle(t *testing.T) {
 	old := backend(t, "v1")
 	next := backendWith(t, "v2", func(s *http.Server) { s.ReadHeaderTimeout = 100 * time.Millisecond })
 	g, url := newGateway(t, Pool{Release: "v1", Targets: []string{addr(old)}, Weight: 1})
-	var wg sync.WaitGroup
-	for range 5 { // five connections to v1: five are warmed to v2
-		wg.Go(func() {
-			c := &http.Client{Transport: &http.Transport{}}
-			resp, err := c.Get(url + "/slow?d=200ms")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		})
-	}
-	wg.Wait()
+	openConns(t, url, 5) // five connections to v1: five are warmed to v2
 	if _, err := g.SetRoute("web", Route{Pools: []Pool{{Release: "v2", Targets: []string{addr(next)}, Weight: 1}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -674,20 +681,7 @@ func TestWarmedConnectionsClosedWhileIdle(t *testing.T) {
 func TestSwitchWarmsNewTargets(t *testing.T) {
 	old, next := backend(t, "v1"), backend(t, "v2")
 	g, url := newGateway(t, Pool{Release: "v1", Targets: []string{addr(old)}, Weight: 1})
-	var wg sync.WaitGroup
-	for range 5 { // five requests at once: five connections to v1
-		wg.Go(func() {
-			c := &http.Client{Transport: &http.Transport{}}
-			resp, err := c.Get(url + "/slow?d=200ms")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		})
-	}
-	wg.Wait()
+	openConns(t, url, 5) // five connections to v1
 	g.mu.Lock()
 	before := len(g.targets[addr(old)].conns)
 	g.mu.Unlock()
