@@ -156,7 +156,7 @@ func (w *response) sendContinue() {
 		return
 	}
 	w.canContinue = false
-	bw := w.c.bw
+	bw := w.c.writer()
 	bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 	if err := bw.Flush(); err != nil {
 		w.c.srv.log().Debug("h1: write 100 Continue", "remote", w.c.remoteAddr, "error", err)

@@ -159,7 +159,7 @@ func (c *conn) serveOne() bool {
 // the idle timeout on a kept-alive connection (by the header timeout, set
 // at accept, on a new one).
 func (c *conn) awaitRequest() bool {
-	if c.br.Buffered() == 0 {
+	if c.br == nil || c.br.Buffered() == 0 {
 		if c.served > 0 {
 			c.setIdleDeadline()
 			// The client sends its next request only once it has read
@@ -171,7 +171,7 @@ func (c *conn) awaitRequest() bool {
 				return c.awaitIdle()
 			}
 		}
-		if _, err := c.br.Peek(1); err != nil {
+		if _, err := c.reader().Peek(1); err != nil {
 			return false
 		}
 	}
@@ -186,9 +186,8 @@ func (c *conn) awaitRequest() bool {
 // less, and on a busy server the few buffers in use stay in the CPU's
 // cache where one per connection was cold memory at every request.
 func (c *conn) awaitIdle() bool {
-	c.br.Reset(nil)
-	readers.Put(c.br)
-	c.br, c.idleErr = nil, nil
+	c.releaseReader()
+	c.idleErr = nil
 	if err := c.out.sock.RawRead(c.idleReadFn); err != nil || c.idleErr != nil {
 		// The wait ended (the idle timeout, a close) or the read failed:
 		// the connection closes, with br nil if nothing was read.
@@ -321,12 +320,36 @@ func (c *conn) parse(head []byte, inBuf bool) (framing, error) {
 	return f, err
 }
 
-// takeWriter gives the connection a write buffer for a response.
-func (c *conn) takeWriter() {
+// reader returns the connection's read buffer, taking one if it has
+// none: a request without a body gives it back once its head is parsed
+// (see prepare).
+func (c *conn) reader() *bufio.Reader {
+	if c.br == nil {
+		c.br = readers.Get().(*bufio.Reader)
+		c.br.Reset(&c.in)
+	}
+	return c.br
+}
+
+// releaseReader gives the read buffer back. The caller knows it holds
+// nothing: no byte of a next request, no body.
+func (c *conn) releaseReader() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+		c.br = nil
+	}
+}
+
+// writer returns the connection's write buffer, taking one for a response
+// when its first byte is written: a handler that waits (a gateway's for
+// its instance) holds none meanwhile.
+func (c *conn) writer() *bufio.Writer {
 	if c.bw == nil {
 		c.bw = writers.Get().(*bufio.Writer)
 		c.bw.Reset(&c.out)
 	}
+	return c.bw
 }
 
 // releaseWriter gives the write buffer back once all it held is written.
@@ -338,9 +361,15 @@ func (c *conn) releaseWriter() {
 	}
 }
 
-// prepare gives the request its body and resets the response.
+// prepare gives the request its body and resets the response. A request
+// without a body gives the read buffer back unless it holds the next
+// request: held while the handler runs, hundreds of buffers of busy
+// connections took turns in the CPU's cache, each cold when its turn came;
+// given back, the few in use stay warm.
 func (c *conn) prepare(f framing) {
-	c.takeWriter()
+	if f.contentLength == 0 && c.br.Buffered() == 0 {
+		c.releaseReader()
+	}
 	var b *body
 	c.req.Body = http.NoBody
 	if f.contentLength != 0 {
@@ -391,7 +420,7 @@ func (c *conn) runHandler() (ok bool) {
 func (c *conn) abort() {
 	w := &c.w
 	if c.out.n.Load() == w.outStart.Load() {
-		c.bw.Reset(&c.out) // drop the head and body held so far
+		c.writer().Reset(&c.out) // drop the head and body held so far
 		_ = c.rwc.SetWriteDeadline(time.Now().Add(lingerTimeout))
 		_, _ = c.bw.Write(errAborted.responseFor(w.isHEAD))
 		if c.bw.Flush() == nil && w.body != nil {
@@ -399,7 +428,7 @@ func (c *conn) abort() {
 		}
 		return
 	}
-	if err := c.bw.Flush(); err != nil {
+	if err := c.writer().Flush(); err != nil {
 		return
 	}
 	if w.committed && w.contentLength < 0 && !w.chunked && bodyAllowedForStatus(w.status) && !w.isHEAD {
@@ -423,6 +452,7 @@ func (c *conn) finishRequest() bool {
 	if w.closeAfter {
 		return false
 	}
+	w.releasePending()
 	c.releaseWriter()
 	c.release()
 	c.setState(http.StateIdle)
@@ -452,10 +482,10 @@ func (c *conn) refuse(err error) {
 		return
 	}
 	c.srv.log().Debug("h1: refused request", "remote", c.remoteAddr, "error", re)
-	c.takeWriter()
+	bw := c.writer()
 	_ = c.rwc.SetWriteDeadline(time.Now().Add(lingerTimeout)) // fails only once closed; Flush reports that
-	_, _ = c.bw.Write(re.response())                          // sticky: Flush reports it
-	if err := c.bw.Flush(); err != nil {
+	_, _ = bw.Write(re.response())                            // sticky: Flush reports it
+	if err := bw.Flush(); err != nil {
 		return
 	}
 	c.linger = true
@@ -490,10 +520,7 @@ func (c *conn) close() {
 	if b := c.w.body; b != nil {
 		_ = b.Close() // never fails
 	}
-	if c.br != nil {
-		c.br.Reset(nil)
-		readers.Put(c.br)
-	}
+	c.releaseReader()
 	c.releaseWriter() // unless it holds bytes a failed write left: then it is dropped
 }
 
@@ -610,11 +637,12 @@ func (cw *countingWriter) writeWithTail(p []byte) (int, error) {
 // that, and then write the rest: a response head and a large body write
 // cost one writev, not two writes.
 func (c *conn) write(p []byte) (int, error) {
-	if len(p) <= c.bw.Available() || c.bw.Buffered() == 0 {
-		return c.bw.Write(p)
+	bw := c.writer()
+	if len(p) <= bw.Available() || bw.Buffered() == 0 {
+		return bw.Write(p)
 	}
 	c.out.tail, c.out.tailN = p, 0
-	err := c.bw.Flush()
+	err := bw.Flush()
 	n := c.out.tailN
 	c.out.tail, c.out.tailN = nil, 0 // unused when the flush failed early
 	if err == nil && n < len(p) {

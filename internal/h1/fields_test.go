@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -64,15 +65,57 @@ func readRawHead(t *testing.T, br *bufio.Reader) string {
 }
 
 // TestIdleConnectionMemory: a kept-alive connection waiting for its next
-// request holds neither a read nor a write buffer. With the test's own
-// client side (its connection and 4 KiB reader), the heap grows by ~9 KiB
-// per idle connection; when each kept its read buffer, by ~13, and its
-// write buffer too, by ~17.
+// request holds no buffer: neither a read nor a write buffer, nor the one
+// that holds a body until its length is known. With the test's own client
+// side (its connection and 4 KiB reader), the heap grows by ~9 KiB per
+// idle connection; when each kept its body buffer, by ~13, and its read
+// and write buffers too, by ~21.
 func TestIdleConnectionMemory(t *testing.T) {
+	ts := startServer(t, benchHandle)
+	var rc responseCounter
+	heapPerConn(t, ts.addr, func(c *rawConn) {
+		c.send(benchRequest)
+		if err := rc.read(c.br); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestWaitingHandlerMemory: a handler that waits before it answers (a
+// gateway's, for its instance) holds no buffer meanwhile when its request
+// has no body: the read buffer goes back once the head is parsed, and the
+// write buffer is taken at the response's first byte. ~9 KiB per
+// connection as for an idle one, the client's side included; holding the
+// two, ~17.
+func TestWaitingHandlerMemory(t *testing.T) {
+	var arrived sync.WaitGroup
+	release := make(chan struct{})
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Done()
+		<-release
+		io.WriteString(w, "late")
+	}))
+	conns := heapPerConn(t, ts.addr, func(c *rawConn) {
+		arrived.Add(1)
+		c.send(benchRequest)
+		arrived.Wait()
+	})
+	close(release)
+	for _, c := range conns {
+		if head := readRawHead(t, c.br); !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+			t.Fatalf("after the wait: head %q", head)
+		}
+	}
+}
+
+// heapPerConn opens connections, brings each to the state under test with
+// setUp, and fails when the heap grew by more than 11 KiB per connection,
+// the client's side included. It returns the connections, still open.
+func heapPerConn(t *testing.T, addr string, setUp func(*rawConn)) []*rawConn {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("measures the heap")
 	}
-	ts := startServer(t, benchHandle)
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats
@@ -81,18 +124,15 @@ func TestIdleConnectionMemory(t *testing.T) {
 	}
 	const n = 200
 	conns := make([]*rawConn, n)
-	var rc responseCounter
 	before := heap()
 	for i := range conns {
-		conns[i] = dialRaw(t, ts.addr)
-		conns[i].send(benchRequest)
-		if err := rc.read(conns[i].br); err != nil {
-			t.Fatal(err)
-		}
+		conns[i] = dialRaw(t, addr)
+		setUp(conns[i])
 	}
 	per := float64(heap()-before) / n
-	t.Logf("%.0f bytes of heap per idle connection (the client's side included)", per)
+	t.Logf("%.0f bytes of heap per connection (the client's side included)", per)
 	if per > 11<<10 {
-		t.Errorf("%.0f bytes of heap per idle connection, want under 11 KiB (~9)", per)
+		t.Errorf("%.0f bytes of heap per connection, want under 11 KiB (~9)", per)
 	}
+	return conns
 }

@@ -57,8 +57,10 @@ type response struct {
 	deadlineSet   bool // the handler set a write deadline
 
 	// pending holds the body before the head is complete, then gathers
-	// small writes into chunks.
-	pending []byte
+	// small writes into chunks. Its buffer (pendingBuf) is taken from
+	// pendings on first use and given back with the response.
+	pending    []byte
+	pendingBuf *[]byte
 
 	// continueMu orders a 100 Continue sent by a body read against the
 	// response head written by the handler, which may run concurrently.
@@ -111,7 +113,6 @@ var (
 
 // reset prepares w for a new request.
 func (w *response) reset(req *http.Request, b *body, f framing) {
-	pending := w.pending[:0]
 	*w = response{
 		c:              w.c,
 		req:            req,
@@ -121,7 +122,6 @@ func (w *response) reset(req *http.Request, b *body, f framing) {
 		keepAlive10:    f.keepAlive10,
 		declaredLength: -1,
 		contentLength:  -1,
-		pending:        pending,
 		expectContinue: f.expectContinue,
 		canContinue:    f.expectContinue,
 	}
@@ -184,7 +184,7 @@ func (w *response) writeInterim(code int) {
 	if code == http.StatusContinue {
 		w.canContinue = false // sent now, not again by a body read
 	}
-	bw := w.c.bw
+	bw := w.c.writer()
 	writeStatusLine(bw, true, code, w.scratch[:0])
 	for k, vv := range w.header {
 		if k == "Content-Length" || k == "Transfer-Encoding" || !isToken(k) {
@@ -201,7 +201,7 @@ func (w *response) writeInterim(code int) {
 // writeHeadStart writes the status line, the handler's headers and Date,
 // noting the headers that framing depends on.
 func (w *response) writeHeadStart() {
-	bw := w.c.bw
+	bw := w.c.writer()
 	writeStatusLine(bw, w.req.ProtoMinor >= 1, w.status, w.scratch[:0])
 	noBody := !bodyAllowedForStatus(w.status)
 	hasDate := false
@@ -274,7 +274,7 @@ func (w *response) commit() {
 		w.closeAfter = true
 	}
 	w.settleBody()
-	bw := w.c.bw
+	bw := w.c.writer()
 	allowed := bodyAllowedForStatus(w.status)
 	switch {
 	case !allowed:
@@ -318,7 +318,7 @@ func (w *response) hasTrailers() bool {
 }
 
 func (w *response) writeConnection() {
-	bw := w.c.bw
+	bw := w.c.writer()
 	switch {
 	case w.status == http.StatusSwitchingProtocols:
 		w.closeAfter = true // unless hijacked: the protocol is no longer ours
@@ -391,10 +391,26 @@ func (w *response) WriteString(s string) (int, error) {
 }
 
 func (w *response) hold(p []byte) {
-	if w.pending == nil {
-		w.pending = make([]byte, 0, bufferBeforeCommit)
+	if w.pendingBuf == nil {
+		w.pendingBuf = pendings.Get().(*[]byte)
+		w.pending = (*w.pendingBuf)[:0]
 	}
 	w.pending = append(w.pending, p...)
+}
+
+// pendings hold bodies of responses under way until their heads are
+// complete (see hold): a connection takes one only for a response that
+// needs it, and gives it back with the response, so that an idle
+// connection holds none and the few in use stay in the CPU's cache.
+var pendings = sync.Pool{New: func() any { b := make([]byte, 0, bufferBeforeCommit); return &b }}
+
+// releasePending gives the pending buffer back once the response is
+// complete. hold never grows it past bufferBeforeCommit.
+func (w *response) releasePending() {
+	if w.pendingBuf != nil {
+		pendings.Put(w.pendingBuf)
+		w.pendingBuf, w.pending = nil, nil
+	}
 }
 
 // writeBody writes p after the head, framed.
@@ -429,14 +445,14 @@ func (w *response) emit() error {
 	if w.chunked {
 		err = w.writeChunk(w.pending)
 	} else {
-		_, err = w.c.bw.Write(w.pending)
+		_, err = w.c.writer().Write(w.pending)
 	}
 	w.pending = w.pending[:0]
 	return w.noteErr(err)
 }
 
 func (w *response) writeChunk(p []byte) error {
-	bw := w.c.bw
+	bw := w.c.writer()
 	bw.Write(strconv.AppendUint(w.scratch[:0], uint64(len(p)), 16))
 	bw.WriteString("\r\n")
 	w.c.write(p) // an error is sticky in bw: the next write reports it
@@ -467,7 +483,7 @@ func (w *response) FlushError() error {
 	if err := w.emit(); err != nil {
 		return err
 	}
-	return w.noteErr(w.c.bw.Flush())
+	return w.noteErr(w.c.writer().Flush())
 }
 
 // finish ends the response when the handler has returned: it completes
@@ -485,7 +501,7 @@ func (w *response) finish() {
 	if w.contentLength >= 0 && !w.isHEAD && bodyAllowedForStatus(w.status) && w.written != w.contentLength {
 		w.closeAfter = true // the client would read the next response as this body
 	}
-	w.noteErr(w.c.bw.Flush())
+	w.noteErr(w.c.writer().Flush())
 	if w.body != nil && !w.closeAfter && !w.body.settle(maxDrain, w.c.drainDeadline) {
 		w.closeAfter = true // a full-duplex handler left its body unread
 	}
@@ -497,7 +513,7 @@ func (w *response) finish() {
 // writeTrailers ends a chunked body: the last chunk, the trailers named
 // with http.TrailerPrefix and those declared in the Trailer header.
 func (w *response) writeTrailers() {
-	bw := w.c.bw
+	bw := w.c.writer()
 	bw.WriteString("0\r\n")
 	for k, vv := range w.header {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && isToken(name) {
@@ -538,7 +554,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		}
 	}
 	c.hijack()
-	return c.rwc, bufio.NewReadWriter(c.br, c.bw), nil
+	return c.rwc, bufio.NewReadWriter(c.reader(), c.writer()), nil
 }
 
 // SetReadDeadline sets the connection's read deadline, for reading the body
