@@ -259,7 +259,7 @@ func (x *exchange) finish(ok bool) {
 		x.conn.close()
 		return
 	}
-	x.conn.resp.head.release()
+	x.conn.resp.putHead()
 	x.conn.releaseReader()
 	x.conn.target.putIdle(x.conn)
 }

@@ -27,10 +27,10 @@ type response struct {
 	// untilClose: the body ends with the connection although a length was
 	// given (Transfer-Encoding: identity overrides Content-Length).
 	untilClose bool
-	close      bool     // the instance closes the connection after this response
-	date       bool     // the head has a Date
-	stream     bool     // an event stream (Content-Type text/event-stream): flushed as it comes
-	head       wireHead // its buffers are kept from one answer to the next
+	close      bool      // the instance closes the connection after this response
+	date       bool      // the head has a Date
+	stream     bool      // an event stream (Content-Type text/event-stream): flushed as it comes
+	head       *wireHead // from wireHeads, from the head's reading until putHead
 	body       io.Reader
 	trailer    http.Header // a chunked body's trailers, once the body has been read
 	lb         lengthBody  // body, when framed by length (one allocation less)
@@ -65,8 +65,11 @@ const (
 
 // readHead reads the status line and the header lines into resp.
 func readHead(br *bufio.Reader, resp *response) error {
-	*resp = response{length: -1, declared: -1, head: resp.head} // the head's buffers are kept
-	head := &resp.head
+	head := resp.head
+	if head == nil {
+		head = wireHeads.Get().(*wireHead)
+	}
+	*resp = response{length: -1, declared: -1, head: head} // a 1xx's head is reused
 	head.reset()
 	line, err := readLine(br)
 	if err != nil {

@@ -160,22 +160,26 @@ func TestWireHead(t *testing.T) {
 	}
 }
 
-// TestWireHeadRelease: a connection that read one very large head does not
-// keep its buffers once it is idle; one of a usual size keeps them.
+// TestWireHeadRelease: a response gives its head's buffers back once it
+// is through, and those of a very large head are not kept for the next;
+// the next response takes a head again.
 func TestWireHeadRelease(t *testing.T) {
 	big := "HTTP/1.1 204 No Content\r\nX-Big: " + strings.Repeat("a", 12<<10) + "\r\n\r\n"
 	small := "HTTP/1.1 204 No Content\r\nX-Small: a\r\n\r\n"
+	var resp response
 	for _, c := range []struct {
 		raw  string
 		kept bool
 	}{{big, false}, {small, true}} {
-		resp, err := readResponse(bufio.NewReaderSize(strings.NewReader(c.raw), 16<<10), &response{}, "GET")
-		if err != nil {
+		if _, err := readResponse(bufio.NewReaderSize(strings.NewReader(c.raw), 16<<10), &resp, "GET"); err != nil {
 			t.Fatal(err)
 		}
-		resp.head.release()
-		if kept := cap(resp.head.buf) > 0; kept != c.kept {
+		if kept := resp.head.reusable(); kept != c.kept {
 			t.Errorf("head of %d bytes: buffers kept %v, want %v", len(c.raw), kept, c.kept)
+		}
+		resp.putHead()
+		if resp.head != nil {
+			t.Fatal("putHead left the response its head")
 		}
 	}
 }
