@@ -202,12 +202,15 @@ func TestProxySystemCalls(t *testing.T) {
 			// fields stay bytes on their way to the client (as strings in a
 			// header map, with the exchange and the answer allocated, a
 			// request cost 4; without a memory of the last answer's values,
-			// 9). The race detector's sync.Pool drops add ~2.9 (buffers
-			// taken per request and made anew: h1's read and write
-			// buffers, the request head's and the answer's read buffer).
+			// 9). The race detector's sync.Pool drops a quarter of what is
+			// put back, which adds ~4.5: the buffers taken per request are
+			// then made anew (h1's read buffer, taken and given back by
+			// each idle read that finds nothing, and its write buffer; the
+			// request head's buffer; the answer's read buffer and its
+			// head's buffers).
 			limit := 1.2
 			if raceEnabled {
-				limit = 4.5
+				limit = 6.5
 			}
 			if allocs > limit {
 				t.Errorf("%.2f allocations per request, want 1 (at most %.1f)", allocs, limit)

@@ -41,7 +41,10 @@ func (h *wireHead) reset() {
 	h.buf, h.fields, h.out, h.drops = h.buf[:0], h.fields[:0], h.out[:0], 0
 }
 
-var wireHeads = sync.Pool{New: func() any { return new(wireHead) }}
+var wireHeads = sync.Pool{New: func() any {
+	// Room for a usual head, so that it is made in three allocations.
+	return &wireHead{buf: make([]byte, 0, 1<<10), fields: make([]wireField, 0, 16)}
+}}
 
 // wireKeep bounds the buffers wireHeads keeps: an unusual head (up to
 // maxResponseHeadBytes) must not stay in memory.

@@ -60,11 +60,13 @@ func TestAllocsPerRequest(t *testing.T) {
 	allocs := testing.AllocsPerRun(2000, roundTrip)
 	t.Logf("%.2f allocations per request", allocs)
 	// The race detector's sync.Pool drops a quarter of what is put back:
-	// the write buffer, taken from a pool for each response, is then made
-	// anew (two allocations) for a quarter of the requests.
+	// the buffers taken from pools for each request (the read buffer, by
+	// the idle read that finds the request and often by one that found
+	// nothing before it; the write buffer; the body's, held until its
+	// length is known) are then made anew, two allocations each.
 	limit := 1.2
 	if raceEnabled {
-		limit = 2
+		limit = 3.5
 	}
 	if allocs > limit {
 		t.Fatalf("%.2f allocations per request, want 1 (at most %.1f)", allocs, limit)
