@@ -196,8 +196,13 @@ func (g *Gateway) awaitResponse(c *upstreamConn, r *http.Request) (*response, er
 		if !c.keepDeadline(resp) {
 			c.clearDeadline()
 		}
-		if r.Context().Err() != nil {
-			_ = c.SetDeadline(time.Unix(1, 0)) // an HTTP/2 client left meanwhile: keep its cancellation
+		// An HTTP/2 client that left meanwhile: keep its cancellation. (An
+		// HTTP/1 request's context is its connection's, which h1 cancels
+		// only once the handler is done or the server closes the client's
+		// connection, which ends the response anyway; not looking saves
+		// touching it, cold by now on a busy gateway.)
+		if r.ProtoMajor >= 2 && r.Context().Err() != nil {
+			_ = c.SetDeadline(time.Unix(1, 0))
 		}
 	}
 	return resp, err
