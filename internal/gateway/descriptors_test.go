@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,14 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestOutOfDescriptorsIsTheGatewaysFault runs exhaustOnce in a child
@@ -47,8 +45,7 @@ func TestOutOfDescriptorsIsTheGatewaysFault(t *testing.T) {
 func exhaustOnce() error {
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	defer b.Close()
-	var buf bytes.Buffer
-	logs := &syncWriter{w: &buf}
+	logs := &syncLog{}
 	reg := prometheus.NewRegistry()
 	g := New(Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: reg})
 	defer g.Close()
@@ -107,19 +104,19 @@ func exhaustOnce() error {
 		errs = append(errs, fmt.Errorf("a request while out of descriptors: %d, Retry-After %q, Handoff-Refused %q; want 503 no_descriptors with Retry-After",
 			rec.Code, rec.Header().Get("Retry-After"), rec.Header().Get("Handoff-Refused")))
 	}
-	checks := counterValue(g.metrics.descriptors.WithLabelValues("health_check"))
-	dials := counterValue(g.metrics.descriptors.WithLabelValues("dial"))
+	checks := testutil.ToFloat64(g.metrics.descriptors.WithLabelValues("health_check"))
+	dials := testutil.ToFloat64(g.metrics.descriptors.WithLabelValues("dial"))
 	if checks < 2 || dials != 1 {
 		errs = append(errs, fmt.Errorf("handoff_gateway_descriptors_exhausted_total: health_check %v (want ≥ 2), dial %v (want 1)", checks, dials))
 	}
 	if ex := g.DescriptorExhaustion(); ex.Count != int64(checks+dials) || ex.Last.IsZero() || !strings.Contains(ex.Error, "too many open files") {
 		errs = append(errs, fmt.Errorf("DescriptorExhaustion: %+v", ex))
 	}
-	if n := strings.Count(logs.text(), "out of file descriptors"); n != 1 {
-		errs = append(errs, fmt.Errorf("logged %d times, want once per %s:\n%s", n, descriptorLogEvery, logs.text()))
+	if n := strings.Count(logs.String(), "out of file descriptors"); n != 1 {
+		errs = append(errs, fmt.Errorf("logged %d times, want once per %s:\n%s", n, descriptorLogEvery, logs.String()))
 	}
-	if !strings.Contains(logs.text(), "level=WARN") || strings.Contains(logs.text(), "instance health changed") {
-		errs = append(errs, fmt.Errorf("want one WARN and no health change in the log:\n%s", logs.text()))
+	if !strings.Contains(logs.String(), "level=WARN") || strings.Contains(logs.String(), "instance health changed") {
+		errs = append(errs, fmt.Errorf("want one WARN and no health change in the log:\n%s", logs.String()))
 	}
 	// Descriptors back: the same gateway serves at once.
 	rec = httptest.NewRecorder()
@@ -139,31 +136,4 @@ func until(d time.Duration, cond func() bool) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
-}
-
-// syncWriter serializes writes to w: the log is written from the health
-// monitors' goroutines and read by the test.
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func (s *syncWriter) text() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.String()
-}
-
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	return m.GetCounter().GetValue()
 }

@@ -515,12 +515,13 @@ func TestClientThatLeavesIsLogged499(t *testing.T) {
 	c.Read(buf) // the head has come
 	c.(*net.TCPConn).SetLinger(0)
 	c.Close()
-	waitUntilTrue(t, func() bool { return strings.Contains(logs.String(), "path=/big") })
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "path=/big") })
 	if line := logs.String(); !strings.Contains(line, "status=499") {
 		t.Fatalf("the access log: %s", line)
 	}
 }
 
+// syncLog is a log the gateway's goroutines write and the test reads.
 type syncLog struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -532,12 +533,3 @@ func (l *syncLog) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 func (l *syncLog) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.String() }
-
-func waitUntilTrue(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-	}
-}
