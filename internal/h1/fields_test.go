@@ -68,8 +68,7 @@ func readRawHead(t *testing.T, br *bufio.Reader) string {
 // request holds no buffer: neither a read nor a write buffer, nor the one
 // that holds a body until its length is known. With the test's own client
 // side (its connection and 4 KiB reader), the heap grows by ~9 KiB per
-// idle connection; when each kept its body buffer, by ~13, and its read
-// and write buffers too, by ~21.
+// idle connection; when each kept its body buffer, by ~13.
 func TestIdleConnectionMemory(t *testing.T) {
 	ts := startServer(t, benchHandle)
 	var rc responseCounter
@@ -90,17 +89,20 @@ func TestIdleConnectionMemory(t *testing.T) {
 func TestWaitingHandlerMemory(t *testing.T) {
 	var arrived sync.WaitGroup
 	release := make(chan struct{})
+	var released sync.Once
+	answer := func() { released.Do(func() { close(release) }) }
 	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived.Done()
 		<-release
 		io.WriteString(w, "late")
 	}))
+	t.Cleanup(answer) // before the server's cleanup, which waits for the handlers
 	conns := heapPerConn(t, ts.addr, func(c *rawConn) {
 		arrived.Add(1)
 		c.send(benchRequest)
 		arrived.Wait()
 	})
-	close(release)
+	answer()
 	for _, c := range conns {
 		if head := readRawHead(t, c.br); !strings.HasPrefix(head, "HTTP/1.1 200 ") {
 			t.Fatalf("after the wait: head %q", head)
