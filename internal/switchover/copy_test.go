@@ -162,6 +162,9 @@ func copyMigrations(t *testing.T, files map[string]string) string {
 // copyWindow is generous for a loaded host under the race detector.
 const copyWindow = 3 * time.Minute
 
+// copyDeadline is the copy cases' switchover deadline (see copyCase.run).
+const copyDeadline = 12 * time.Second
+
 const addExtra = `-- handoff:expand
 ALTER TABLE acks ADD COLUMN extra text DEFAULT 'new';
 
@@ -232,8 +235,12 @@ func (c *copyCase) run(t *testing.T, ctx context.Context, dir string, window tim
 	}
 	defer pair.Close()
 	return RunCopy(ctx, pair, CopyOptions{
+		// A deadline above the default: its quarter is how long a
+		// transaction may have been open when the switchover checks, and
+		// on a loaded CI machine one of the load's INSERTs once stayed
+		// open 1.9 s, past the default's 1.25 s, and the check refused.
 		Options: Options{Name: "main", From: c.old.URL("postgres"), To: c.standby.URL("postgres"),
-			Endpoint: c.ep, Gate: c.gw, Journal: c.j},
+			Deadline: copyDeadline, Endpoint: c.ep, Gate: c.gw, Journal: c.j},
 		Dir: dir, Window: window, ReadOnly: c.gw,
 		Migrate: migrate.Options{Progress: func(e migrate.Event) {
 			if e.Kind == migrate.EventLockRetry && e.Attempt < 4 {
