@@ -51,11 +51,11 @@ var wireHeads = sync.Pool{New: func() any {
 const wireKeep = 8 << 10
 
 // putHead gives the head's buffers back once the response is through.
+// They hold bytes only, and readHead resets a head it takes.
 func (resp *response) putHead() {
 	h := resp.head
 	resp.head = nil
 	if h != nil && h.reusable() {
-		h.reset()
 		wireHeads.Put(h)
 	}
 }
