@@ -397,7 +397,7 @@ func exchange(addr string, req []byte, limit time.Duration) outcome {
 		c.SetReadDeadline(d)
 		n, err := c.Read(buf)
 		got = append(got, buf[:n]...)
-		parseResponses(got, &o, err != nil && !isTimeout(err))
+		parseResponses(got, &o, err != nil && !isTimeout(err), bytes.HasPrefix(req, []byte("HEAD ")))
 		if err != nil {
 			if !isTimeout(err) {
 				o.closed = true
@@ -421,8 +421,9 @@ func isTimeout(err error) bool {
 
 // parseResponses counts the complete responses in b and notes the first
 // final status. atEOF: the connection has ended, which ends a body framed
-// by the close.
-func parseResponses(b []byte, o *outcome, atEOF bool) {
+// by the close. head: the first request is a HEAD, so the first final
+// response has no body whatever its Content-Length says.
+func parseResponses(b []byte, o *outcome, atEOF, head bool) {
 	o.status, o.responses, o.raw = 0, 0, false
 	if k := min(len(b), 5); k > 0 && !bytes.Equal(b[:k], []byte("HTTP/")[:k]) {
 		o.raw = true
@@ -467,7 +468,7 @@ func parseResponses(b []byte, o *outcome, atEOF bool) {
 			o.status = status
 		}
 		switch {
-		case status == 204 || status == 304 || status == 101:
+		case status == 204 || status == 304 || status == 101, head && o.responses == 0:
 		case chunked:
 			if _, err := readChunked(br, -1); err != nil {
 				return

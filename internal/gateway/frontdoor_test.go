@@ -269,6 +269,20 @@ func TestPathRule(t *testing.T) {
 	}
 }
 
+// TRACE is refused, whatever mode the app is in: the instance would echo
+// the client's cookies and credentials to whatever script asked.
+func TestTraceRefused(t *testing.T) {
+	b := newWireBackend(t, okResponse)
+	_, addr := frontDoor(t, b.addr)
+	resp, body, _ := exchangeRaw(t, addr, "TRACE / HTTP/1.1\r\nHost: a\r\nCookie: session=secret\r\n\r\n")
+	if resp.StatusCode != http.StatusMethodNotAllowed || strings.Contains(body, "secret") {
+		t.Fatalf("status %d %q, want 405 and no echo", resp.StatusCode, body)
+	}
+	if resp, body, _ := exchangeRaw(t, addr, "OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 200 || body != "OPTIONS /" {
+		t.Fatalf("OPTIONS: status %d %q, want the instance's 200", resp.StatusCode, body)
+	}
+}
+
 func TestHostWithTrailingDot(t *testing.T) {
 	a, def := &appRoute{name: "a"}, &appRoute{name: "default"}
 	s := &snapshot{byHost: map[string]*appRoute{"example.com": a}, def: def}

@@ -10,8 +10,15 @@ import (
 // ServeHTTP is the hot path: route, mode, pick, proxy.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if r.Method == http.MethodConnect { // HTTP/2's CONNECT; HTTP/1's is refused by the server
+	switch r.Method {
+	case http.MethodConnect: // HTTP/2's CONNECT; HTTP/1's is refused by the server
 		g.refuse(w, r, nil, http.StatusMethodNotAllowed, "bad_request", "CONNECT is not served here.", 0, start)
+		return
+	case http.MethodTrace:
+		// TRACE echoes the request back, cookies and credentials included,
+		// to any script that can read the answer (cross-site tracing).
+		// nginx refuses it too; no app needs it through a gateway.
+		g.refuse(w, r, nil, http.StatusMethodNotAllowed, "bad_request", "TRACE is not served here.", 0, start)
 		return
 	}
 	cleanHost(r)

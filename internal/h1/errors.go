@@ -42,6 +42,7 @@ var (
 	errTrailerKey      = &requestError{http.StatusBadRequest, "bad trailer key"}
 	errExpectation     = &requestError{http.StatusExpectationFailed, "unsupported expectation"}
 	errHeaderTooLarge  = &requestError{http.StatusRequestHeaderFieldsTooLarge, "request header too large"}
+	errFieldTooLong    = &requestError{http.StatusRequestHeaderFieldsTooLarge, "request header field too long"}
 	errTrailerTooLarge = &requestError{http.StatusRequestHeaderFieldsTooLarge, "request trailer too large"}
 	errAborted         = &requestError{http.StatusBadGateway, "the response failed before it began"}
 	errTooManyConns    = &requestError{http.StatusServiceUnavailable, "too many connections; try again shortly"}

@@ -162,6 +162,9 @@ func scanLines(b []byte, p int, fields *[]field) (int, error) {
 		if len(line) == 0 {
 			return p, nil
 		}
+		if len(line) > maxFieldLine {
+			return 0, errFieldTooLong
+		}
 		f, err := scanField(line, int32(p-nl-1))
 		if err != nil {
 			return 0, err
@@ -311,7 +314,10 @@ func parseTarget(method, target string, u *url.URL) error {
 		return errTarget
 	}
 	p, err := url.ParseRequestURI(target)
-	if err != nil {
+	if err != nil || p.User != nil {
+		// Userinfo in an absolute-form target ("http://user@host/") is
+		// deprecated and refused, as in a Host header (RFC 9110 §4.2.4;
+		// nginx answers 400): it names no host of ours.
 		return errTarget
 	}
 	*u = *p
@@ -499,6 +505,14 @@ func isMethod(s string) bool {
 // maxRequestLine bounds a request line, as nginx's default 8 KiB buffer
 // does: a longer one gets 414. Far longer targets than any app uses fit.
 const maxRequestLine = 8 << 10
+
+// maxFieldLine bounds one header line (and a trailer's, though the
+// trailer's whole block is smaller), as nginx's 8 KiB buffer
+// does (and Apache's LimitRequestFieldSize and gunicorn's
+// limit_request_field_size, 8190 bytes): a longer one gets 431. An app
+// behind any of them never sees one, and the whole head's bound
+// (Server.MaxHeaderBytes) would let a single field through at 64 KiB.
+const maxFieldLine = 8 << 10
 
 // checkRequestLine looks at the start of a head that has not all arrived:
 // a request line that is too long, or complete but with no HTTP version

@@ -34,6 +34,8 @@ var parseCases = []struct {
 	{"connect origin form", "CONNECT /a HTTP/1.1\r\nHost: a\r\n\r\n", errConnect},
 	{"asterisk get", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", errAsterisk},
 	{"fragment", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
+	{"absolute form with userinfo", "GET http://user@other.example/p HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
+	{"absolute form with empty userinfo", "GET http://@other.example/p HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
 	{"escaped fragment", "GET /a%20#b HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
 	{"http10 no host", "GET / HTTP/1.0\r\n\r\n", nil},
 	{"http10 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", nil},
@@ -50,6 +52,8 @@ var parseCases = []struct {
 	{"bracketed IPv6 host", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", nil},
 	{"host with trailing dot", "GET / HTTP/1.1\r\nHost: example.com.\r\n\r\n", nil},
 	{"long request line", "GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: a\r\n\r\n", errURITooLong},
+	{"longest field line", "GET / HTTP/1.1\r\nHost: a\r\nX-A: " + strings.Repeat("a", maxFieldLine-5) + "\r\n\r\n", nil},
+	{"long field line", "GET / HTTP/1.1\r\nHost: a\r\nX-A: " + strings.Repeat("a", maxFieldLine-4) + "\r\n\r\n", errFieldTooLong},
 	{"chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", nil},
 	{"chunked trailer", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum, X-Other\r\n\r\n", nil},
 	{"expect", "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n\r\n", nil},
@@ -285,7 +289,9 @@ func stricterOnPurpose(err error, head []byte, theirs *http.Request) bool {
 		}
 		return len(line) > maxRequestLine-20
 	case errTarget:
-		return strings.Contains(theirs.RequestURI, "#")
+		return strings.Contains(theirs.RequestURI, "#") || theirs.URL.User != nil
+	case errFieldTooLong:
+		return longestLine(head) > maxFieldLine
 	}
 	return false
 }
@@ -399,4 +405,14 @@ func BenchmarkReadRequestNetHTTP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// longestLine is the length of the longest line of head, its line end
+// left out.
+func longestLine(head []byte) int {
+	n := 0
+	for _, line := range bytes.Split(head, []byte("\n")) {
+		n = max(n, len(bytes.TrimSuffix(line, []byte("\r"))))
+	}
+	return n
 }

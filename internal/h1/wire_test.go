@@ -109,20 +109,32 @@ func TestRefusals(t *testing.T) {
 
 func TestHeaderSize(t *testing.T) {
 	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, strconv.Itoa(len(r.Header.Get("Cookie"))))
+		n := 0
+		for _, v := range r.Header["X-Big"] {
+			n += len(v)
+		}
+		io.WriteString(w, strconv.Itoa(n))
 	}), func(s *Server) { s.MaxHeaderBytes = 64 << 10 })
-	// Over the read buffer but within the limit: the slow path.
+	// Over the read buffer but within the limits: the slow path. A head of
+	// many lines fits MaxHeaderBytes; one line may be maxFieldLine long.
+	longest := maxFieldLine - len("X-Big: ")
 	c := dialRaw(t, ts.addr)
-	for _, n := range []int{10 << 10, 60 << 10, 100} {
-		c.send("GET / HTTP/1.1\r\nHost: t\r\nCookie: " + strings.Repeat("c", n) + "\r\n\r\n")
-		if resp, body := c.response("GET"); resp.StatusCode != 200 || body != strconv.Itoa(n) {
-			t.Fatalf("%d-byte cookie: %d %q", n, resp.StatusCode, body)
+	for _, tc := range []struct{ n, perLine int }{{10 << 10, 4000}, {60 << 10, 4000}, {100, 100}, {longest, longest}} {
+		var hdr strings.Builder
+		for left := tc.n; left > 0; left -= tc.perLine {
+			hdr.WriteString("X-Big: " + strings.Repeat("c", min(left, tc.perLine)) + "\r\n")
+		}
+		c.send("GET / HTTP/1.1\r\nHost: t\r\n" + hdr.String() + "\r\n")
+		if resp, body := c.response("GET"); resp.StatusCode != 200 || body != strconv.Itoa(tc.n) {
+			t.Fatalf("%d bytes of X-Big: %d %q", tc.n, resp.StatusCode, body)
 		}
 	}
-	// Over the limit, in one header or in many.
+	// Over a limit: the whole head's, in one header or in many, or one
+	// line's.
 	for _, hdr := range []string{
 		"Cookie: " + strings.Repeat("c", 70<<10) + "\r\n",
 		strings.Repeat("X-Many: "+strings.Repeat("m", 100)+"\r\n", 700),
+		"Cookie: " + strings.Repeat("c", maxFieldLine-len("Cookie: ")+1) + "\r\n",
 	} {
 		c := dialRaw(t, ts.addr)
 		c.send("GET / HTTP/1.1\r\nHost: t\r\n" + hdr + "\r\n")
