@@ -22,12 +22,13 @@ func demoCmd(g *globals) *cobra.Command {
 		Use:   "demo",
 		Short: "Watch a whole release under load, on a built-in sample app, with no setup",
 		Long: `Run the whole story on an embedded sample app, in a temporary directory,
-in about a minute: handoff runs the sample app (3 instances and a worker with
+in about twenty seconds: handoff runs the sample app (3 instances and a worker with
 long jobs) in front of a SQLite database of 200,000 rows, with real load
 through the gateway (a load generator that never retries). Then release v2,
 which needs a migration with all three phases: expand, a backfill with a
 progress bar, a rollout brick by brick, and a contract that waits until the
-old worker has finished its job. Then a read-only window and a pause. The
+old worker has finished its job. Then a canary rolled back, a read-only
+window and a pause. The
 summary says what the users saw: requests served, failed (zero), latency,
 rows backfilled, time per phase, and the dashboard's address.`,
 		Args: args(cobra.NoArgs),

@@ -130,6 +130,9 @@ func (b Backfill) validate(bad func(key, format string, args ...any)) {
 	if b.Batch < 1 {
 		bad("database.backfill.batch", "must be at least 1")
 	}
+	if b.Retries < 0 {
+		bad("database.backfill.retries", "must not be negative")
+	}
 	if b.Workers < 0 {
 		bad("database.backfill.workers", "must not be negative (0: the throttle's choice)")
 	}

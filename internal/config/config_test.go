@@ -68,6 +68,9 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"yaml syntax", "apps: [\n", `h.yaml: `},
 		{"bad signal", "apps:\n  a:\n    stop: {signal: TERM}\n", `h.yaml:3: apps.a.stop.signal: unknown signal "TERM"`},
 		{"negative restart_after", "apps:\n  a:\n    health: {restart_after: -1s}\n", `h.yaml:3: apps.a.health.restart_after: must not be negative`},
+		{"zero start_timeout", "apps:\n  a:\n    start_timeout: 0s\n", `h.yaml:3: apps.a.start_timeout: must be more than 0`},
+		{"zero release_timeout", "apps:\n  a:\n    release_timeout: 0s\n", `h.yaml:3: apps.a.release_timeout: must be more than 0`},
+		{"negative retries", "database:\n  backfill:\n    retries: -5\n", `h.yaml:3: database.backfill.retries: must not be negative`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -125,6 +125,12 @@ func (a *App) validate(key string, bad func(key, format string, args ...any)) {
 	if a.Health.Timeout <= 0 {
 		bad(key+".health.timeout", "must be more than 0")
 	}
+	if a.StartTimeout <= 0 {
+		bad(key+".start_timeout", "must be more than 0 (no instance is healthy at once: every deploy would fail)")
+	}
+	if a.ReleaseTimeout <= 0 {
+		bad(key+".release_timeout", "must be more than 0 (every release command would be killed at once)")
+	}
 	if a.Health.RestartAfter < 0 {
 		bad(key+".health.restart_after", "must not be negative (0 never restarts)")
 	}
