@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -66,4 +68,88 @@ func TestOutOfDescriptors(t *testing.T) {
 		t.Errorf("after the descriptors came back: %d", resp.StatusCode)
 	}
 	t.Logf("%d client connections took the descriptors; status:\n%s", len(conns), st)
+}
+
+// TestConnectionCapOverAllListeners: gateway.max_connections is one cap
+// for the whole process, over every gateway listen address and every tcp
+// app, since it is a share of one descriptor limit. With a cap of 3 and
+// one connection held on each of two gateway addresses and the tcp app,
+// a fourth connection anywhere is turned away (503 on the gateway, a close
+// on the tcp app); once one closes, its place is free for another.
+func TestConnectionCapOverAllListeners(t *testing.T) {
+	v1 := startBackend(t, "v1")
+	line := startLineTarget(t, "L")
+	dir := t.TempDir()
+	n := &node{t: t, exe: bin, dir: dir, config: filepath.Join(dir, "handoff.yaml"), socket: filepath.Join(dir, "handoff.sock"),
+		gateway: freeAddr(t), admin: freeAddr(t)}
+	second, tcpListen := freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`listen: [%q, %q]
+socket: %s
+state: %s
+logs: %s
+access_log: false
+gateway: { max_connections: 3 }
+apps:
+  web:
+    targets: [%q]
+    health: { path: /healthz, interval: 1h }
+  lines:
+    kind: tcp
+    listen: [%q]
+    targets: [%q]
+    health: { interval: 1h }
+`, n.gateway, second, n.socket, filepath.Join(dir, "handoff.db"), filepath.Join(dir, "logs"), v1.addr, tcpListen, line.addr)
+	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	t.Cleanup(n.stop)
+
+	get := func(c net.Conn) int {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return 0
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	dial := func(addr string) net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	greeted := func(c net.Conn) bool {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		s, err := bufio.NewReader(c).ReadString('\n')
+		return err == nil && s == "hello L\n"
+	}
+	a, b := dial(n.gateway), dial(second)
+	if sa, sb := get(a), get(b); sa != 200 || sb != 200 {
+		t.Fatalf("under the cap: %d and %d, want 200", sa, sb)
+	}
+	if c := dial(tcpListen); !greeted(c) {
+		t.Fatal("the tcp app's connection, under the cap, was not served")
+	}
+	for _, addr := range []string{n.gateway, second} {
+		if s := get(dial(addr)); s != http.StatusServiceUnavailable {
+			t.Errorf("a fourth connection to %s: %d, want 503", addr, s)
+		}
+	}
+	if greeted(dial(tcpListen)) {
+		t.Error("a fourth connection to the tcp app was served")
+	}
+	a.Close()
+	waitUntil(t, 5*time.Second, "the closed connection's place to be free", func() bool {
+		return get(dial(second)) == 200
+	})
 }

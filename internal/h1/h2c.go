@@ -89,6 +89,7 @@ func (s *Server) h2State(nc net.Conn, st http.ConnState) {
 	case http.StateClosed, http.StateHijacked:
 		delete(s.h2conns, nc)
 		s.noteGoneLocked()
+		s.Conns.Give() // taken when the connection was accepted as HTTP/1
 	default:
 		s.h2conns[nc] = st
 	}

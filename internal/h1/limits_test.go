@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/conncap"
 )
 
 // A body that stops coming fails the handler's read once BodyTimeout has
@@ -65,27 +67,43 @@ func TestBodyTimeout(t *testing.T) {
 	})
 }
 
-// Past MaxConns a connection gets a 503 with Retry-After at once, and the
-// connections already served go on.
-func TestMaxConns(t *testing.T) {
-	ts := startServer(t, echoHandler, func(s *Server) { s.MaxConns = 2 })
-	a, b := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+// Past the cap a connection gets a 503 with Retry-After at once, and the
+// connections already served go on. The cap is one for every server that
+// shares it (handoff serve's listeners): a connection to either counts.
+// An HTTP/2 connection counts until it closes, and a closed one of either
+// kind gives its place back.
+func TestConnCap(t *testing.T) {
+	conns := conncap.New(2)
+	withCap := func(s *Server) { s.Conns = conns }
+	one, two := startServer(t, echoHandler, withCap), startServer(t, echoHandler, withCap)
+	a, b := dialRaw(t, one.addr), dialRaw(t, two.addr)
 	a.get("/a")
 	b.get("/b")
-	c := dialRaw(t, ts.addr)
-	resp, body := c.get("/c")
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
-		t.Fatalf("over the cap: %d %v %q", resp.StatusCode, resp.Header, body)
+	for _, ts := range []*testServer{one, two} {
+		resp, body := dialRaw(t, ts.addr).get("/c")
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+			t.Fatalf("over the cap: %d %v %q", resp.StatusCode, resp.Header, body)
+		}
 	}
 	if r, _ := a.get("/again"); r.StatusCode != http.StatusOK {
 		t.Fatalf("a served connection was disturbed: %d", r.StatusCode)
 	}
-	if n := ts.ConnStats().TurnedAway; n != 1 {
-		t.Fatalf("TurnedAway = %d, want 1", n)
+	if n := one.ConnStats().TurnedAway + two.ConnStats().TurnedAway; n != 2 {
+		t.Fatalf("TurnedAway = %d, want 2", n)
 	}
 	a.Close()
-	waitFor(t, "the closed connection to be forgotten", func() bool { return ts.ConnCount() < 2 })
-	if r, _ := dialRaw(t, ts.addr).get("/d"); r.StatusCode != http.StatusOK {
+	waitFor(t, "the closed connection's place", func() bool { return conns.Held() == 1 })
+
+	// An HTTP/2 connection takes the place, and gives it back at its close.
+	h2 := dialRaw(t, one.addr)
+	h2.send(string(h2Preface))
+	waitFor(t, "the HTTP/2 connection to count", func() bool { return one.ConnStats().HTTP2 == 1 })
+	if conns.Held() != 2 {
+		t.Fatalf("%d connections held with an HTTP/2 one, want 2", conns.Held())
+	}
+	h2.Close()
+	waitFor(t, "the HTTP/2 connection's place", func() bool { return conns.Held() == 1 })
+	if r, _ := dialRaw(t, one.addr).get("/d"); r.StatusCode != http.StatusOK {
 		t.Fatalf("under the cap again: %d", r.StatusCode)
 	}
 }

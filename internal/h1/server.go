@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/conncap"
 )
 
 // Server serves HTTP/1.0 and HTTP/1.1 on the listeners given to Serve, and
@@ -34,11 +36,13 @@ type Server struct {
 	// its body makes the handler's read fail with an error that wraps
 	// os.ErrDeadlineExceeded. Zero means no limit.
 	BodyTimeout time.Duration
-	// MaxConns caps the HTTP/1 connections served at once. A connection
-	// over the cap gets a 503 with "Retry-After: 1" and is closed without
-	// its request being read, so that a flood costs a short write rather
-	// than a goroutine and buffers each. Zero means no cap.
-	MaxConns int
+	// Conns caps the connections served at once, HTTP/1 and HTTP/2 (not
+	// those hijacked), a cap this server may share with others (every
+	// listener of handoff serve takes from one). A connection over the cap
+	// gets a 503 with "Retry-After: 1" and is closed without its request
+	// being read, so that a flood costs a short write rather than a
+	// goroutine and buffers each. nil means no cap.
+	Conns *conncap.Cap
 	// MaxHeaderBytes bounds a request head, request line included; a
 	// larger one gets 431. Zero means http.DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
@@ -58,7 +62,7 @@ type Server struct {
 	draining atomic.Bool
 	h2       *h2c
 
-	turnedAway atomic.Int64  // connections refused over MaxConns
+	turnedAway atomic.Int64  // connections refused over the cap
 	turning    chan struct{} // bounds the goroutines that turn connections away
 
 	mu        sync.Mutex
@@ -107,7 +111,7 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		delay = 0
-		if s.MaxConns > 0 && s.ConnCount() >= s.MaxConns {
+		if !s.Conns.Take() {
 			s.turnAway(rwc)
 			continue
 		}
@@ -182,7 +186,7 @@ func (s *Server) Close() error {
 type ConnStats struct {
 	New, Active, Idle int // HTTP/1 connections by http.ConnState
 	HTTP2             int // HTTP/2 connections, whatever their state
-	// TurnedAway counts connections refused over MaxConns since the start.
+	// TurnedAway counts connections refused over the cap since the start.
 	TurnedAway int64
 }
 
@@ -291,6 +295,7 @@ func (s *Server) track(rwc net.Conn) *conn {
 		s.mu.Unlock()
 		c.cancel()
 		s.closeLogged("connection", rwc)
+		s.Conns.Give()
 		return nil
 	}
 	s.conns[c] = struct{}{}
@@ -307,6 +312,7 @@ func (s *Server) forget(c *conn, st http.ConnState) {
 	delete(s.conns, c)
 	s.noteGoneLocked()
 	s.mu.Unlock()
+	s.Conns.Give()
 }
 
 func (s *Server) noteGoneLocked() {
@@ -335,7 +341,7 @@ func (s *Server) allGone() <-chan struct{} {
 // connection is closed with no answer, as an accept backlog overflow would.
 const maxTurning = 64
 
-// turnAway answers a connection over MaxConns with a 503 and closes it
+// turnAway answers a connection over the cap with a 503 and closes it
 // with a short lingering close, on a goroutine of its own so that accepting
 // goes on.
 func (s *Server) turnAway(rwc net.Conn) {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/conncap"
 	"github.com/handoff-dev/handoff/internal/control"
 	"github.com/handoff-dev/handoff/internal/deploy"
 	"github.com/handoff-dev/handoff/internal/fleet"
@@ -39,6 +40,7 @@ type Server struct {
 	store    store.Store
 	gw       *gateway.Gateway
 	tcp      *tcpproxy.Proxy // the tcp apps' data path (tcp.go)
+	conns    *conncap.Cap    // one cap on client connections, for every listener
 	dbs      []*dbEndpoint   // the database endpoints (databases.go)
 	sup      atomic.Pointer[supervisor.Supervisor]
 	deployer *deploy.Deployer
@@ -136,9 +138,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 		Logger: log, AccessLog: cfg.AccessLog, RetryBuffer: int(cfg.Gateway.RetryBuffer), ResponseTimeout: cfg.Gateway.ResponseTimeout.D(),
 		HoldRequests: cfg.Hold.MaxRequests, HoldBytes: int64(cfg.Hold.MaxBytes), Registerer: reg,
 	})
-	tcp := newTCPProxy(cfg, tcpproxy.Options{Logger: log, Registerer: reg})
+	conns := conncap.New(maxConnections(cfg.Gateway.MaxConnections))
+	tcp := newTCPProxy(cfg, tcpproxy.Options{Logger: log, Registerer: reg, Conns: conns})
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, opts: opts, log: log, store: st, gw: gw, tcp: tcp, registry: reg, ctx: sctx, cancel: cancel,
+	s := &Server{cfg: cfg, opts: opts, log: log, store: st, gw: gw, tcp: tcp, conns: conns, registry: reg, ctx: sctx, cancel: cancel,
 		ready: make(chan struct{}), handedOver: make(chan struct{}), ls: ls, token: token}
 	s.sup.Store(sup)
 	s.dbs = dbs
@@ -365,13 +368,14 @@ func (s *Server) gatewayServer() httpServer {
 		BodyTimeout:       s.cfg.Gateway.BodyTimeout.D(),
 		IdleTimeout:       s.cfg.Gateway.IdleTimeout.D(),
 		MaxHeaderBytes:    int(s.cfg.Gateway.MaxHeaderBytes),
-		MaxConns:          maxConnections(s.cfg.Gateway.MaxConnections),
+		Conns:             s.conns,
 		ErrorLog:          s.log,
 	}
 }
 
-// maxConnections is the configured cap on client connections, or one
-// derived from the descriptor limit: each client connection may need one
+// maxConnections is the configured cap on client connections, over all
+// the gateway's and the tcp apps' listeners, or one derived from the
+// descriptor limit: each client connection may need one
 // to an instance too, and a reserve keeps descriptors for the store, the
 // logs, the control socket, the instances' pipes and the gateway's splice
 // pipes (at most 64 descriptors, h1.maxPipes).

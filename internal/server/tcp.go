@@ -65,10 +65,10 @@ func refuseTCPMode(app *config.App, mode string) error {
 	return deploy.Errorf(deploy.ErrBadRequest, "app %s is a tcp app: %s is a mode of the HTTP gateway, which a tcp app does not pass through", app.Name, mode)
 }
 
-// newTCPProxy builds the tcp apps' proxy, with the same connection cap as
-// the gateway's (each client connection needs one to a target too).
+// newTCPProxy builds the tcp apps' proxy; o carries the connection cap it
+// shares with the gateway (each client connection needs one to a target
+// too).
 func newTCPProxy(cfg *config.Config, o tcpproxy.Options) *tcpproxy.Proxy {
-	o.MaxConns = maxConnections(cfg.Gateway.MaxConnections)
 	p := tcpproxy.New(o)
 	p.Configure(cfg.Apps)
 	return p

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/conncap"
 	"github.com/handoff-dev/handoff/internal/gateway"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,9 +29,10 @@ import (
 // Options configure a Proxy.
 type Options struct {
 	Logger *slog.Logger
-	// MaxConns caps the client connections open at once over all tcp apps;
-	// one over it is closed at once. Zero: 4096.
-	MaxConns int
+	// Conns caps the client connections open at once over all tcp apps,
+	// and whatever else shares the cap (handoff serve's gateway); one over
+	// it is closed at once. nil: a cap of 4096 of the proxy's own.
+	Conns *conncap.Cap
 	// Registerer receives the metrics; nil keeps them private.
 	Registerer prometheus.Registerer
 }
@@ -38,7 +40,7 @@ type Options struct {
 // Proxy serves every tcp app. Its methods are safe for concurrent use.
 type Proxy struct {
 	log     *slog.Logger
-	max     int64
+	limit   *conncap.Cap
 	open    atomic.Int64 // client connections open, over all apps
 	metrics *metrics
 
@@ -89,10 +91,10 @@ func New(opts Options) *Proxy {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = 4096
+	if opts.Conns == nil {
+		opts.Conns = conncap.New(4096)
 	}
-	p := &Proxy{log: opts.Logger, max: int64(opts.MaxConns), apps: map[string]*app{}}
+	p := &Proxy{log: opts.Logger, limit: opts.Conns, apps: map[string]*app{}}
 	p.metrics = newMetrics(p, opts.Registerer)
 	return p
 }
@@ -181,15 +183,16 @@ func (p *Proxy) Serve(name string, l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if p.open.Add(1) > p.max {
-			p.open.Add(-1)
+		if !p.limit.Take() {
 			a.refuse(overCap)
 			c.Close()
 			continue
 		}
+		p.open.Add(1)
 		p.conns.Add(1)
 		go func() {
 			defer p.conns.Done()
+			defer p.limit.Give()
 			defer p.open.Add(-1)
 			p.handle(a, c.(*net.TCPConn))
 		}()
