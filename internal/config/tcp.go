@@ -13,7 +13,7 @@ const maxExpect = 256
 // connect health check) and refuses the keys that only mean something to
 // HTTP. A default it cannot tell from a value written in the file (health.
 // path: /) is let through: it changes nothing for a tcp app.
-func (a *App) validateTCP(key string, bad func(key, format string, args ...any)) {
+func (a *App) validateTCP(key string, bad func(key, format string, args ...any), given func(key string) bool) {
 	if a.Kind != KindTCP {
 		if len(a.Listen) > 0 {
 			bad(key+".listen", "only a tcp app has its own listen addresses (HTTP apps share the gateway's)")
@@ -36,7 +36,7 @@ func (a *App) validateTCP(key string, bad func(key, format string, args ...any))
 	if len(a.Hosts) > 0 {
 		httpOnly("hosts", "it is reached on its own listen addresses, not by Host header")
 	}
-	if a.Health.Path != defaultApp("").Health.Path {
+	if a.Health.Path != defaultApp("").Health.Path || given(key+".health.path") {
 		httpOnly("health.path", "its health check is a connect (with health.send and health.expect if given)")
 	}
 	if len(a.ReadOnly.Allow) > 0 || a.ReadOnly.Banner != "" || a.ReadOnly.WarnAfter != 0 || a.ReadOnly.RetryAfter != 0 {

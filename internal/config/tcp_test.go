@@ -55,6 +55,7 @@ func TestTCPAppErrors(t *testing.T) {
 			`h.yaml:7: apps.ssh.targets[0]: 127.0.0.1:2222 is handoff's own apps.ssh.listen[0]`},
 		{"hosts", "  ssh:\n    kind: tcp\n    listen: [\"127.0.0.1:2222\"]\n    hosts: [example.com]\n", `h.yaml:7: apps.ssh.hosts: a tcp app has no hosts`},
 		{"health path", "  ssh:\n    kind: tcp\n    listen: [\"127.0.0.1:2222\"]\n    health: { path: /healthz }\n", `h.yaml:7: apps.ssh.health.path: a tcp app has no health.path`},
+		{"health path as the default", "  ssh:\n    kind: tcp\n    listen: [\"127.0.0.1:2222\"]\n    health: { path: / }\n", `h.yaml:7: apps.ssh.health.path: a tcp app has no health.path`},
 		{"readonly", "  ssh:\n    kind: tcp\n    listen: [\"127.0.0.1:2222\"]\n    readonly: { banner: x }\n", `h.yaml:7: apps.ssh.readonly: a tcp app has no readonly`},
 		{"maintenance", "  ssh:\n    kind: tcp\n    listen: [\"127.0.0.1:2222\"]\n    maintenance: { retry_after: 5s }\n", `h.yaml:7: apps.ssh.maintenance: a tcp app has no maintenance`},
 		{"canary steps", "  ssh:\n    kind: tcp\n    listen: [\"127.0.0.1:2222\"]\n    canary: { steps: [10] }\n", `h.yaml:7: apps.ssh.canary.steps: a tcp app has no canary.steps`},

@@ -56,7 +56,7 @@ func (c *Config) validate(d *decoder) {
 		if !appName.MatchString(app.Name) {
 			bad(key, "an app's name is lower-case letters, digits, - and _")
 		}
-		app.validate(key, bad)
+		app.validate(key, bad, func(k string) bool { _, ok := d.lines[k]; return ok })
 		app.inherit(c)
 		if app.Kind != KindHTTP {
 			continue
@@ -77,8 +77,10 @@ func (c *Config) validate(d *decoder) {
 	}
 }
 
-func (a *App) validate(key string, bad func(key, format string, args ...any)) {
-	a.validateTCP(key, bad)
+// validate checks the app under key; given reports whether the file
+// sets a key (a value equal to the default may still be out of place).
+func (a *App) validate(key string, bad func(key, format string, args ...any), given func(key string) bool) {
+	a.validateTCP(key, bad, given)
 	if a.Kind == KindWorker {
 		if len(a.Command) == 0 {
 			bad(key+".command", "a worker needs a command")
