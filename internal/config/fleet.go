@@ -155,7 +155,7 @@ func (c *Config) validateFleet(bad func(key, format string, args ...any)) {
 		bad("fleet.ack_timeout", "must be more than 0")
 	}
 	if f.Lease < 2*f.Heartbeat {
-		bad("fleet.lease", "must be at least twice fleet.heartbeat (%s): the leader renews it at each heartbeat; got %s", f.Heartbeat, f.Lease)
+		bad("fleet.lease", "must be at least twice fleet.heartbeat (%s); the leader renews it every third of it; got %s", f.Heartbeat, f.Lease)
 	}
 	if f.AgentCheck != "" {
 		checkAddr(bad, "fleet.agent_check", f.AgentCheck)
