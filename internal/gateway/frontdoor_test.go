@@ -269,6 +269,47 @@ func TestPathRule(t *testing.T) {
 	}
 }
 
+// Only WebSocket is tunneled. An Upgrade to h2c, to an instance that
+// would switch, goes on as a plain request without it: else the client
+// would hold an HTTP/2 connection to the instance itself, past read-only
+// mode and every header the gateway sets.
+func TestOnlyWebSocketIsTunneled(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	b := newWireBackend(t, func(c net.Conn, r *http.Request, body []byte) {
+		if r.URL.Path == "/" { // not a health check
+			mu.Lock()
+			seen = append(seen, r.Header.Get("Upgrade")+"|"+r.Header.Get("Http2-Settings"))
+			mu.Unlock()
+		}
+		if r.Header.Get("Upgrade") != "" {
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+r.Header.Get("Upgrade")+"\r\n\r\n")
+			return
+		}
+		okResponse(c, r, body)
+	})
+	g, addr := frontDoor(t, b.addr)
+	if err := g.SetModes("web", Modes{ReadOnly: &ReadOnly{Since: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, up := range []string{"h2c", "websocket, h2c", "foo"} {
+		resp, body, _ := exchangeRaw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: "+up+"\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+		if resp.StatusCode != http.StatusOK || body != "GET /" {
+			t.Errorf("Upgrade: %s: %d %q, want the instance's plain 200", up, resp.StatusCode, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range seen {
+		if s != "|" {
+			t.Errorf("the instance saw Upgrade|HTTP2-Settings %q, want neither", s)
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("the instance saw %d requests, want 3", len(seen))
+	}
+}
+
 // TRACE is refused, whatever mode the app is in: the instance would echo
 // the client's cookies and credentials to whatever script asked.
 func TestTraceRefused(t *testing.T) {

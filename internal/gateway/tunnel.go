@@ -12,9 +12,16 @@ import (
 	"github.com/handoff-dev/handoff/internal/websocket"
 )
 
-// isUpgrade reports whether r asks to switch protocols (WebSocket and others).
+// isUpgrade reports whether r asks to switch to WebSocket, the one
+// protocol the gateway tunnels. Any other Upgrade goes on as a plain
+// request without it (RFC 9110 §7.8 lets an intermediary ignore one): a
+// tunnel to an instance that speaks h2c would hand the client an HTTP/2
+// connection to the instance itself, whose requests no mode, path rule or
+// header of the gateway's would ever see ("h2c smuggling").
 func isUpgrade(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
+	up := r.Header["Upgrade"]
+	return len(up) == 1 && strings.EqualFold(strings.TrimSpace(up[0]), "websocket") &&
+		headerHasToken(r.Header, "Connection", "upgrade")
 }
 
 func headerHasToken(h http.Header, key, token string) bool {
