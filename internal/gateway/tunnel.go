@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bufio"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -119,24 +117,21 @@ func (g *Gateway) splice(w http.ResponseWriter, r *http.Request, c *upstreamConn
 	if err := buf.Flush(); err != nil {
 		return http.StatusSwitchingProtocols
 	}
-	tu := &tunnel{client: client, up: c, done: make(chan struct{})}
-	if strings.EqualFold(o.upgrade, "websocket") {
-		tu.toUp = websocket.NewRelay(buf.Reader, c.Conn, true)
-		tu.toDown = websocket.NewRelay(c.br, client, false)
-	}
+	tu := &tunnel{client: client, up: c, done: make(chan struct{}),
+		toUp: websocket.NewRelay(buf.Reader, c.Conn, true), toDown: websocket.NewRelay(c.br, client, false)}
 	c.target.addTunnel(tu)
 	defer c.target.removeTunnel(tu)
-	tu.pipe(buf.Reader, c.br)
+	tu.pipe()
 	return http.StatusSwitchingProtocols
 }
 
-// tunnel is one spliced connection pair. WebSocket tunnels relay frame by
-// frame, so that a drain deadline can end them with a Close frame at a frame
-// boundary; other protocols can only be cut.
+// tunnel is one WebSocket's pair of connections (the only protocol
+// tunneled: see isUpgrade). It relays frame by frame, so that a drain
+// deadline can end it with a Close frame at a frame boundary.
 type tunnel struct {
 	client  net.Conn
 	up      *upstreamConn
-	toUp    *websocket.Relay // nil unless the protocol is WebSocket
+	toUp    *websocket.Relay
 	toDown  *websocket.Relay
 	done    chan struct{}
 	closing sync.Once
@@ -149,39 +144,26 @@ func (tu *tunnel) closeBoth() {
 // goAwayGrace is how long a WebSocket client has to answer our Close.
 const goAwayGrace = 2 * time.Second
 
-// goAway ends the tunnel: with Close frames both ways for a WebSocket (the
-// client then reconnects, to a live release), by closing both connections
-// for anything else or when the grace runs out.
+// goAway ends the tunnel with Close frames both ways (the client then
+// reconnects, to a live release), or by closing both connections when the
+// grace runs out.
 func (tu *tunnel) goAway() {
-	if tu.toDown != nil {
-		tu.toDown.GoAway(websocket.CloseGoingAway, "the release behind this connection was replaced; reconnect")
-		tu.toUp.GoAway(websocket.CloseGoingAway, "drain deadline")
-		select {
-		case <-tu.done:
-			return
-		case <-time.After(goAwayGrace):
-		}
+	tu.toDown.GoAway(websocket.CloseGoingAway, "the release behind this connection was replaced; reconnect")
+	tu.toUp.GoAway(websocket.CloseGoingAway, "drain deadline")
+	select {
+	case <-tu.done:
+		return
+	case <-time.After(goAwayGrace):
 	}
 	tu.closeBoth()
 }
 
-// pipe copies both ways until one side ends, then closes both. Bytes already
-// buffered on either side go first.
-func (tu *tunnel) pipe(clientBuf, upBuf *bufio.Reader) {
+// pipe relays both ways until one side ends, then closes both. Bytes
+// already buffered on either side go first (the relays read from them).
+func (tu *tunnel) pipe() {
 	defer close(tu.done)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	if tu.toDown == nil { // not a WebSocket: bytes both ways, and either end ends both
-		copyOne := func(dst io.Writer, src io.Reader) {
-			defer wg.Done()
-			defer tu.closeBoth()
-			io.Copy(dst, src)
-		}
-		go copyOne(tu.up.Conn, clientBuf)
-		go copyOne(tu.client, upBuf)
-		wg.Wait()
-		return
-	}
 	go func() {
 		defer wg.Done()
 		tu.toUp.Run()
