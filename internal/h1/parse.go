@@ -314,10 +314,14 @@ func parseTarget(method, target string, u *url.URL) error {
 		return errTarget
 	}
 	p, err := url.ParseRequestURI(target)
-	if err != nil || p.User != nil {
-		// Userinfo in an absolute-form target ("http://user@host/") is
-		// deprecated and refused, as in a Host header (RFC 9110 §4.2.4;
-		// nginx answers 400): it names no host of ours.
+	switch {
+	case err != nil:
+		return errTarget
+	case target[0] != '/' && (p.Host == "" || p.User != nil):
+		// An absolute-form target names its host after "//": "http:/a",
+		// "http:///a" and "http:a" name none, which RFC 9110 §4.2.1 calls
+		// invalid. Userinfo ("http://user@host/") is deprecated and
+		// refused, as in a Host header (§4.2.4). nginx answers 400 to all.
 		return errTarget
 	}
 	*u = *p

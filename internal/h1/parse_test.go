@@ -36,6 +36,10 @@ var parseCases = []struct {
 	{"fragment", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
 	{"absolute form with userinfo", "GET http://user@other.example/p HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
 	{"absolute form with empty userinfo", "GET http://@other.example/p HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
+	{"absolute form with one slash", "GET http:/other.example/p HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
+	{"absolute form with empty authority", "GET http:///p HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
+	{"opaque absolute form", "GET http:other.example/p HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
+	{"escaped origin form", "GET /a%20b/c HTTP/1.1\r\nHost: a\r\n\r\n", nil},
 	{"escaped fragment", "GET /a%20#b HTTP/1.1\r\nHost: a\r\n\r\n", errTarget},
 	{"http10 no host", "GET / HTTP/1.0\r\n\r\n", nil},
 	{"http10 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", nil},
@@ -289,7 +293,8 @@ func stricterOnPurpose(err error, head []byte, theirs *http.Request) bool {
 		}
 		return len(line) > maxRequestLine-20
 	case errTarget:
-		return strings.Contains(theirs.RequestURI, "#") || theirs.URL.User != nil
+		return strings.Contains(theirs.RequestURI, "#") || theirs.URL.User != nil ||
+			!strings.HasPrefix(theirs.RequestURI, "/") && theirs.URL.Host == ""
 	case errFieldTooLong:
 		return longestLine(head) > maxFieldLine
 	}
