@@ -33,8 +33,12 @@ func TestKill9MidDeploy(t *testing.T) {
 `, root))
 	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
 	for i, at := range []struct{ release, step string }{{"v2", "drain (brick 2)"}, {"v3", "check v3 (brick 2)"}} {
-		// WebSockets keep each brick's drain going until drain_timeout.
-		gap, err := loadgen.Start(context.Background(), loadgen.Config{Addr: n.gateway, Fast: 16, WebSockets: 6, Duration: time.Minute, Timeout: 10 * time.Second})
+		// WebSockets keep each brick's drain going until drain_timeout:
+		// enough of them that every old instance holds some when its brick
+		// drains (they are spread at random; with 6, brick 2's instance
+		// once held none on a loaded CI host, its drain took no time and
+		// the step was never seen).
+		gap, err := loadgen.Start(context.Background(), loadgen.Config{Addr: n.gateway, Fast: 16, WebSockets: 24, Duration: time.Minute, Timeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
