@@ -11,8 +11,8 @@ const maxExpect = 256
 
 // validateTCP checks what only a tcp app has (its own listen addresses, a
 // connect health check) and refuses the keys that only mean something to
-// HTTP. A default it cannot tell from a value written in the file (health.
-// path: /) is let through: it changes nothing for a tcp app.
+// HTTP, when given: health.path is refused even when written as the
+// default ("/"), which given tells from a value left out.
 func (a *App) validateTCP(key string, bad func(key, format string, args ...any), given func(key string) bool) {
 	if a.Kind != KindTCP {
 		if len(a.Listen) > 0 {

@@ -46,11 +46,3 @@ func (c *Cap) Held() int64 {
 	}
 	return c.held.Load()
 }
-
-// Max is the cap (0 for a nil Cap: none).
-func (c *Cap) Max() int64 {
-	if c == nil {
-		return 0
-	}
-	return c.max
-}
