@@ -384,6 +384,7 @@ func exchange(addr string, req []byte, limit time.Duration) outcome {
 		c.Write(req)
 	}()
 	deadline := start.Add(limit)
+	head := bytes.HasPrefix(req, []byte("HEAD "))
 	var got []byte
 	buf := make([]byte, 32<<10)
 	o := outcome{}
@@ -397,7 +398,7 @@ func exchange(addr string, req []byte, limit time.Duration) outcome {
 		c.SetReadDeadline(d)
 		n, err := c.Read(buf)
 		got = append(got, buf[:n]...)
-		parseResponses(got, &o, err != nil && !isTimeout(err), bytes.HasPrefix(req, []byte("HEAD ")))
+		parseResponses(got, &o, err != nil && !isTimeout(err), head)
 		if err != nil {
 			if !isTimeout(err) {
 				o.closed = true

@@ -62,9 +62,10 @@ func benchProxy(b *testing.B, backend string, size, conns int) {
 		runtime.GC()
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0, user0 := processCPU(b), processUserCPU(b)
+		cpu0, user0 := processCPU(b)
 		run()
-		cpu, user := processCPU(b)-cpu0, processUserCPU(b)-user0
+		cpu1, user1 := processCPU(b)
+		cpu, user := cpu1-cpu0, user1-user0
 		b.StopTimer()
 		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-µs/req")
 		b.ReportMetric(float64(user.Nanoseconds())/1e3/float64(b.N), "user-µs/req")
@@ -277,23 +278,16 @@ func (c *benchChild) socketCalls(t testing.TB) (h1.SocketCalls, uint64) {
 	return h1.SocketCalls{}, 0
 }
 
-// processUserCPU is processCPU's user part: the proxy's own code and the
-// Go runtime, without the kernel's work on its sockets, which is most of
-// processCPU and moves with the machine's load more than our code does.
-func processUserCPU(b testing.TB) time.Duration {
+// processCPU is this process's CPU time so far: all of it (user and
+// system), and its user part alone — the proxy's own code and the Go
+// runtime, without the kernel's work on its sockets, which is most of the
+// whole and moves with the machine's load more than our code does.
+func processCPU(b testing.TB) (all, user time.Duration) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano())
-}
-
-func processCPU(b testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ru.Utime.Nano())
 }
 
 // benchChild is this test binary re-run as BenchmarkProxy's backend or
