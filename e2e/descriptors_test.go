@@ -79,11 +79,9 @@ func TestOutOfDescriptors(t *testing.T) {
 func TestConnectionCapOverAllListeners(t *testing.T) {
 	v1 := startBackend(t, "v1")
 	line := startLineTarget(t, "L")
-	dir := t.TempDir()
-	n := &node{t: t, exe: bin, dir: dir, config: filepath.Join(dir, "handoff.yaml"), socket: filepath.Join(dir, "handoff.sock"),
-		gateway: freeAddr(t), admin: freeAddr(t)}
 	second, tcpListen := freeAddr(t), freeAddr(t)
-	cfg := fmt.Sprintf(`listen: [%q, %q]
+	n := startNode(t, bin, func(n *node) string {
+		return fmt.Sprintf(`listen: [%q, %q]
 socket: %s
 state: %s
 logs: %s
@@ -98,12 +96,8 @@ apps:
     listen: [%q]
     targets: [%q]
     health: { interval: 1h }
-`, n.gateway, second, n.socket, filepath.Join(dir, "handoff.db"), filepath.Join(dir, "logs"), v1.addr, tcpListen, line.addr)
-	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.start()
-	t.Cleanup(n.stop)
+`, n.gateway, second, n.socket, filepath.Join(n.dir, "handoff.db"), filepath.Join(n.dir, "logs"), v1.addr, tcpListen, line.addr)
+	})
 
 	get := func(c net.Conn) int {
 		t.Helper()

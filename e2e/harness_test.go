@@ -44,12 +44,18 @@ func newNode(t *testing.T, apps string) *node {
 // newNodeWith starts a node served by the handoff binary at exe.
 func newNodeWith(t *testing.T, exe, apps string) *node {
 	t.Helper()
+	return newNodeTopWith(t, exe, "", apps)
+}
+
+// startNode starts handoff serve, the binary (or a wrapper of it) at exe,
+// in a directory of its own, on the config that cfg writes for the node
+// (its gateway and admin addresses chosen, its paths in that directory).
+func startNode(t *testing.T, exe string, cfg func(n *node) string) *node {
+	t.Helper()
 	dir := t.TempDir()
 	n := &node{t: t, exe: exe, dir: dir, config: filepath.Join(dir, "handoff.yaml"), socket: filepath.Join(dir, "handoff.sock"),
 		gateway: freeAddr(t), admin: freeAddr(t)}
-	cfg := fmt.Sprintf("listen: [%q]\nsocket: %s\nstate: %s\nlogs: %s\nadmin: { listen: %q }\naccess_log: false\napps:\n%s",
-		n.gateway, n.socket, filepath.Join(dir, "handoff.db"), filepath.Join(dir, "logs"), n.admin, apps)
-	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(n.config, []byte(cfg(n)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	n.start()

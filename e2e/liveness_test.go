@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -25,17 +24,10 @@ func newNodeTop(t *testing.T, top, apps string) *node {
 // of it) at exe.
 func newNodeTopWith(t *testing.T, exe, top, apps string) *node {
 	t.Helper()
-	dir := t.TempDir()
-	n := &node{t: t, exe: exe, dir: dir, config: filepath.Join(dir, "handoff.yaml"), socket: filepath.Join(dir, "handoff.sock"),
-		gateway: freeAddr(t), admin: freeAddr(t)}
-	cfg := fmt.Sprintf("listen: [%q]\nsocket: %s\nstate: %s\nlogs: %s\nadmin: { listen: %q }\naccess_log: false\n%sapps:\n%s",
-		n.gateway, n.socket, filepath.Join(dir, "handoff.db"), filepath.Join(dir, "logs"), n.admin, top, apps)
-	if err := os.WriteFile(n.config, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.start()
-	t.Cleanup(n.stop)
-	return n
+	return startNode(t, exe, func(n *node) string {
+		return fmt.Sprintf("listen: [%q]\nsocket: %s\nstate: %s\nlogs: %s\nadmin: { listen: %q }\naccess_log: false\n%sapps:\n%s",
+			n.gateway, n.socket, filepath.Join(n.dir, "handoff.db"), filepath.Join(n.dir, "logs"), n.admin, top, apps)
+	})
 }
 
 // TestHungInstanceIsRestarted: an instance whose process lives but answers
