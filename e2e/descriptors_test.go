@@ -142,6 +142,16 @@ apps:
 	if greeted(dial(tcpListen)) {
 		t.Error("a fourth connection to the tcp app was served")
 	}
+	// A connection that became a WebSocket keeps its place until it closes.
+	a.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(a, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(a), nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	if s := get(dial(n.gateway)); s != http.StatusServiceUnavailable {
+		t.Errorf("a fourth connection beside a WebSocket: %d, want 503", s)
+	}
 	a.Close()
 	waitUntil(t, 5*time.Second, "the closed connection's place to be free", func() bool {
 		return get(dial(second)) == 200

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/conncap"
 )
 
 // bufferSize is the size of a connection's read and write buffers. A
@@ -491,14 +493,34 @@ func (c *conn) refuse(err error) {
 	c.linger = true
 }
 
-// hijack gives the connection up to the handler.
-func (c *conn) hijack() {
+// hijack gives the connection up to the handler. It stays counted in
+// the server's connection cap until the handler closes it: a WebSocket
+// holds a descriptor as long as any request does, and a cap that let
+// hijacked connections go uncounted could be walked past by opening them.
+func (c *conn) hijack() net.Conn {
 	c.hijacked.Store(true)
 	c.detached = true
 	if c.readDeadline {
 		c.setReadDeadline(time.Time{})
 	}
-	c.srv.forget(c, http.StateHijacked)
+	c.srv.untrack(c, http.StateHijacked)
+	if c.srv.Conns == nil {
+		return c.rwc
+	}
+	return &hijackedConn{Conn: c.rwc, cap: c.srv.Conns}
+}
+
+// hijackedConn is a hijacked connection that gives its place in the
+// connection cap back when it is first closed.
+type hijackedConn struct {
+	net.Conn
+	cap  *conncap.Cap
+	once sync.Once
+}
+
+func (h *hijackedConn) Close() error {
+	h.once.Do(h.cap.Give)
+	return h.Conn.Close()
 }
 
 // close closes the connection unless it was handed over. It cancels the

@@ -3,6 +3,7 @@ package h1
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -138,5 +139,48 @@ func TestAbortBeforeAnythingSent(t *testing.T) {
 	}
 	if _, err := io.ReadAll(resp.Body); err == nil {
 		t.Fatal("a response cut after it began read as complete")
+	}
+}
+
+// A hijacked connection (a WebSocket, through the gateway) keeps its place
+// in the cap until its handler closes it: it holds a descriptor as a
+// served one does, and a cap blind to it could be walked past by
+// upgrading every connection.
+func TestHijackedConnHoldsItsPlace(t *testing.T) {
+	conns := conncap.New(1)
+	hijacked := make(chan net.Conn, 1)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hijack" {
+			io.WriteString(w, "served")
+			return
+		}
+		nc, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		buf.Flush()
+		hijacked <- nc
+	}), func(s *Server) { s.Conns = conns })
+	c := dialRaw(t, ts.addr)
+	c.send("GET /hijack HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	nc := <-hijacked
+	if resp, err := http.ReadResponse(c.br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	if ts.ConnStats().Total() != 0 || conns.Held() != 1 {
+		t.Fatalf("hijacked: %d served, %d held; want 0 and 1", ts.ConnStats().Total(), conns.Held())
+	}
+	if resp, body := dialRaw(t, ts.addr).get("/"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("over the cap with a hijacked connection: %d %q", resp.StatusCode, body)
+	}
+	nc.Close()
+	nc.Close() // a second close gives nothing back twice
+	if conns.Held() != 0 {
+		t.Fatalf("%d held after the hijacked connection closed, want 0", conns.Held())
+	}
+	if resp, body := dialRaw(t, ts.addr).get("/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("under the cap again: %d %q", resp.StatusCode, body)
 	}
 }

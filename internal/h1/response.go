@@ -553,8 +553,8 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	c.hijack()
-	return c.rwc, bufio.NewReadWriter(c.reader(), c.writer()), nil
+	rwc := c.hijack()
+	return rwc, bufio.NewReadWriter(c.reader(), c.writer()), nil
 }
 
 // SetReadDeadline sets the connection's read deadline, for reading the body

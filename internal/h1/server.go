@@ -36,8 +36,9 @@ type Server struct {
 	// its body makes the handler's read fail with an error that wraps
 	// os.ErrDeadlineExceeded. Zero means no limit.
 	BodyTimeout time.Duration
-	// Conns caps the connections served at once, HTTP/1 and HTTP/2 (not
-	// those hijacked), a cap this server may share with others (every
+	// Conns caps the connections served at once, HTTP/1 and HTTP/2, and
+	// those hijacked until their handler closes them (Hijack's net.Conn
+	// is then a wrapper that gives the place back at Close), a cap this server may share with others (every
 	// listener of handoff serve takes from one). A connection over the cap
 	// gets a 503 with "Retry-After: 1" and is closed without its request
 	// being read, so that a flood costs a short write rather than a
@@ -304,15 +305,21 @@ func (s *Server) track(rwc net.Conn) *conn {
 	return c
 }
 
-// forget unregisters a connection that closed or was hijacked. The hook
-// runs first, so that when Shutdown returns every hook has run.
+// forget unregisters a connection that closed and gives its place in
+// the cap back.
 func (s *Server) forget(c *conn, st http.ConnState) {
+	s.untrack(c, st)
+	s.Conns.Give()
+}
+
+// untrack unregisters a connection that closed or was hijacked. The hook
+// runs first, so that when Shutdown returns every hook has run.
+func (s *Server) untrack(c *conn, st http.ConnState) {
 	c.setState(st)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.noteGoneLocked()
 	s.mu.Unlock()
-	s.Conns.Give()
 }
 
 func (s *Server) noteGoneLocked() {
