@@ -55,7 +55,9 @@ func startNode(t *testing.T, exe string, cfg func(n *node) string) *node {
 	dir := t.TempDir()
 	n := &node{t: t, exe: exe, dir: dir, config: filepath.Join(dir, "handoff.yaml"), socket: filepath.Join(dir, "handoff.sock"),
 		gateway: freeAddr(t), admin: freeAddr(t)}
-	if err := os.WriteFile(n.config, []byte(cfg(n)), 0o644); err != nil {
+	// Written to dir whatever cfg makes of n.config: a node that serves on
+	// a path relative to its cwd (newRelativeNode) sets both.
+	if err := os.WriteFile(filepath.Join(dir, "handoff.yaml"), []byte(cfg(n)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	n.start()

@@ -171,17 +171,11 @@ func TestFailedStartStopsNothing(t *testing.T) {
 // relative to the directory, and `cd dir && handoff serve`.
 func newRelativeNode(t *testing.T, apps string) *node {
 	t.Helper()
-	dir := t.TempDir()
-	n := &node{t: t, exe: bin, dir: dir, cwd: dir, config: "handoff.yaml", socket: filepath.Join(dir, "handoff.sock"),
-		gateway: freeAddr(t), admin: freeAddr(t)}
-	cfg := fmt.Sprintf("listen: [%q]\nsocket: ./handoff.sock\nstate: ./handoff.db\nlogs: ./logs\nadmin: { listen: %q }\naccess_log: false\napps:\n%s",
-		n.gateway, n.admin, apps)
-	if err := os.WriteFile(filepath.Join(dir, "handoff.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.start()
-	t.Cleanup(n.stop)
-	return n
+	return startNode(t, bin, func(n *node) string {
+		n.cwd, n.config = n.dir, "handoff.yaml"
+		return fmt.Sprintf("listen: [%q]\nsocket: ./handoff.sock\nstate: ./handoff.db\nlogs: ./logs\nadmin: { listen: %q }\naccess_log: false\napps:\n%s",
+			n.gateway, n.admin, apps)
+	})
 }
 
 // Two installations on one host, each with the same relative paths and the
