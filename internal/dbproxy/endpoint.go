@@ -465,8 +465,9 @@ type gate struct {
 	conn      net.Conn // the client's
 	idleSince time.Time
 	state     sessionState
-	gen       uint64 // the endpoint generation the session's server belongs to
-	addr      string // the session's server
+	gen       uint64        // the endpoint generation the session's server belongs to
+	addr      string        // the session's server
+	cancel    chan struct{} // while held: closed by a cancel request (cancelHeld)
 }
 
 type sessionState int
@@ -485,32 +486,91 @@ func (s sessionState) String() string {
 
 // admit is called before the first client message of a new transaction
 // (or of an autocommit statement, its own transaction) is forwarded. It
-// blocks while the endpoint is paused (or until gone is closed), then marks
-// the session open and reports whether its server is out of date.
+// blocks while the endpoint is paused (or until gone is closed or the
+// client hangs up), then marks the session open and reports whether its
+// server is out of date.
+//
+// A client that hung up while its message was held gave up on it (its
+// driver's query timeout closes the connection): the message must not
+// run once the pause lifts, or an app that retries on the timeout writes
+// twice. So a held session watches its client, and looks once more as the
+// pause lifts.
 func (e *Endpoint) admit(g *gate, gone <-chan struct{}) (addr string, stale bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	held := false
 	for e.pausedLocked() {
+		held = true
 		g.state = stateHeld
+		g.cancel = make(chan struct{})
 		e.held++
-		resumed := e.resumed
+		resumed, cancel := e.resumed, g.cancel
 		e.mu.Unlock()
-		select {
-		case <-resumed:
-		case <-gone:
-		}
+		left := awaitResume(g.conn, resumed, gone, cancel)
 		e.mu.Lock()
 		e.held--
+		g.cancel = nil
 		select {
-		case <-gone:
+		case <-cancel:
 			g.state = stateIdle
-			return "", false, net.ErrClosed
+			return "", false, errCancelled
 		default:
 		}
+		if left {
+			g.state = stateIdle
+			return "", false, net.ErrClosed
+		}
+	}
+	if held && hungUp(g.conn) {
+		g.state = stateIdle
+		return "", false, net.ErrClosed
 	}
 	g.state = stateOpen
 	e.open++
 	return e.addr, g.gen != e.gen || g.addr != e.addr, nil
+}
+
+// heldPoll is how often a held session looks whether its client hung up.
+const heldPoll = 50 * time.Millisecond
+
+// awaitResume waits for resumed, and reports true instead when gone or
+// cancel is closed or the client c hangs up first.
+func awaitResume(c net.Conn, resumed, gone, cancel <-chan struct{}) bool {
+	tick := time.NewTicker(heldPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-resumed:
+			return false
+		case <-gone:
+			return true
+		case <-cancel:
+			return true
+		case <-tick.C:
+			if hungUp(c) {
+				return true
+			}
+		}
+	}
+}
+
+// errCancelled is admit's answer for a session whose held message a
+// cancel request withdrew: it never ran.
+var errCancelled = errors.New("canceled by the client while held by a pause")
+
+// cancelHeld withdraws the message a session holds at the gate, for the
+// client's cancel request, and reports whether there was one: a held
+// message has reached no server, so cancelling it there would do nothing,
+// and it would run once the pause lifts.
+func (e *Endpoint) cancelHeld(g *gate) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if g.state != stateHeld || g.cancel == nil {
+		return false
+	}
+	close(g.cancel)
+	g.cancel = nil
+	return true
 }
 
 // moveTo records that the session now runs on the current server.

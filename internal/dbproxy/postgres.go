@@ -256,7 +256,7 @@ func (e *Endpoint) cancelPG(req *pgproto3.CancelRequest) {
 	e.mu.Lock()
 	s := e.keys[key]
 	e.mu.Unlock()
-	if s == nil {
+	if s == nil || e.cancelHeld(s.g) {
 		return
 	}
 	s.mu.Lock()
@@ -371,6 +371,12 @@ func (s *pgSession) gateAndTrack(m pgMessage) (*pgServer, error) {
 	if s.idle && startsWork(m.typ) {
 		s.mu.Unlock()
 		addr, stale, err := s.e.admit(s.g, s.gone)
+		if errors.Is(err, errCancelled) {
+			// The client (pgx at its query timeout, psql at Ctrl-C) asked to
+			// cancel what it sent: it did not run, and the session ends
+			// with the error Postgres gives a cancelled statement.
+			s.fatal("57014", "handoff: canceling statement due to user request (it was held by a pause and did not run)")
+		}
 		if err == nil && (stale || s.server() == nil) {
 			err = s.move(addr)
 		}
