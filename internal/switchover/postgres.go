@@ -172,7 +172,70 @@ func (p *pgPair) Check(ctx context.Context, longTx time.Duration) error {
 	if fenced == "on" {
 		return fmt.Errorf("the primary %s is read-only already (%s = on)", p.oldAddr, pgFenceSetting)
 	}
+	if p.logical {
+		return p.checkSubscribed(ctx)
+	}
 	return nil
+}
+
+// checkSubscribed refuses a subscriber that does not hold every table of
+// the primary yet: one still in its initial copy (catching up watches the
+// subscription's slot, which moves on while a table copies through a slot
+// of its own, and dropping the subscription at promotion ends that copy
+// for good), or one the subscription does not take at all (a publication
+// of some tables only, a table created since and not refreshed). Either
+// would leave rows behind on the old primary.
+func (p *pgPair) checkSubscribed(ctx context.Context) error {
+	const subRels = `FROM pg_subscription_rel sr
+		JOIN pg_subscription s ON s.oid = sr.srsubid
+		JOIN pg_class c ON c.oid = coalesce(pg_partition_root(sr.srrelid), sr.srrelid)
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`
+	rows, err := p.new.Query(ctx, "SELECT DISTINCT format('%I.%I', n.nspname, c.relname) "+subRels+" AND sr.srsubstate <> 'r' ORDER BY 1", p.sub)
+	if err != nil {
+		return fmt.Errorf("ask the replica for its subscribed tables: %w", err)
+	}
+	copying, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("ask the replica for its subscribed tables: %w", err)
+	}
+	if len(copying) > 0 {
+		return fmt.Errorf("the subscription %s of %s is still copying %s; wait until every table of pg_subscription_rel is ready (srsubstate 'r')", p.sub, p.newAddr, names(copying))
+	}
+	rows, err = p.new.Query(ctx, "SELECT DISTINCT format('%I.%I', n.nspname, c.relname) "+subRels, p.sub)
+	if err != nil {
+		return fmt.Errorf("ask the replica for its subscribed tables: %w", err)
+	}
+	subscribed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("ask the replica for its subscribed tables: %w", err)
+	}
+	// The primary's durable tables, a partition tree as its root.
+	rows, err = p.old.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition
+		AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+		AND NOT format('%I.%I', n.nspname, c.relname) = ANY($1) ORDER BY 1`, subscribed)
+	if err != nil {
+		return fmt.Errorf("ask the primary for its tables: %w", err)
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("ask the primary for its tables: %w", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the subscription %s of %s does not replicate %s of the primary; publish every table (FOR ALL TABLES) and run ALTER SUBSCRIPTION %s REFRESH PUBLICATION", p.sub, p.newAddr, names(missing), pgx.Identifier{p.sub}.Sanitize())
+	}
+	return nil
+}
+
+// names lists a few table names for a message.
+func names(list []string) string {
+	const most = 5
+	if len(list) > most {
+		return fmt.Sprintf("%s and %d more", strings.Join(list[:most], ", "), len(list)-most)
+	}
+	return strings.Join(list, ", ")
 }
 
 func (p *pgPair) Position(ctx context.Context) (string, error) {

@@ -187,3 +187,55 @@ func TestSwitchoverPostgresRefuses(t *testing.T) {
 		t.Fatalf("a deadline of an hour: %v", err)
 	}
 }
+
+// A subscriber that does not hold every table of the primary yet is
+// refused before anything is fenced: a table the subscription does not
+// take (created since, not refreshed), then one it takes but is still
+// copying. Promoted, either would have left its rows on the old primary.
+func TestSwitchoverPostgresLogicalRefusesTablesNotReplicated(t *testing.T) {
+	t.Parallel() // two at a time (GOMAXPROCS): most of each is waiting for servers
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	old := testdb.NewPG(t)
+	old.Exec(t, "postgres", "CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a SELECT generate_series(1, 10)")
+	sub := testdb.NewPG(t)
+	sub.Subscribe(t, old, "postgres", "handoff_move")
+	// Created since, the subscriber's first (its apply worker skips the
+	// rows of a table the subscription has not taken).
+	sub.Exec(t, "postgres", "CREATE TABLE b (id int PRIMARY KEY)")
+	old.Exec(t, "postgres", "CREATE TABLE b (id int PRIMARY KEY); INSERT INTO b SELECT generate_series(1, 1000)")
+	pair, err := OpenPostgres(ctx, old.URL("postgres"), sub.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	refused := func(want string) {
+		t.Helper()
+		g := &gate{}
+		_, err := Run(ctx, pair, Options{Name: "main", Deadline: 5 * time.Second, Gate: g})
+		var serr *Error
+		if !errors.As(err, &serr) || serr.RolledBack || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Run: %v; want refused with %q", err, want)
+		}
+		if g.holds != 0 {
+			t.Fatal("a refused switchover held HTTP")
+		}
+		var fenced string
+		if err := pgDB(t, old.Addr()).QueryRow("SHOW " + pgFenceSetting).Scan(&fenced); err != nil || fenced != "off" {
+			t.Fatalf("the old primary after a refusal: %s = %q (%v)", pgFenceSetting, fenced, err)
+		}
+	}
+	refused("does not replicate public.b")
+
+	// Taken now, but its copy waits for a lock held on the subscriber.
+	lock, err := pgDB(t, sub.Addr()).BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	if _, err := lock.Exec("LOCK TABLE b IN SHARE MODE"); err != nil { // holds off the copy (ROW EXCLUSIVE), not the refresh
+		t.Fatal(err)
+	}
+	sub.Exec(t, "postgres", "ALTER SUBSCRIPTION handoff_move REFRESH PUBLICATION")
+	refused("still copying public.b")
+}
