@@ -45,13 +45,18 @@ func TestFleetSwitchoverMovesEveryEndpoint(t *testing.T) {
 	defer l2.halt()
 	waitUntil(t, 30*time.Second, "writes through both nodes", func() bool { return l1.count() > 100 && l2.count() > 100 })
 
-	out := n1.must("db", "switchover", "main", "--to", standby.URL("postgres"), "--deadline", "10s", "--json")
+	// A password in --to (trust ignores it) appears in no output.
+	to := strings.Replace(standby.URL("postgres"), "postgres@", "postgres:s3cret-pw@", 1)
+	out := n1.must("db", "switchover", "main", "--to", to, "--deadline", "10s", "--json")
 	var rec switchover.Record
 	if err := json.Unmarshal([]byte(out), &rec); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if rec.Step != switchover.Done {
 		t.Fatalf("switchover: %+v", rec)
+	}
+	if strings.Contains(out, "s3cret-pw") || strings.Contains(n1.output(), "s3cret-pw") || strings.Contains(n2.output(), "s3cret-pw") {
+		t.Fatalf("the password of --to was printed:\n%s", out)
 	}
 	at := l2.count()
 	waitUntil(t, 30*time.Second, "writes through web-2 after the switchover", func() bool { return l2.count() > at+200 })

@@ -178,7 +178,14 @@ func (s *Server) DBSwitchover(ctx context.Context, req control.SwitchoverRequest
 	if req.Deadline <= 0 {
 		req.Deadline = config.Duration(switchover.DefaultDeadline)
 	}
-	return s.runSwitchover(ctx, req, d.cfg, d.ep.Holder(), d.ep.Stats().Primary)
+	rec, err := s.runSwitchover(ctx, req, d.cfg, d.ep.Holder(), d.ep.Stats().Primary)
+	if rec != nil {
+		// The answer is printed (--json, CI logs): no password in it. The
+		// journal keeps the URLs whole, to finish or roll back with.
+		r := rec.Redacted()
+		rec = &r
+	}
+	return rec, err
 }
 
 // dbCollector exports each endpoint's connections at scrape time.

@@ -27,3 +27,10 @@ func RedactURL(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// Redacted is the record with its URLs' passwords masked (RedactURL), for
+// an answer or a page; the journal keeps the record whole.
+func (r Record) Redacted() Record {
+	r.From, r.To = RedactURL(r.From), RedactURL(r.To)
+	return r
+}
