@@ -96,6 +96,7 @@ func (e *Endpoint) serveMySQL(c net.Conn, g *gate) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	s.srv.raw.SetDeadline(time.Time{})
 	e.started(s.g)
 	s.idle = true
 	if err := s.serve(); err != nil {
@@ -119,6 +120,9 @@ func (s *mySession) relayLogin() error {
 		s.client.Write(mysqlErrPacket(0, 2003, "HY000", "handoff: "+err.Error()))
 		return err
 	}
+	// Bounded as the client's side is (see pgSession.login); serveMy
+	// clears it once the login is through.
+	conn.SetDeadline(time.Now().Add(s.e.opts.StartupTimeout))
 	srv := newMyServer(conn, addr)
 	s.srv = srv
 	p, err := srv.r.next(0)

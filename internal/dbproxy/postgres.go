@@ -148,6 +148,10 @@ func (s *pgSession) login() error {
 		s.fatal("08006", "handoff: "+err.Error())
 		return err
 	}
+	// The server's side of the login is bounded as the client's is: a
+	// server that accepts and then says nothing (frozen, stopped) must not
+	// hold the session, its place under max_connections, and Close.
+	conn.SetDeadline(time.Now().Add(s.e.opts.StartupTimeout))
 	srv := &pgServer{conn: conn, r: newPGReader(conn), w: bufio.NewWriterSize(conn, 16<<10), addr: addr, done: make(chan struct{})}
 	fail := func(err error) error {
 		conn.Close()
@@ -164,6 +168,7 @@ func (s *pgSession) login() error {
 	if err := s.relayLogin(srv); err != nil {
 		return fail(err)
 	}
+	conn.SetDeadline(time.Time{})
 	s.e.mu.Lock()
 	s.g.addr, s.g.gen = addr, gen
 	s.e.mu.Unlock()

@@ -3,6 +3,7 @@ package dbproxy
 import (
 	"context"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -107,4 +108,67 @@ func TestMySQLHeldQueryOfAClientThatLeftDoesNotRun(t *testing.T) {
 		}
 		return n
 	})
+}
+
+// A server that accepts a connection and then says nothing (frozen,
+// SIGSTOPped: its kernel still accepts) fails the client's login within
+// StartupTimeout, frees its place, and does not hold Close up.
+func TestLoginToASilentServerIsBounded(t *testing.T) {
+	for _, kind := range []Kind{Postgres, MySQL} {
+		t.Run(string(kind), func(t *testing.T) {
+			silent, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer silent.Close()
+			go func() {
+				for {
+					c, err := silent.Accept()
+					if err != nil {
+						return
+					}
+					defer c.Close()
+				}
+			}()
+			e, err := New(Options{Name: "x", Kind: kind, Primary: silent.Addr().String(),
+				StartupTimeout: 300 * time.Millisecond, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go e.Serve(l)
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if kind == Postgres {
+				startup := []byte{0, 0, 0, 0, 0, 3, 0, 0}
+				startup = append(startup, "user\x00u\x00\x00"...)
+				startup[3] = byte(len(startup))
+				c.Write(startup)
+			}
+			deadline := time.Now().Add(3 * time.Second)
+			for e.Stats().Starting != 1 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond) // the login is under way, the server silent
+			for e.Stats().Connections != 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if st := e.Stats(); st.Connections != 0 {
+				t.Fatalf("a login to a silent server is still there 3 s on, with a startup timeout of 300 ms: %+v", st)
+			}
+			closed := make(chan struct{})
+			go func() { e.Close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(3 * time.Second):
+				t.Fatal("Close has not returned after 3 s")
+			}
+		})
+	}
 }
