@@ -316,13 +316,8 @@ func (e *Endpoint) dialPG(ctx context.Context, addr string) (net.Conn, error) {
 func (s *pgSession) serve() {
 	for {
 		s.mu.Lock()
-		idle := s.idle
+		s.setIdleDeadline()
 		s.mu.Unlock()
-		if idle {
-			s.client.SetReadDeadline(time.Now().Add(s.e.opts.IdleTimeout))
-		} else {
-			s.client.SetReadDeadline(time.Time{})
-		}
 		m, err := s.cr.next(true)
 		if err != nil {
 			var bad *errMalformed
@@ -485,6 +480,18 @@ func (s *pgSession) ready(status byte) {
 	if s.pending == 0 && !s.unsynced && status == 'I' && !s.idle {
 		s.idle = true
 		s.e.settle(s.g)
+		s.setIdleDeadline() // serve is in its read already: its deadline changes under it
+	}
+}
+
+// setIdleDeadline gives the client's reads the idle timeout between
+// transactions, and none inside one. s.mu is held, so that serve and the
+// pump (ready) cannot set them out of order.
+func (s *pgSession) setIdleDeadline() {
+	if s.idle {
+		s.client.SetReadDeadline(time.Now().Add(s.e.opts.IdleTimeout))
+	} else {
+		s.client.SetReadDeadline(time.Time{})
 	}
 }
 

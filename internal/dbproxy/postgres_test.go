@@ -618,6 +618,8 @@ func TestPGIdleTimeout(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Idle again after its queries, it is closed too.
+	waitFor(t, 5*time.Second, func() bool { return e.Stats().Connections == 0 })
 }
 
 // TestPGShutdownPastItsDeadline: once Shutdown's ctx has ended, a
