@@ -134,5 +134,8 @@ func printSwitchover(w io.Writer, rec *switchover.Record) {
 		if rec.Migrate != "" {
 			fmt.Fprintf(w, "migrated: %s ran on the copy; the old primary %s is fenced and left as it was\n", rec.Migrate, rec.FromAddr)
 		}
+		if rec.Warning != "" {
+			fmt.Fprintf(w, "warning: %s\n", rec.Warning)
+		}
 	}
 }

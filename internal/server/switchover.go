@@ -67,6 +67,9 @@ func (s *Server) runSwitchover(ctx context.Context, req control.SwitchoverReques
 	switch {
 	case err == nil:
 		s.event("", "switchover", req.Actor, "switchover of %s done: the endpoint points at %s (%v)", db.Name, rec.ToAddr, time.Since(rec.Started).Round(time.Millisecond))
+		if rec.Warning != "" {
+			s.event("", "switchover", req.Actor, "switchover of %s: %s", db.Name, rec.Warning)
+		}
 		return &rec, nil
 	case errors.As(err, &serr) && serr.RolledBack:
 		rec.Error = err.Error()

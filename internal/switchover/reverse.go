@@ -96,7 +96,16 @@ func (p *pgPair) Reverse(ctx context.Context) error {
 	_, err := p.old.Exec(ctx, fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (copy_data = false, create_slot = false, slot_name = %s)",
 		name, quoteLiteral(p.newURL), name, quoteLiteral(reverseName)))
 	if err != nil {
-		return fmt.Errorf("subscribe the old primary to the new one: %w", err)
+		// Nothing will read the slot: left, it would keep the new
+		// primary's WAL until its disk fills. Best effort; said if not.
+		_, derr := p.new.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", reverseName)
+		if derr == nil {
+			_, derr = p.new.Exec(ctx, "DROP PUBLICATION IF EXISTS "+name)
+		}
+		if derr != nil {
+			derr = fmt.Errorf("drop the slot and publication %s on the new primary (do it by hand): %w", reverseName, derr)
+		}
+		return errors.Join(fmt.Errorf("subscribe the old primary to the new one: %w", err), derr)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package switchover
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +92,50 @@ func TestSwitchoverPostgresReverseThenBack(t *testing.T) {
 	}
 	if _, err := oldDB.Exec("INSERT INTO acks (note) VALUES ('direct')"); err != nil {
 		t.Fatalf("direct write on the old server after the switch back: %v", err)
+	}
+}
+
+// A reverse replication that cannot start (here the old primary's libpq
+// refuses a parameter of --to that only pgx knows; in the field, a
+// pg_hba.conf or a network that does not let the old server reach the new
+// one) fails after the promotion, when there is no going back: the
+// switchover goes on to its end, the endpoint on the new primary, with a
+// warning, and leaves no slot behind to hold the new primary's WAL.
+func TestSwitchoverPostgresReverseThatFailsStillSwitches(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	old := testdb.NewPG(t)
+	old.Exec(t, "postgres", `CREATE TABLE acks (id bigserial PRIMARY KEY, note text NOT NULL)`)
+	sub := testdb.NewPG(t)
+	sub.Subscribe(t, old, "postgres", "handoff_move")
+	ep := newAppDB(t, old.Addr(), pgOpen)
+	l := startLoad(t, ep, pgInsert, 8)
+	l.waitAcked(t, 200)
+	from, to := old.URL("postgres")+"&description_cache_capacity=64", sub.URL("postgres")+"&description_cache_capacity=64"
+	pair, err := OpenPostgres(ctx, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	rec, err := Run(ctx, pair, Options{Name: "main", Deadline: 10 * time.Second, Endpoint: ep, Gate: &gate{},
+		Journal: &memJournal{}, From: from, To: to, Reverse: true})
+	if err != nil || rec.Step != Done {
+		t.Fatalf("Run: %v at step %s; want done", err, rec.Step)
+	}
+	if !strings.Contains(rec.Warning, "reverse replication did not start") {
+		t.Fatalf("warning %q", rec.Warning)
+	}
+	if ep.current() != sub.Addr() {
+		t.Fatalf("endpoint at %s, want the new primary %s", ep.current(), sub.Addr())
+	}
+	l.waitAcked(t, l.ackedCount()+300)
+	l.halt()
+	l.checkNoFailures(t)
+	l.checkAllOn(t, pgDB(t, sub.Addr()), "acks")
+	var left int
+	if err := pgDB(t, sub.Addr()).QueryRow(`SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1)
+		+ (SELECT count(*) FROM pg_publication WHERE pubname = $1)`, reverseName).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("left on the new primary: %d of the reverse slot and publication (%v)", left, err)
 	}
 }

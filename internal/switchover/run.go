@@ -226,6 +226,11 @@ func (r *run) finish(ctx context.Context) error {
 		}
 		return &Error{Step: Promoting, RolledBack: true, Err: err}
 	}
+	var nwb noWayBack
+	if errors.As(err, &nwb) {
+		r.rec.Warning, err = nwb.Error(), nil
+		r.o.Log.Warn("switchover done without its way back", "database", r.rec.Name, "error", nwb.err)
+	}
 	r.resumeAll()
 	if err != nil {
 		r.rec.Error = err.Error()
@@ -236,7 +241,7 @@ func (r *run) finish(ctx context.Context) error {
 
 // completeCommitted promotes, repoints and records; shared by Run and
 // Recover, so that resuming after a crash is the same code path.
-func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, reverse bool, record func(context.Context, Step) error) error {
+func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, reverse bool, record func(context.Context, Step) error) (way error) {
 	if err := pair.Promote(ctx); err != nil {
 		// What decides is where the replica is: promoted after all (an
 		// error after the fact) → go on; still a replica → roll back;
@@ -259,7 +264,10 @@ func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, reverse bool
 			return err
 		}
 		if err := pair.(reverser).Reverse(ctx); err != nil {
-			return fmt.Errorf("start reverse replication: %w", err)
+			// The way back failed, not the switchover: the replica is the
+			// primary now, and the endpoint must go to it (the old one is
+			// fenced). Said, not fatal.
+			way = noWayBack{fmt.Errorf("reverse replication did not start, so a switch back would not find the old primary caught up: %w", err)}
 		}
 	}
 	if err := record(ctx, Repointing); err != nil {
@@ -271,8 +279,19 @@ func completeCommitted(ctx context.Context, pair Pair, ep Endpoint, reverse bool
 			return fmt.Errorf("point the endpoint at %s: %w", to, err)
 		}
 	}
-	return record(ctx, Resuming)
+	if err := record(ctx, Resuming); err != nil {
+		return err
+	}
+	return way
 }
+
+// noWayBack is completeCommitted's report of a switchover done but for
+// its reverse replication: the caller records it as the record's Warning
+// and goes on to Done.
+type noWayBack struct{ err error }
+
+func (e noWayBack) Error() string { return e.err.Error() }
+func (e noWayBack) Unwrap() error { return e.err }
 
 // notPromoted is a failed promotion that left the replica a replica.
 type notPromoted struct{ err error }
@@ -359,6 +378,10 @@ func Recover(ctx context.Context, rec Record, pair Pair, ep Endpoint, j Journal)
 		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		defer cancel()
 		err := completeCommitted(fctx, pair, ep, rec.Reverse, record)
+		var nwb noWayBack
+		if errors.As(err, &nwb) {
+			rec.Warning, err = nwb.Error(), nil
+		}
 		var np notPromoted
 		if !errors.As(err, &np) {
 			if err != nil {

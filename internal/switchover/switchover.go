@@ -166,6 +166,10 @@ type Record struct {
 	Step    Step          `json:"step"`
 	Steps   []StepTime    `json:"steps"`
 	Error   string        `json:"error,omitempty"`
+	// Warning is what a switchover that is done did not do: its reverse
+	// replication, when that failed after the promotion (the switchover
+	// goes on: the old primary is fenced, the new one must serve).
+	Warning string `json:"warning,omitempty"`
 	// Recovered is set when a restarted handoff finished or rolled back
 	// the switchover.
 	Recovered bool `json:"recovered,omitempty"`
