@@ -172,3 +172,35 @@ func TestLoginToASilentServerIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// A server that ends a session between transactions (pg_terminate_backend
+// here; idle_session_timeout, a restart of the old primary after a
+// switchover) says FATAL first. The client is not using the session and
+// keeps its connection, so it must not get that error: its next query runs
+// on a new server session.
+func TestPGServerEndingAnIdleSessionIsNotTheClientsError(t *testing.T) {
+	dbURL := testdb.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, through := pgEndpoint(t, dbURL, Options{})
+	direct, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	c, err := pgx.Connect(ctx, through)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var pid, again int
+	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Exec(ctx, "SELECT pg_terminate_backend($1, 5000)", pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&again); err != nil || again == pid {
+		t.Fatalf("the next query after the server ended the idle session: pid %d (was %d), %v", again, pid, err)
+	}
+}

@@ -455,6 +455,19 @@ func (s *pgSession) pump(srv *pgServer) {
 				s.mu.Lock()
 				s.noteParam(m.body)
 				s.mu.Unlock()
+			case 'E':
+				s.mu.Lock()
+				idle := s.idle
+				s.mu.Unlock()
+				if idle && fatalError(m.body) {
+					// The server ends a session the client is not using
+					// (idle_session_timeout, pg_terminate_backend, a
+					// shutdown): the client keeps its connection and its
+					// next transaction opens a new server session (lost),
+					// so this is not the client's error to see.
+					s.e.log.Info("the server ends a session between transactions", "server", srv.addr, "error", errorMessage(m.body))
+					continue
+				}
 			}
 		}
 		s.cwMu.Lock()
@@ -756,4 +769,36 @@ func refusePG(c net.Conn) {
 	b, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "53300",
 		Message: "handoff: too many connections to this database endpoint (max_connections)"}).Encode(nil)
 	c.Write(b)
+}
+
+// fatalError reports whether an ErrorResponse's body is of severity FATAL
+// or PANIC: the server ends the session with it.
+func fatalError(body []byte) bool {
+	sev := errorField(body, 'V') // not localized; 'S' before Postgres 9.6
+	if sev == "" {
+		sev = errorField(body, 'S')
+	}
+	return sev == "FATAL" || sev == "PANIC"
+}
+
+// errorMessage is an ErrorResponse's code and message, for a log.
+func errorMessage(body []byte) string {
+	return errorField(body, 'C') + " " + errorField(body, 'M')
+}
+
+// errorField returns field typ of an ErrorResponse's body (a list of a
+// type byte and a C string each, ended by a zero byte).
+func errorField(body []byte, typ byte) string {
+	for len(body) > 1 && body[0] != 0 {
+		t := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return ""
+		}
+		if t == typ {
+			return v
+		}
+		body = rest
+	}
+	return ""
 }
