@@ -43,6 +43,12 @@ type mySession struct {
 type myStmt struct {
 	query  []byte
 	server uint32 // the id on the current server session
+	params uint16 // its parameters, from the server's answer to the prepare
+	// types is the parameter types the client last bound with an execute;
+	// rebound says the statement was prepared again on a new server
+	// session and has had no execute with types there yet (bindTypes).
+	types   []byte
+	rebound bool
 }
 
 type myServer struct {
@@ -316,6 +322,9 @@ func (s *mySession) command(p myPacket, cmd byte) error {
 		server := uint32(0xffffffff) // an id the server does not know: it says so
 		if st := s.stmts[id]; st != nil {
 			server = st.server
+			if cmd == myCmdStmtExecute {
+				bindTypes(&p, st)
+			}
 		}
 		binary.LittleEndian.PutUint32(p.payload[1:], server)
 		if cmd == myCmdStmtClose {
@@ -571,7 +580,7 @@ func (s *mySession) prepareResponse(query []byte) error {
 	id := s.nextStmtID
 	s.nextStmtID++
 	if query != nil {
-		s.stmts[id] = &myStmt{query: query, server: serverID}
+		s.stmts[id] = &myStmt{query: query, server: serverID, params: params}
 	}
 	binary.LittleEndian.PutUint32(p.payload[1:], id)
 	if err := s.toClient(s.srv.r, p, false); err != nil {
@@ -791,7 +800,7 @@ func (s *mySession) restore(srv *myServer) error {
 			delete(s.stmts, id)
 			continue
 		}
-		st.server = binary.LittleEndian.Uint32(p.payload[1:])
+		st.server, st.rebound = binary.LittleEndian.Uint32(p.payload[1:]), true
 		cols, params := binary.LittleEndian.Uint16(p.payload[5:]), binary.LittleEndian.Uint16(p.payload[7:])
 		for _, n := range []uint16{params, cols} {
 			if n == 0 {
@@ -809,6 +818,42 @@ func (s *mySession) restore(srv *myServer) error {
 		}
 	}
 	return nil
+}
+
+// bindTypes keeps the parameter types a COM_STMT_EXECUTE binds (its
+// new-params-bound flag 1), and gives them to the first execute of a
+// statement prepared again on a new server session (restore) when that
+// execute has none: libmysqlclient, mysqlnd and Connector/C send the types
+// only on the first execute after binding, to the server the client was
+// on, and a statement fresh on another server refuses an execute without
+// them (1210, "Incorrect arguments to mysqld_stmt_execute").
+func bindTypes(p *myPacket, st *myStmt) {
+	if st.params == 0 || p.partial {
+		return
+	}
+	// Command, statement id, flags, iteration count, then the null bitmap.
+	flag := 10 + (int(st.params)+7)/8
+	n := 2 * int(st.params)
+	if len(p.payload) <= flag {
+		return
+	}
+	switch p.payload[flag] {
+	case 1:
+		if len(p.payload) >= flag+1+n {
+			st.types = append(st.types[:0], p.payload[flag+1:flag+1+n]...)
+			st.rebound = false
+		}
+	case 0:
+		if !st.rebound || len(st.types) != n || len(p.payload)+n >= myMaxPayload {
+			return
+		}
+		payload := make([]byte, 0, len(p.payload)+n)
+		payload = append(append(append(payload, p.payload[:flag]...), 1), st.types...)
+		p.payload = append(payload, p.payload[flag+1:]...)
+		p.size = len(p.payload)
+		p.head[0], p.head[1], p.head[2] = byte(p.size), byte(p.size>>8), byte(p.size>>16)
+		st.rebound = false
+	}
 }
 
 // roundTrip sends a command that is answered by OK or ERR.

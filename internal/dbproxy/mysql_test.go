@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -433,5 +434,65 @@ func TestMySQLSessionStateMoves(t *testing.T) {
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A client that sends a statement's parameter types only on its first
+// execute after binding (libmysqlclient, mysqlnd, Connector/C; here raw)
+// executes it again after its session moved: the statement is prepared
+// again on the new server, which has never seen its types, and the
+// endpoint gives that first execute the types the client bound before.
+func TestMySQLExecuteWithoutTypesAfterAMove(t *testing.T) {
+	addr, db := mariaDB(t)
+	e, through := myEndpoint(t, addr, Options{})
+	second := newRelay(t, addr)
+	c := rawMyLogin(t, through, db)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := newMyReader(c)
+	c.Write(myPacketBytes(0, append([]byte{myCmdStmtPrepare}, "SELECT ? + 1"...)))
+	p, err := r.next(0)
+	if err != nil || p.first() != 0 {
+		t.Fatalf("prepare: %v %q", err, p.payload)
+	}
+	id := binary.LittleEndian.Uint32(p.payload[1:])
+	cols, params := binary.LittleEndian.Uint16(p.payload[5:]), binary.LittleEndian.Uint16(p.payload[7:])
+	for range int(params) + 1 + int(cols) + 1 { // definitions, each list ended by EOF
+		if _, err := r.next(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	execute := func(withTypes bool, v uint64) {
+		t.Helper()
+		ex := binary.LittleEndian.AppendUint32([]byte{myCmdStmtExecute}, id)
+		ex = binary.LittleEndian.AppendUint32(append(ex, 0), 1) // no cursor, one iteration
+		ex = append(ex, 0)                                      // null bitmap: none null
+		if withTypes {
+			ex = append(ex, 1, 0x08, 0) // new params bound: LONGLONG, signed
+		} else {
+			ex = append(ex, 0)
+		}
+		c.Write(myPacketBytes(0, binary.LittleEndian.AppendUint64(ex, v)))
+		for eofs := 0; eofs < 2; { // column count, definition, EOF, row, EOF
+			p, err := r.next(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.first() == 0xff {
+				t.Fatalf("execute (types sent: %v): %s", withTypes, errText(p.payload))
+			}
+			if p.first() == 0xfe && len(p.payload) < 9 {
+				eofs++
+			}
+		}
+	}
+	execute(true, 41)
+	execute(false, 1) // the types are the server's to remember now
+	if err := e.Repoint(second.addr); err != nil {
+		t.Fatal(err)
+	}
+	execute(false, 2)
+	if second.conns.Load() != 1 {
+		t.Fatalf("the session did not move: relay %d", second.conns.Load())
 	}
 }
