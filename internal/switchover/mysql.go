@@ -301,11 +301,22 @@ func (p *mysqlPair) Promote(ctx context.Context) error {
 	return nil
 }
 
-// Promoted: the replica is writable.
+// Promoted: the replica is writable and replicates from nobody. Writable
+// alone is not enough: a replica may run with read_only off (MariaDB's
+// default), and a Promote that failed before STOP SLAVE left it replicating
+// from the old primary — the endpoint must not move there. A replica
+// detached but still read-only (SET GLOBAL read_only failed) is not
+// promoted either: the switchover rolls back, and its error says why.
 func (p *mysqlPair) Promoted(ctx context.Context) (bool, error) {
 	var ro int
-	err := p.new.QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro)
-	return ro == 0, err
+	if err := p.new.QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro); err != nil {
+		return false, err
+	}
+	st, err := slaveStatus(ctx, p.new)
+	if err != nil {
+		return false, err
+	}
+	return ro == 0 && st == nil, nil
 }
 
 func (p *mysqlPair) Close() error { return errors.Join(p.old.Close(), p.new.Close()) }

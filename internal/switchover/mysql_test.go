@@ -175,3 +175,31 @@ func TestSwitchoverMariaDBRollsBackPastDeadline(t *testing.T) {
 		t.Fatalf("the replica is writable after the rollback (read_only %d, %v): two primaries", ro, err)
 	}
 }
+
+// Promoted decides whether a failed promotion rolls back: a replica that
+// still replicates is not promoted, however writable (read_only off is
+// MariaDB's default); once detached and writable, it is.
+func TestMariaDBPromotedNeedsTheReplicaDetached(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	old, replica := newMariaDBPair(t)
+	pair, err := OpenMySQL(ctx, myURL(old), myURL(replica))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	db := sqlDB(t, replica)
+	if _, err := db.Exec("SET GLOBAL read_only = 0"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := pair.Promoted(ctx); ok || err != nil {
+		t.Fatalf("a writable replica that still replicates: promoted %v, %v; want false", ok, err)
+	}
+	if err := pair.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := pair.Promoted(ctx); !ok || err != nil {
+		t.Fatalf("after Promote: promoted %v, %v; want true", ok, err)
+	}
+}
