@@ -89,6 +89,8 @@ type Endpoint struct {
 	moved    uint64 // sessions moved to another server
 	failed   uint64 // sessions closed because a move failed
 	keys     map[uint64]*pgSession
+	threads  map[uint32]*gate // MySQL: sessions by the connection id their client was given
+	lastID   uint32           // the last such id
 	lns      []net.Listener
 	active   map[net.Conn]*gate
 	closed   bool
@@ -127,7 +129,7 @@ func New(opts Options) (*Endpoint, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Endpoint{opts: opts, log: log.With("database", opts.Name), addr: opts.Primary,
-		keys: map[uint64]*pgSession{}, active: map[net.Conn]*gate{}, holders: map[uint64]bool{}}, nil
+		keys: map[uint64]*pgSession{}, threads: map[uint32]*gate{}, active: map[net.Conn]*gate{}, holders: map[uint64]bool{}}, nil
 }
 
 func checkAddr(addr string) error {
@@ -468,6 +470,9 @@ type gate struct {
 	gen       uint64        // the endpoint generation the session's server belongs to
 	addr      string        // the session's server
 	cancel    chan struct{} // while held: closed by a cancel request (cancelHeld)
+	// MySQL: id is the connection id the client was given (myThreadBase
+	// and up), thread the server's id of the session it is on now.
+	id, thread uint32
 }
 
 type sessionState int
@@ -573,14 +578,44 @@ func (e *Endpoint) cancelHeld(g *gate) bool {
 	return true
 }
 
-// moveTo records that the session now runs on the current server.
-func (e *Endpoint) moveTo(g *gate, addr string) {
+// myThreadBase is where the connection ids the endpoint gives MySQL
+// clients begin: above the small numbers servers give, so that a KILL of
+// a server's own id (CONNECTION_ID()) is told from one of ours.
+const myThreadBase = 1 << 31
+
+// clientID gives a MySQL session the connection id its client knows it
+// by, and registers it for KILL (mySession.killQuery).
+func (e *Endpoint) clientID(g *gate) uint32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if g.id != 0 {
+		return g.id
+	}
+	for {
+		e.lastID++
+		if e.lastID < myThreadBase {
+			e.lastID = myThreadBase
+		}
+		if e.threads[e.lastID] == nil {
+			break
+		}
+	}
+	g.id = e.lastID
+	e.threads[g.id] = g
+	return g.id
+}
+
+// moveTo records that the session now runs on the current server, as
+// the server's connection id thread (MySQL; 0 for Postgres). Server and
+// id change together: a KILL translated in between would name another
+// session.
+func (e *Endpoint) moveTo(g *gate, addr string, thread uint32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if g.addr != "" {
 		e.moved++
 	}
-	g.addr = addr
+	g.addr, g.thread = addr, thread
 	g.gen = e.gen
 	if addr != e.addr {
 		g.gen-- // repointed again while it moved: move again next time
@@ -626,6 +661,9 @@ func (e *Endpoint) leave(g *gate) {
 	defer e.mu.Unlock()
 	e.settleLocked(g)
 	g.state = stateGone
+	if g.id != 0 {
+		delete(e.threads, g.id)
+	}
 }
 
 // moveFailed counts a session closed because it could not move.

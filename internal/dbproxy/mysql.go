@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,11 +54,12 @@ type myStmt struct {
 }
 
 type myServer struct {
-	conn net.Conn // TLS over raw when the endpoint's config says so
-	raw  net.Conn // the TCP connection
-	r    *myReader
-	w    *bufio.Writer
-	addr string
+	conn   net.Conn // TLS over raw when the endpoint's config says so
+	raw    net.Conn // the TCP connection
+	thread uint32   // the server's connection id for this session
+	r      *myReader
+	w      *bufio.Writer
+	addr   string
 }
 
 func newMyServer(conn net.Conn, addr string) *myServer {
@@ -142,6 +145,10 @@ func (s *mySession) relayLogin() error {
 	if err != nil {
 		return err
 	}
+	srv.thread = h.thread
+	// The client is given a connection id of the endpoint's (see
+	// killQuery): the server's changes when the session moves.
+	binary.LittleEndian.PutUint32(p.payload[h.threadAt:], s.e.clientID(s.g))
 	offersTLS := h.caps&capSSL != 0
 	h.restrict()
 	if err := s.toClient(srv.r, p, true); err != nil {
@@ -195,7 +202,7 @@ func (s *mySession) relayLogin() error {
 		case p.first() == 0x00:
 			s.status, _ = okStatus(p.payload)
 			s.e.mu.Lock()
-			s.g.addr, s.g.gen = addr, gen
+			s.g.addr, s.g.gen, s.g.thread = addr, gen, srv.thread
 			s.e.mu.Unlock()
 			return nil
 		case p.first() == 0xff:
@@ -329,6 +336,13 @@ func (s *mySession) command(p myPacket, cmd byte) error {
 		binary.LittleEndian.PutUint32(p.payload[1:], server)
 		if cmd == myCmdStmtClose {
 			delete(s.stmts, id)
+		}
+	}
+	if cmd == myCmdQuery && !p.partial {
+		if q, ok := s.killQuery(p.payload[1:]); ok {
+			p.payload = append(p.payload[:1:1], q...)
+			p.size = len(p.payload)
+			p.head[0], p.head[1], p.head[2] = byte(p.size), byte(p.size>>8), byte(p.size>>16)
 		}
 	}
 	var query []byte
@@ -665,7 +679,7 @@ func (s *mySession) move(addr string) error {
 		return err
 	}
 	s.srv = srv
-	s.e.moveTo(s.g, addr)
+	s.e.moveTo(s.g, addr, srv.thread)
 	return nil
 }
 
@@ -705,6 +719,7 @@ func (s *mySession) loginAs(ctx context.Context, srv *myServer) error {
 	if err != nil {
 		return err
 	}
+	srv.thread = h.thread
 	password, err := s.e.opts.Password(s.login.user)
 	if err != nil {
 		return fmt.Errorf("password of %s: %w", s.login.user, err)
@@ -818,6 +833,37 @@ func (s *mySession) restore(srv *myServer) error {
 		}
 	}
 	return nil
+}
+
+// killStatement is KILL [HARD|SOFT] [CONNECTION|QUERY] id, alone (KILL
+// QUERY ID, which names a query, is not one).
+var killStatement = regexp.MustCompile(`(?i)^\s*KILL\s+((?:(?:HARD|SOFT)\s+)?(?:(?:CONNECTION|QUERY)\s+)?)(\d+)\s*;?\s*$`)
+
+// killQuery translates a KILL of a connection id the endpoint gave a
+// client (clientID) into the server's id of that session — the client
+// learned it from its handshake (mysql_thread_id: the mysql client's
+// Ctrl-C, Connector/J's query timeout), and the server's changes when the
+// session moves. A session that is gone, or on another server than this
+// one's (mid-switchover), becomes id 0, which no server session has: the
+// server answers "Unknown thread id" and kills nothing, where the stale
+// number could have named another client's session. An id below
+// myThreadBase is the server's own (CONNECTION_ID()) and goes as it is.
+func (s *mySession) killQuery(q []byte) ([]byte, bool) {
+	m := killStatement.FindSubmatch(q)
+	if m == nil {
+		return nil, false
+	}
+	id, err := strconv.ParseUint(string(m[2]), 10, 32)
+	if err != nil || id < myThreadBase {
+		return nil, false
+	}
+	var thread uint32
+	s.e.mu.Lock()
+	if g := s.e.threads[uint32(id)]; g != nil && s.srv != nil && g.addr == s.srv.addr {
+		thread = g.thread
+	}
+	s.e.mu.Unlock()
+	return fmt.Appendf(nil, "KILL %s%d", m[1], thread), true
 }
 
 // bindTypes keeps the parameter types a COM_STMT_EXECUTE binds (its

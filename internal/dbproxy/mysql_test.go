@@ -315,6 +315,13 @@ func TestMySQLMalformedClient(t *testing.T) {
 // returns the connection after the OK.
 func rawMyLogin(t *testing.T, addr, db string) net.Conn {
 	t.Helper()
+	c, _ := rawMyLoginID(t, addr, db)
+	return c
+}
+
+// rawMyLoginID is rawMyLogin, with the connection id of the handshake.
+func rawMyLoginID(t *testing.T, addr, db string) (net.Conn, uint32) {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +347,7 @@ func rawMyLogin(t *testing.T, addr, db string) net.Conn {
 		t.Fatalf("login: %v %q", err, p.payload)
 	}
 	c.SetDeadline(time.Time{})
-	return c
+	return c, h.thread
 }
 
 // TestMySQLMoveFails: a session that cannot log in on the new server is
@@ -494,5 +501,61 @@ func TestMySQLExecuteWithoutTypesAfterAMove(t *testing.T) {
 	execute(false, 2)
 	if second.conns.Load() != 1 {
 		t.Fatalf("the session did not move: relay %d", second.conns.Load())
+	}
+}
+
+// A client's KILL names a session by the connection id its handshake gave
+// (the mysql client's Ctrl-C, Connector/J's query timeout). The endpoint
+// gives its own ids and translates them to the session's server id where
+// it is now: after a move the old number would name another session, or
+// none. An id that names no session kills nothing.
+func TestMySQLKillNamesTheClientsSession(t *testing.T) {
+	addr, db := mariaDB(t)
+	e, through := myEndpoint(t, addr, Options{})
+	second := newRelay(t, addr)
+	sleeper, id := rawMyLoginID(t, through, db)
+	defer sleeper.Close()
+	if id < myThreadBase {
+		t.Fatalf("the client's connection id %d is the server's, not the endpoint's", id)
+	}
+	killer := openMy(t, through, db)
+	killer.SetMaxOpenConns(1)
+	r := newMyReader(sleeper)
+	sleepKilled := func() {
+		t.Helper()
+		sleeper.SetDeadline(time.Now().Add(10 * time.Second))
+		sleeper.Write(myPacketBytes(0, append([]byte{myCmdQuery}, "SELECT SLEEP(8)"...)))
+		time.Sleep(300 * time.Millisecond)
+		start := time.Now()
+		if _, err := killer.Exec(fmt.Sprintf("KILL QUERY %d", id)); err != nil {
+			t.Fatalf("KILL QUERY %d: %v", id, err)
+		}
+		for eofs := 0; eofs < 2; { // column count, definition, EOF, row, EOF
+			p, err := r.next(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.first() == 0xff { // MySQL answers an interrupted SLEEP with an error
+				break
+			}
+			if p.first() == 0xfe && len(p.payload) < 9 {
+				eofs++
+			}
+		}
+		if took := time.Since(start); took > 4*time.Second {
+			t.Fatalf("the KILL did not reach the sleeping query (it ended %v after)", took)
+		}
+	}
+	sleepKilled()
+	if err := e.Repoint(second.addr); err != nil {
+		t.Fatal(err)
+	}
+	sleepKilled() // both sessions moved: the id names the new server session
+	if second.conns.Load() != 2 {
+		t.Fatalf("sessions on the new server: %d, want 2", second.conns.Load())
+	}
+	var me *mysql.MySQLError
+	if _, err := killer.Exec(fmt.Sprintf("KILL QUERY %d", id+1000)); !errors.As(err, &me) || me.Number != 1094 {
+		t.Fatalf("KILL of an id no session has: %v; want error 1094", err)
 	}
 }

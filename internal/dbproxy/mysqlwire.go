@@ -211,6 +211,8 @@ func isEOF(p myPacket) bool { return p.first() == 0xfe && p.size < 9 }
 // the endpoint reads or changes.
 type myHandshake struct {
 	payload  []byte // the whole packet's payload
+	thread   uint32 // the connection id the server gives the session
+	threadAt int    // its offset
 	capsLow  int    // offsets of the capability flags
 	capsHigh int
 	extCaps  int // MariaDB's extended capabilities (-1: none)
@@ -233,6 +235,7 @@ func parseHandshake(payload []byte) (*myHandshake, error) {
 	if len(payload) < i+4+8+1+2+1+2+2+1+10 {
 		return nil, fmt.Errorf("server handshake: %d bytes", len(payload))
 	}
+	h.thread, h.threadAt = binary.LittleEndian.Uint32(payload[i:]), i
 	scramble := append([]byte(nil), payload[i+4:i+12]...)
 	h.capsLow = i + 13
 	h.capsHigh = i + 18

@@ -563,7 +563,7 @@ func (s *pgSession) move(addr string) error {
 	s.mu.Lock()
 	s.srv = srv
 	s.mu.Unlock()
-	s.e.moveTo(s.g, addr)
+	s.e.moveTo(s.g, addr, 0)
 	go s.pump(srv)
 	return nil
 }
