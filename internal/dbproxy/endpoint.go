@@ -579,9 +579,12 @@ func (e *Endpoint) cancelHeld(g *gate) bool {
 }
 
 // myThreadBase is where the connection ids the endpoint gives MySQL
-// clients begin: above the small numbers servers give, so that a KILL of
-// a server's own id (CONNECTION_ID()) is told from one of ours.
-const myThreadBase = 1 << 31
+// clients begin: above the numbers servers give, so that a KILL of a
+// server's own id (CONNECTION_ID()) is told from one of ours, and below
+// 2^31, for clients that read the id as a signed 32-bit number (Node's
+// mysql2). A server id this high (after a billion connections) is taken
+// for one of ours and kills nothing: the safe way to be wrong.
+const myThreadBase = 1 << 30
 
 // clientID gives a MySQL session the connection id its client knows it
 // by, and registers it for KILL (mySession.killQuery).
@@ -593,7 +596,7 @@ func (e *Endpoint) clientID(g *gate) uint32 {
 	}
 	for {
 		e.lastID++
-		if e.lastID < myThreadBase {
+		if e.lastID < myThreadBase || e.lastID >= 1<<31 {
 			e.lastID = myThreadBase
 		}
 		if e.threads[e.lastID] == nil {
