@@ -130,17 +130,8 @@ func TestLoginToASilentServerIsBounded(t *testing.T) {
 					defer c.Close()
 				}
 			}()
-			e, err := New(Options{Name: "x", Kind: kind, Primary: silent.Addr().String(),
-				StartupTimeout: 300 * time.Millisecond, Logger: testLogger(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go e.Serve(l)
-			c, err := net.Dial("tcp", l.Addr().String())
+			e, addr := serveEndpoint(t, Options{Name: "x", Kind: kind, Primary: silent.Addr().String(), StartupTimeout: 300 * time.Millisecond})
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}

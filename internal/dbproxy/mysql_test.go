@@ -62,18 +62,7 @@ func mariaDB(t *testing.T) (addr, db string) {
 func myEndpoint(t *testing.T, primary string, opts Options) (*Endpoint, string) {
 	t.Helper()
 	opts.Kind, opts.Name, opts.Primary = MySQL, "my", primary
-	opts.Logger = testLogger(t)
-	e, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go e.Serve(l)
-	t.Cleanup(func() { e.Close() })
-	return e, l.Addr().String()
+	return serveEndpoint(t, opts)
 }
 
 func openMy(t *testing.T, addr, db string) *sql.DB {

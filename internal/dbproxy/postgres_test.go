@@ -34,18 +34,8 @@ func pgEndpoint(t *testing.T, dbURL string, opts Options) (*Endpoint, string) {
 	if opts.Primary == "" {
 		opts.Primary = u.Host
 	}
-	opts.Logger = testLogger(t)
-	e, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go e.Serve(l)
-	t.Cleanup(func() { e.Close() })
-	u.Host = l.Addr().String()
+	e, addr := serveEndpoint(t, opts)
+	u.Host = addr
 	q := u.Query()
 	q.Set("sslmode", "disable")
 	u.RawQuery = q.Encode()
