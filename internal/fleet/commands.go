@@ -132,12 +132,21 @@ func (f *Fleet) CheckLive(ctx context.Context, target string) error {
 // record writes the command (and this node's ack) and notifies, in one
 // transaction: the notification is delivered at commit, when the row is
 // there to be read.
+//
+// Senders take turns (a transaction-level advisory lock, first thing), so
+// that commands commit in the order of their ids: a node reads the
+// commands after the last id it applied (applyNew), and a command whose
+// id was drawn first but committed after a later one's would be behind
+// that mark when it became visible, and never applied.
 func (f *Fleet) record(ctx context.Context, c *Command, ackHere bool, within func(tx pgx.Tx) error) error {
 	tx, err := f.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
 	}
 	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('handoff: fleet commands'))`); err != nil {
+		return fmt.Errorf("fleet: send %s: %w", c.Kind, err)
+	}
 	var args any
 	if len(c.Args) > 0 {
 		args = c.Args

@@ -347,3 +347,35 @@ func TestTargetLostWhileItWorks(t *testing.T) {
 		t.Fatalf("the wait ended %s after the send; lost_after is 1s", took)
 	}
 }
+
+// Two nodes send at once, one under a lease (SendUnder: its transaction
+// does more before it commits): every command reaches its target. Ids are
+// drawn at insert and rows seen at commit, and a node reads the commands
+// after the last id it applied; without senders taking turns, a command
+// that committed after a later one was left behind that mark for good.
+func TestConcurrentSendersLoseNoCommand(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	ctx := context.Background()
+	slow := func(o *Options) { o.AckTimeout = 2 * time.Second; o.Lease = 30 * time.Second }
+	a := openNode(t, dsn, "web-1", slow)
+	c := openNode(t, dsn, "web-3", slow)
+	_ = openNode(t, dsn, "web-2", slow)
+	time.Sleep(300 * time.Millisecond)
+	lease, err := a.Acquire(ctx, "deploy/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release(ctx)
+	for i := range 30 {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		wg.Go(func() {
+			_, errs[0] = a.SendUnder(ctx, lease, Command{Kind: "deploy", Target: "web-2"}, false, 2*time.Second, func(id int64) any { return map[string]int64{"cmd": id} })
+		})
+		wg.Go(func() { _, errs[1] = c.Send(ctx, Command{Kind: "modes"}, true) })
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+}
