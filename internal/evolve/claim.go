@@ -149,7 +149,7 @@ func (r *runner) start(ctx context.Context, prev *record) (bool, error) {
 	if prev != nil {
 		run, covered = prev.Run+1, prev.Covered
 	}
-	if ok && kind == dialect.KeyInt && covered != "" {
+	if ok && kind == dialect.KeyInt && covered != "" && !r.job.FromStart {
 		c, err := parseKey(kind, covered)
 		if err != nil {
 			return false, err

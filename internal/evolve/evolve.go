@@ -36,6 +36,11 @@ type Job struct {
 	// Range, when set, is an explicit inclusive integer range used instead
 	// of the table's keys (a command backfill of an external store).
 	Range *Range
+	// FromStart walks every key again, where a run after a finished pass
+	// over integer keys would start above what earlier runs covered: a
+	// row inserted below that mark by a transaction still open while the
+	// walk went past it is reached only so (the catch-up before contract).
+	FromStart bool
 	// Statements is the SQL form: each is run in the batch's transaction
 	// with the batch's lo as bind parameter 1 and its hi as parameter 2,
 	// covering lo <= key < hi.

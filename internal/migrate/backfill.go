@@ -261,7 +261,7 @@ func (m *Migrator) verify(ctx context.Context, mig *Migration) error {
 		return &FileError{File: mig.Path, Line: s.Line, Msg: fmt.Sprintf("verify=%q: %v", b.Verify, err)}
 	}
 	if n > 0 {
-		return &FileError{File: mig.Path, Line: s.Line, Msg: fmt.Sprintf("contract refused: %d rows of %s still match verify=%q; the backfill has not done them (run 'handoff migrate backfill', or fix the rows)", n, b.Table, b.Verify)}
+		return &FileError{File: mig.Path, Line: s.Line, Msg: fmt.Sprintf("contract refused: %d rows of %s still match verify=%q; the backfill has not done them (fix the rows, or run 'handoff migrate contract' again once what wrote them has stopped: its catch-up walks every key)", n, b.Table, b.Verify)}
 	}
 	return nil
 }

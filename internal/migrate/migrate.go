@@ -164,7 +164,7 @@ func (m *Migrator) Backfill(ctx context.Context) error {
 		if !mig.Has(Backfill) || !expanded(hist, mig) || done(hist, mig, Contract) {
 			continue
 		}
-		if err := m.backfill(ctx, mig); err != nil {
+		if err := m.backfill(ctx, mig, false); err != nil {
 			return err
 		}
 	}
@@ -195,7 +195,11 @@ func (m *Migrator) contract(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("contract %s: %w; run 'handoff migrate backfill' first", mig.Name, ErrBackfillUnfinished)
 			}
-			if err := m.backfill(ctx, mig); err != nil {
+			// The catch-up walks every key, not only those above the last
+			// pass: a row an open transaction inserted below the walk, and
+			// committed after it went by, is still to do, and the contract
+			// may drop what it was to be filled from.
+			if err := m.backfill(ctx, mig, true); err != nil {
 				return err
 			}
 			if err := m.verify(ctx, mig); err != nil {
@@ -337,13 +341,16 @@ func (m *Migrator) phase(ctx context.Context, mig *Migration, p Phase, hist map[
 	return m.runPhase(ctx, mig, s, step)
 }
 
-// backfill runs the evolve job of mig and records the phase in the history.
-func (m *Migrator) backfill(ctx context.Context, mig *Migration) error {
+// backfill runs the evolve job of mig and records the phase in the
+// history; fromStart walks every key (evolve.Job.FromStart).
+func (m *Migrator) backfill(ctx context.Context, mig *Migration, fromStart bool) error {
 	s := mig.Sections[Backfill]
 	if err := m.hist.begin(ctx, m.d.DB(), mig, s, m.opts.AppliedBy); err != nil {
 		return fmt.Errorf("record backfill of %s: %w", mig.Name, err)
 	}
-	_, err := evolve.Run(ctx, m.d, m.job(mig), func(e evolve.Event) {
+	job := m.job(mig)
+	job.FromStart = fromStart
+	_, err := evolve.Run(ctx, m.d, job, func(e evolve.Event) {
 		m.emit(Event{Kind: EventBackfill, Migration: mig.Name, Phase: Backfill, File: mig.Path, Line: s.Line, Backfill: &e})
 	})
 	if err != nil {
