@@ -60,9 +60,12 @@ type Dialect interface {
 	EstimateRows(ctx context.Context, table string) (int64, error)
 	// ReplicationLag is the largest lag of any replica, 0 without replicas.
 	ReplicationLag(ctx context.Context) (time.Duration, error)
-	// IndexValid reports whether the named index exists and whether it is
-	// valid (a failed CREATE INDEX CONCURRENTLY leaves an invalid one).
-	IndexValid(ctx context.Context, name string) (exists, valid bool, err error)
+	// IndexValid finds the index name (exactly as stored: an unquoted name
+	// lower-cased) of table (as SQL writes it: maybe schema-qualified,
+	// maybe quoted) and reports its name as SQL writes it, schema and all
+	// ("" when there is none), and whether it is valid (a failed CREATE
+	// INDEX CONCURRENTLY leaves an invalid one).
+	IndexValid(ctx context.Context, table, name string) (qualified string, valid bool, err error)
 }
 
 // Class is a kind of database failure.

@@ -47,10 +47,10 @@ func TestDialectContract(t *testing.T) {
 			if !d.NoTransaction("VACUUM") || d.NoTransaction("ALTER TABLE items ADD COLUMN x int") {
 				t.Error("VACUUM runs outside a transaction, ALTER TABLE inside one")
 			}
-			if ok, valid, err := d.IndexValid(ctx, "items_code"); !ok || !valid || err != nil {
+			if ok, valid, err := d.IndexValid(ctx, "items", "items_code"); ok == "" || !valid || err != nil {
 				t.Errorf("index items_code: exists=%v valid=%v err=%v", ok, valid, err)
 			}
-			if ok, _, err := d.IndexValid(ctx, "nope"); ok || err != nil {
+			if ok, _, err := d.IndexValid(ctx, "items", "nope"); ok != "" || err != nil {
 				t.Errorf("missing index: exists=%v err=%v", ok, err)
 			}
 			if lag, err := d.ReplicationLag(ctx); lag != 0 || err != nil {

@@ -192,16 +192,21 @@ func (p *postgres) ReplicationLag(ctx context.Context) (time.Duration, error) {
 	return time.Duration(secs * float64(time.Second)), nil
 }
 
-func (p *postgres) IndexValid(ctx context.Context, name string) (bool, bool, error) {
+// IndexValid looks the index up by its exact name in its table's schema,
+// which need not be on the search path.
+func (p *postgres) IndexValid(ctx context.Context, table, name string) (string, bool, error) {
+	var qualified string
 	var valid bool
 	err := p.db.QueryRowContext(ctx,
-		`SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		 WHERE c.oid = to_regclass($1)`, name).Scan(&valid)
+		`SELECT format('%I.%I', n.nspname, c.relname), i.indisvalid FROM pg_index i
+		 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		 WHERE c.relname = $2 AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass($1))`,
+		table, name).Scan(&qualified, &valid)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, false, nil
+		return "", false, nil
 	}
 	if err != nil {
-		return false, false, fmt.Errorf("look up index %s: %w", name, err)
+		return "", false, fmt.Errorf("look up index %s: %w", name, err)
 	}
-	return true, valid, nil
+	return qualified, valid, nil
 }

@@ -146,11 +146,14 @@ func (s *sqliteDB) ReplicationLag(context.Context) (time.Duration, error) { retu
 
 // IndexValid: SQLite builds an index inside its transaction, so an index
 // that exists is always valid.
-func (s *sqliteDB) IndexValid(ctx context.Context, name string) (bool, bool, error) {
+func (s *sqliteDB) IndexValid(ctx context.Context, _, name string) (string, bool, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1`, name).Scan(&n)
-	if err != nil {
-		return false, false, fmt.Errorf("look up index %s: %w", name, err)
+	if err != nil || n == 0 {
+		if err != nil {
+			err = fmt.Errorf("look up index %s: %w", name, err)
+		}
+		return "", false, err
 	}
-	return n > 0, n > 0, nil
+	return s.Quote(name), true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/dialect"
@@ -107,18 +108,18 @@ func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st S
 	if err := m.hist.begin(ctx, m.d.DB(), mig, s, m.opts.AppliedBy); err != nil {
 		return fmt.Errorf("record phase %s of %s: %w", s.Phase, mig.Name, err)
 	}
-	index := concurrentIndexName(st.SQL)
+	table, index := concurrentIndex(st.SQL)
 	err := m.retryLocks(ctx, mig, s, []Statement{st}, func() (Statement, error) {
 		if index != "" {
-			exists, valid, err := m.d.IndexValid(ctx, index)
+			qualified, valid, err := m.d.IndexValid(ctx, table, index)
 			if err != nil {
 				return st, err
 			}
-			if exists && valid {
+			if valid {
 				return st, nil // built by a run that crashed before recording it
 			}
-			if exists {
-				if err := m.dropInvalid(ctx, mig, s, st, index); err != nil {
+			if qualified != "" {
+				if err := m.dropInvalid(ctx, mig, s, st, qualified); err != nil {
 					return st, err
 				}
 			}
@@ -126,8 +127,8 @@ func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st S
 		m.emit(Event{Kind: EventStatement, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line})
 		err := m.d.ExecNoTx(ctx, st.SQL, m.opts.LockTimeout)
 		if err != nil && index != "" {
-			if exists, valid, cerr := m.d.IndexValid(context.WithoutCancel(ctx), index); cerr == nil && exists && !valid {
-				err = errors.Join(err, m.dropInvalid(context.WithoutCancel(ctx), mig, s, st, index))
+			if qualified, valid, cerr := m.d.IndexValid(context.WithoutCancel(ctx), table, index); cerr == nil && qualified != "" && !valid {
+				err = errors.Join(err, m.dropInvalid(context.WithoutCancel(ctx), mig, s, st, qualified))
 			}
 		}
 		return st, err
@@ -141,27 +142,37 @@ func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st S
 	return nil
 }
 
-func (m *Migrator) dropInvalid(ctx context.Context, mig *Migration, s *Section, st Statement, index string) error {
-	m.emit(Event{Kind: EventIndexCleanup, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line, Index: index})
-	if err := m.d.ExecNoTx(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+m.d.Quote(index), m.opts.LockTimeout); err != nil {
-		return fmt.Errorf("drop invalid index %s: %w", index, err)
+// dropInvalid drops the invalid index qualified (as SQL writes it).
+func (m *Migrator) dropInvalid(ctx context.Context, mig *Migration, s *Section, st Statement, qualified string) error {
+	m.emit(Event{Kind: EventIndexCleanup, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line, Index: qualified})
+	if err := m.d.ExecNoTx(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+qualified, m.opts.LockTimeout); err != nil {
+		return fmt.Errorf("drop invalid index %s: %w", qualified, err)
 	}
 	return nil
 }
 
-var cicName = regexp.MustCompile(`(?is)^\s*create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?("?[A-Za-z_][A-Za-z0-9_]*"?)\s+on\b`)
+// cicName matches a CREATE INDEX CONCURRENTLY: the index's name and its
+// table, each quoted or not (the table maybe schema-qualified).
+var cicName = regexp.MustCompile(`(?is)^\s*create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?(` + sqlIdent + `)\s+on\s+(?:only\s+)?(` + sqlIdent + `(?:\s*\.\s*` + sqlIdent + `)?)`)
 
-// concurrentIndexName is the name a CREATE INDEX CONCURRENTLY creates.
-func concurrentIndexName(stmt string) string {
+// sqlIdent is an identifier, quoted or not.
+const sqlIdent = `(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`
+
+// concurrentIndex is the index a CREATE INDEX CONCURRENTLY creates: its
+// name as the catalog stores it (unquoted names fold to lower case), and
+// its table as the statement writes it.
+func concurrentIndex(stmt string) (table, name string) {
 	m := cicName.FindStringSubmatch(stmt)
 	if m == nil {
-		return ""
+		return "", ""
 	}
-	n := m[1]
-	if len(n) > 1 && n[0] == '"' {
-		return n[1 : len(n)-1]
+	name = m[1]
+	if name[0] == '"' {
+		name = strings.ReplaceAll(name[1:len(name)-1], `""`, `"`)
+	} else {
+		name = strings.ToLower(name)
 	}
-	return n
+	return m[2], name
 }
 
 // retryLocks runs f until it succeeds, retrying lock timeouts, deadlocks,

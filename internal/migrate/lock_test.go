@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -192,7 +193,7 @@ func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
 	if ev.count(EventIndexCleanup) == 0 || ev.count(EventLockRetry) == 0 {
 		t.Fatalf("no failed build was cleaned up: %d cleanups, %d retries", ev.count(EventIndexCleanup), ev.count(EventLockRetry))
 	}
-	if ok, valid, err := m.Dialect().IndexValid(context.Background(), "items_title"); !ok || !valid || err != nil {
+	if ok, valid, err := m.Dialect().IndexValid(context.Background(), "items", "items_title"); ok == "" || !valid || err != nil {
 		t.Fatalf("index after expand: exists=%v valid=%v %v", ok, valid, err)
 	}
 
@@ -203,8 +204,55 @@ func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "0002_uniq.sql:3") {
 		t.Fatalf("a failed unique build: %v", err)
 	}
-	if ok, _, _ := m2.Dialect().IndexValid(context.Background(), "items_title_u"); ok {
+	if ok, _, _ := m2.Dialect().IndexValid(context.Background(), "items", "items_title_u"); ok != "" {
 		t.Fatal("the failed build's INVALID index was left behind")
+	}
+}
+
+// The same, for an index whose name is quoted in mixed case, on a table in
+// a schema off the search path (as ORMs write them): the failed build's
+// INVALID index is found by its exact name in its table's schema, dropped
+// and built again — not taken for absent, after which IF NOT EXISTS
+// would have recorded the phase done with the index still INVALID.
+func TestConcurrentIndexOfAQuotedNameInASchema(t *testing.T) {
+	url := testdb.Postgres(t)
+	schema := fmt.Sprintf("app_%d", time.Now().UnixNano())
+	dir := writeDir(t, map[string]string{"0001_idx.sql": "-- handoff:expand\nCREATE INDEX CONCURRENTLY IF NOT EXISTS \"ItemsTitle\" ON " + schema + ".items (title);\n"})
+	var ev events
+	m := openWith(t, url, dir, &ev)
+	db := m.Dialect().DB()
+	for _, q := range []string{"CREATE SCHEMA " + schema, "CREATE TABLE " + schema + ".items (id bigint PRIMARY KEY, title text)",
+		"INSERT INTO " + schema + ".items SELECT g, 't' || g FROM generate_series(1, 1000) g", "CREATE TABLE " + schema + ".other (id int)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { db.Exec("DROP SCHEMA " + schema + " CASCADE") })
+	long, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback()
+	if _, err := long.Exec(`SELECT count(*) FROM ` + schema + `.other`); err != nil { // an old snapshot
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Expand(context.Background()) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for ev.count(EventIndexCleanup) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	long.Commit()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ev.count(EventIndexCleanup) == 0 {
+		t.Fatal("the failed build's INVALID index was not found and dropped")
+	}
+	var valid bool
+	if err := db.QueryRow(`SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE c.oid = to_regclass($1)`, schema+`."ItemsTitle"`).Scan(&valid); err != nil || !valid {
+		t.Fatalf("index after expand: valid=%v %v", valid, err)
 	}
 }
 
