@@ -57,6 +57,9 @@ func (m *Migrator) emit(e Event) {
 // lint. It returns every problem at once, each at its file and line.
 func (m *Migrator) preflight(ctx context.Context) (map[string]map[Phase]*applied, error) {
 	hist, err := m.verified(ctx)
+	if err == nil {
+		err = rollingBack(m.ms, hist)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -93,6 +93,9 @@ func (m *Migrator) status(ctx context.Context, mig *Migration, hist map[Phase]*a
 		}
 		s.Phases = append(s.Phases, ps)
 	}
+	if a := hist[Rollback]; a != nil { // begun and not finished: shown, and it blocks the rest
+		s.Phases = append(s.Phases, appliedStatus(Rollback, a))
+	}
 	if mig.Has(Backfill) {
 		b, err := evolve.Get(ctx, m.d, mig.Name)
 		switch {

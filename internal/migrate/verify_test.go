@@ -96,3 +96,60 @@ func TestContractCatchUpReachesRowsCommittedBehindThePass(t *testing.T) {
 		t.Fatalf("the row committed behind the pass after the contract: title_lower %v (%v); want \"late\"", lower, err)
 	}
 }
+
+// A rollback that stops part-way (its second statement refused: a view
+// depends on the column) leaves the expand half undone. Until the
+// rollback is run again to its end, status shows it and no phase goes
+// forward on what is left.
+func TestUnfinishedRollbackBlocksGoingForward(t *testing.T) {
+	url := testdb.Postgres(t)
+	table := fmt.Sprintf("rb_%d", time.Now().UnixNano())
+	dir := writeDir(t, map[string]string{"0001_lower.sql": "-- handoff:expand\nALTER TABLE " + table + " ADD COLUMN title_lower text;\n" +
+		"CREATE INDEX CONCURRENTLY " + table + "_tl ON " + table + " (title_lower);\n\n" +
+		"-- handoff:contract\nALTER TABLE " + table + " DROP COLUMN title;\n\n" +
+		"-- handoff:rollback\nDROP INDEX CONCURRENTLY IF EXISTS " + table + "_tl;\nALTER TABLE " + table + " DROP COLUMN title_lower;\n"})
+	m := openM(t, url, dir)
+	db := m.Dialect().DB()
+	if _, err := db.Exec(`CREATE TABLE ` + table + ` (id bigint PRIMARY KEY, title text)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Exec("DROP TABLE IF EXISTS " + table + " CASCADE") })
+	ctx := context.Background()
+	if err := m.Expand(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE VIEW ` + table + `_v AS SELECT title_lower FROM ` + table); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Rollback(ctx, ""); err == nil {
+		t.Fatal("a rollback whose DROP COLUMN a view depends on succeeded")
+	}
+	if err := m.Up(ctx); err == nil || !strings.Contains(err.Error(), "rollback began and did not finish") {
+		t.Fatalf("up with the rollback half done: %v", err)
+	}
+	st, err := m.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := false
+	for _, s := range st {
+		for _, p := range s.Phases {
+			shown = shown || p.Phase == Rollback
+		}
+	}
+	if !shown {
+		t.Fatalf("status does not show the unfinished rollback: %+v", st)
+	}
+	if _, err := db.Exec(`DROP VIEW ` + table + `_v`); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Rollback(ctx, ""); err != nil {
+		t.Fatalf("the rollback run again: %v", err)
+	}
+	if err := m.Up(ctx); err != nil {
+		t.Fatalf("up after the rollback finished: %v", err)
+	}
+	if cols := columns(t, m.Dialect(), table); cols != "id,title_lower" {
+		t.Fatalf("columns: %s", cols)
+	}
+}
