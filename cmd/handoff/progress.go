@@ -74,6 +74,8 @@ func (p *printer) event(e migrate.Event) {
 		p.println("%s: %s: %s:%d gave up a lock wait (%s), retry %d", e.Migration, e.Phase, file, e.Line, e.Reason, e.Attempt)
 	case migrate.EventIndexCleanup:
 		p.println("%s: dropped invalid index %s left by a failed concurrent build", e.Migration, e.Index)
+	case migrate.EventReplayed:
+		p.println("%s: %s: %s:%d ran before the last run stopped (%v): counted applied", e.Migration, e.Phase, file, e.Line, e.Err)
 	case migrate.EventBackfill:
 		p.backfill(e.Migration, *e.Backfill)
 	}

@@ -79,17 +79,21 @@ const (
 	Deadlock
 	LockTimeout
 	Busy
+	// AlreadyDone is a statement whose effect holds already: what it
+	// creates exists, what it drops is gone. Not retryable; a caller that
+	// knows the statement may have run before can count it applied.
+	AlreadyDone
 )
 
 var classNames = map[Class]string{
 	Permanent: "permanent", Serialization: "serialization failure", Deadlock: "deadlock",
-	LockTimeout: "lock timeout", Busy: "database busy",
+	LockTimeout: "lock timeout", Busy: "database busy", AlreadyDone: "already done",
 }
 
 func (c Class) String() string { return classNames[c] }
 
 // Retryable reports whether trying the same work again may succeed.
-func (c Class) Retryable() bool { return c != Permanent }
+func (c Class) Retryable() bool { return c != Permanent && c != AlreadyDone }
 
 // KeyKind is how a key column is walked: integers by arithmetic ranges,
 // text and uuid by keyset, in the order the database gives them.

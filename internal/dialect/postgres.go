@@ -37,11 +37,16 @@ func (p *postgres) Close() error              { return p.db.Close() }
 func (p *postgres) Param(n int) string        { return "$" + strconv.Itoa(n) }
 func (p *postgres) Quote(ident string) string { return quoteIdent(ident) }
 
-// Postgres SQLSTATEs that mean "a concurrent transaction got in the way".
+// Postgres SQLSTATEs that mean "a concurrent transaction got in the way",
+// and those that mean the statement's effect is there already.
 var pgClasses = map[string]Class{
 	"40001": Serialization, // serialization_failure
 	"40P01": Deadlock,      // deadlock_detected
 	"55P03": LockTimeout,   // lock_not_available
+	"42710": AlreadyDone,   // duplicate_object (an enum label, a constraint)
+	"42P07": AlreadyDone,   // duplicate_table (a relation, an index)
+	"42701": AlreadyDone,   // duplicate_column
+	"42704": AlreadyDone,   // undefined_object (an index dropped already)
 }
 
 func (p *postgres) Classify(err error) Class {

@@ -52,7 +52,9 @@ func (m *Migrator) groups(s *Section) []group {
 // the group the history says it reached. Each transactional group commits
 // with its history step, so a phase without CONCURRENTLY statements either
 // applies whole or not at all.
-func (m *Migrator) runPhase(ctx context.Context, mig *Migration, s *Section, step int) error {
+// resumed says an earlier run began the phase (its history row exists):
+// its statement at step may have run already (see runNoTx).
+func (m *Migrator) runPhase(ctx context.Context, mig *Migration, s *Section, step int, resumed bool) error {
 	m.emit(Event{Kind: EventPhaseStart, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: s.Line})
 	gs := m.groups(s)
 	if len(gs) == 0 {
@@ -62,7 +64,7 @@ func (m *Migrator) runPhase(ctx context.Context, mig *Migration, s *Section, ste
 		last := i == len(gs)-1
 		var err error
 		if gs[i].noTx {
-			err = m.runNoTx(ctx, mig, s, gs[i].stmts[0], i, last)
+			err = m.runNoTx(ctx, mig, s, gs[i].stmts[0], i, last, resumed && i == step)
 		} else {
 			err = m.runTx(ctx, mig, s, gs[i].stmts, i, last)
 		}
@@ -104,7 +106,13 @@ func (m *Migrator) runTx(ctx context.Context, mig *Migration, s *Section, stmts 
 // INDEX CONCURRENTLY that fails (a lock timeout while it waits for old
 // transactions, say) leaves an INVALID index behind: it is dropped before
 // the statement is tried again, and an index a crashed run finished is kept.
-func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st Statement, step int, last bool) error {
+//
+// Its history step is advanced after the statement, not with it: a run
+// killed in between leaves the statement done and the step not. So again
+// — replay — a statement whose effect is there already (ALTER TYPE … ADD
+// VALUE of a label that exists, a DROP … CONCURRENTLY of an index that is
+// gone) counts as applied, where it would fail the phase for good.
+func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st Statement, step int, last, replay bool) error {
 	if err := m.hist.begin(ctx, m.d.DB(), mig, s, m.opts.AppliedBy); err != nil {
 		return fmt.Errorf("record phase %s of %s: %w", s.Phase, mig.Name, err)
 	}
@@ -126,6 +134,10 @@ func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st S
 		}
 		m.emit(Event{Kind: EventStatement, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line})
 		err := m.d.ExecNoTx(ctx, st.SQL, m.opts.LockTimeout)
+		if err != nil && replay && m.d.Classify(err) == dialect.AlreadyDone {
+			m.emit(Event{Kind: EventReplayed, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line, Err: err})
+			return st, nil
+		}
 		if err != nil && index != "" {
 			if qualified, valid, cerr := m.d.IndexValid(context.WithoutCancel(ctx), table, index); cerr == nil && qualified != "" && !valid {
 				err = errors.Join(err, m.dropInvalid(context.WithoutCancel(ctx), mig, s, st, qualified))

@@ -20,6 +20,7 @@ const (
 	EventStatement    EventKind = "statement"     // a statement is about to run
 	EventLockRetry    EventKind = "lock_retry"    // a statement gave up a lock wait and will be retried
 	EventIndexCleanup EventKind = "index_cleanup" // an invalid index left by a failed concurrent build is dropped
+	EventReplayed     EventKind = "replayed"      // a statement run again on resume found its effect there: counted applied (see Err)
 	EventEscalate     EventKind = "escalate"      // an attempt ran while live requests were held; see Reason and Held
 	EventPhaseDone    EventKind = "phase_done"    // the phase is recorded as done
 	EventBackfill     EventKind = "backfill"      // progress of a backfill; see Backfill

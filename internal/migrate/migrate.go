@@ -350,11 +350,11 @@ func (m *Migrator) phase(ctx context.Context, mig *Migration, p Phase, hist map[
 	if s == nil || done(hist, mig, p) {
 		return nil
 	}
-	step := 0
+	step, resumed := 0, false
 	if a := hist[mig.Name][p]; a != nil {
-		step = a.Step
+		step, resumed = a.Step, true
 	}
-	return m.runPhase(ctx, mig, s, step)
+	return m.runPhase(ctx, mig, s, step, resumed)
 }
 
 // backfill runs the evolve job of mig and records the phase in the

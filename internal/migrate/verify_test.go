@@ -153,3 +153,50 @@ func TestUnfinishedRollbackBlocksGoingForward(t *testing.T) {
 		t.Fatalf("columns: %s", cols)
 	}
 }
+
+// A statement that runs outside a transaction is recorded after it runs:
+// a run killed in between (simulated here by putting the history back to
+// before the step) runs it again on resume. One whose effect is there
+// already — the enum label added, the index dropped — counts as applied,
+// where it would fail the phase for good ("enum label already exists").
+func TestReplayedStatementWhoseEffectHoldsCountsAsApplied(t *testing.T) {
+	url := testdb.Postgres(t)
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
+	mood, table := "mood_"+suffix, "people_"+suffix
+	dir := writeDir(t, map[string]string{"0001_mood.sql": "-- handoff:expand\nALTER TYPE " + mood + " ADD VALUE 'happy';\n" +
+		"DROP INDEX CONCURRENTLY " + table + "_name;\n" +
+		"ALTER TABLE " + table + " ADD COLUMN feeling " + mood + ";\n"})
+	m := openM(t, url, dir)
+	db := m.Dialect().DB()
+	for _, q := range []string{"CREATE TYPE " + mood + " AS ENUM ('sad')", "CREATE TABLE " + table + " (id int PRIMARY KEY, name text)",
+		"CREATE INDEX " + table + "_name ON " + table + " (name)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { db.Exec("DROP TABLE IF EXISTS " + table); db.Exec("DROP TYPE IF EXISTS " + mood) })
+	ctx := context.Background()
+	if err := m.Expand(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []int{0, 1} { // killed after the ADD VALUE ran, then after the DROP INDEX ran
+		undo := []string{"ALTER TABLE " + table + " DROP COLUMN feeling"}
+		if step == 0 {
+			undo = append(undo, "CREATE INDEX "+table+"_name ON "+table+" (name)")
+		}
+		for _, q := range undo {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.Exec(`UPDATE handoff_migrations SET state = 'running', step = $1, finished_at = '' WHERE name = '0001_mood' AND phase = 'expand'`, step); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Expand(ctx); err != nil {
+			t.Fatalf("resumed at step %d: %v", step, err)
+		}
+	}
+	if cols := columns(t, m.Dialect(), table); cols != "feeling,id,name" {
+		t.Fatalf("columns: %s", cols)
+	}
+}
