@@ -172,24 +172,7 @@ func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
 	db := m.Dialect().DB()
 	seedItems(t, db)
 
-	long, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer long.Rollback()
-	if _, err := long.Exec(`SELECT count(*) FROM other`); err != nil { // an old snapshot, no lock on items
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Expand(context.Background()) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for ev.count(EventIndexCleanup) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	long.Commit()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	expandPastAnOldSnapshot(t, m, &ev, "other")
 	if ev.count(EventIndexCleanup) == 0 || ev.count(EventLockRetry) == 0 {
 		t.Fatalf("no failed build was cleaned up: %d cleanups, %d retries", ev.count(EventIndexCleanup), ev.count(EventLockRetry))
 	}
@@ -199,7 +182,7 @@ func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
 
 	dir2 := writeDir(t, map[string]string{"0002_uniq.sql": "-- handoff:expand\n-- titles repeat: this fails for good\nCREATE UNIQUE INDEX CONCURRENTLY items_title_u ON items (title);\n"})
 	m2 := openWith(t, url, dir2, &ev)
-	err = m2.Expand(context.Background())
+	err := m2.Expand(context.Background())
 	var se *StatementError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "0002_uniq.sql:3") {
 		t.Fatalf("a failed unique build: %v", err)
@@ -228,12 +211,30 @@ func TestConcurrentIndexOfAQuotedNameInASchema(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { db.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	long, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+	expandPastAnOldSnapshot(t, m, &ev, schema+".other")
+	if ev.count(EventIndexCleanup) == 0 {
+		t.Fatal("the failed build's INVALID index was not found and dropped")
+	}
+	var valid bool
+	if err := db.QueryRow(`SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE c.oid = to_regclass($1)`, schema+`."ItemsTitle"`).Scan(&valid); err != nil || !valid {
+		t.Fatalf("index after expand: valid=%v %v", valid, err)
+	}
+}
+
+// expandPastAnOldSnapshot runs m's expand while a transaction holds an old
+// snapshot (it read other, no lock on the index's table), so that a
+// CREATE INDEX CONCURRENTLY's wait for it gives up and leaves an INVALID
+// index; the transaction ends once that index was cleaned up (or 20 s on),
+// and the expand must then finish.
+func expandPastAnOldSnapshot(t *testing.T, m *Migrator, ev *events, other string) {
+	t.Helper()
+	long, err := m.Dialect().DB().BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer long.Rollback()
-	if _, err := long.Exec(`SELECT count(*) FROM ` + schema + `.other`); err != nil { // an old snapshot
+	if _, err := long.Exec(`SELECT count(*) FROM ` + other); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -245,14 +246,6 @@ func TestConcurrentIndexOfAQuotedNameInASchema(t *testing.T) {
 	long.Commit()
 	if err := <-done; err != nil {
 		t.Fatal(err)
-	}
-	if ev.count(EventIndexCleanup) == 0 {
-		t.Fatal("the failed build's INVALID index was not found and dropped")
-	}
-	var valid bool
-	if err := db.QueryRow(`SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE c.oid = to_regclass($1)`, schema+`."ItemsTitle"`).Scan(&valid); err != nil || !valid {
-		t.Fatalf("index after expand: valid=%v %v", valid, err)
 	}
 }
 
