@@ -59,6 +59,18 @@ func NextKey(ctx context.Context, d Dialect, table, column, after, below string,
 	return key, true, nil
 }
 
+// FirstIntKey returns the smallest integer key in [from, below), and
+// false when there is none.
+func FirstIntKey(ctx context.Context, d Dialect, table, column string, from, below int64) (int64, bool, error) {
+	k := d.Quote(column)
+	q := fmt.Sprintf(`SELECT min(%[1]s) FROM %[2]s WHERE %[1]s >= %[3]s AND %[1]s < %[4]s`, k, d.Quote(table), d.Param(1), d.Param(2))
+	var key sql.NullInt64
+	if err := d.DB().QueryRowContext(ctx, q, from, below).Scan(&key); err != nil {
+		return 0, false, fmt.Errorf("find next key of %s: %w", table, err)
+	}
+	return key.Int64, key.Valid, nil
+}
+
 // SplitKeys returns, for each offset, the key that many rows after the
 // first key strictly between after and below (as NextKey), all read in one
 // statement so that they are in the column's order among themselves; a

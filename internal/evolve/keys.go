@@ -120,15 +120,26 @@ func (r *runner) parts(ctx context.Context, sp span, total int64) ([]span, error
 }
 
 // nextHi finds the exclusive end of the next batch of about size rows
-// from cur within the part ending at partHi: arithmetic for integers; for
-// text and uuid keys the size-th key the column orders after cur and
-// before partHi, or partHi when there are fewer.
+// from cur within the part ending at partHi: for integers, size keys on
+// from the first row at or after cur (arithmetic, past a gap: ids taken
+// from a clock or a jumped sequence leave gaps wider than a batch, and
+// walking them batch by batch would take years); for text and uuid keys
+// the size-th key the column orders after cur and before partHi, or
+// partHi when there are fewer.
 func (r *runner) nextHi(ctx context.Context, cur, partHi key, size int) (key, error) {
 	if cur.kind == dialect.KeyInt {
-		if partHi.n-cur.n <= int64(size) {
+		from := cur.n
+		if r.job.Table != "" && r.job.Range == nil {
+			first, ok, err := dialect.FirstIntKey(ctx, r.d, r.job.Table, r.job.Key, cur.n, partHi.n)
+			if err != nil || !ok {
+				return partHi, err // no row left in the part: one batch covers the rest
+			}
+			from = first
+		}
+		if partHi.n-from <= int64(size) {
 			return partHi, nil
 		}
-		return intKey(cur.n + int64(size)), nil
+		return intKey(from + int64(size)), nil
 	}
 	if r.job.Table == "" {
 		return partHi, nil
