@@ -117,6 +117,7 @@ func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st S
 		return fmt.Errorf("record phase %s of %s: %w", s.Phase, mig.Name, err)
 	}
 	table, index := concurrentIndex(st.SQL)
+	deadline := time.Now().Add(m.opts.DDLRetryFor)
 	err := m.retryLocks(ctx, mig, s, []Statement{st}, func() (Statement, error) {
 		if index != "" {
 			qualified, valid, err := m.d.IndexValid(ctx, table, index)
@@ -133,7 +134,7 @@ func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st S
 			}
 		}
 		m.emit(Event{Kind: EventStatement, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line})
-		err := m.d.ExecNoTx(ctx, st.SQL, m.opts.LockTimeout)
+		err := m.d.ExecNoTx(ctx, st.SQL, m.noTxLockTimeout(st.SQL, deadline))
 		if err != nil && replay && m.d.Classify(err) == dialect.AlreadyDone {
 			m.emit(Event{Kind: EventReplayed, Migration: mig.Name, Phase: s.Phase, File: mig.Path, Line: st.Line, Err: err})
 			return st, nil
@@ -152,6 +153,26 @@ func (m *Migrator) runNoTx(ctx context.Context, mig *Migration, s *Section, st S
 		return fmt.Errorf("record phase %s of %s: %w", s.Phase, mig.Name, err)
 	}
 	return nil
+}
+
+// concurrently matches the statements that build or drop without
+// blocking the table's reads and writes: [CREATE|DROP] INDEX CONCURRENTLY,
+// REINDEX … CONCURRENTLY, DETACH PARTITION … CONCURRENTLY.
+var concurrently = regexp.MustCompile(`(?is)^\s*(?:(?:create\s+(?:unique\s+)?|drop\s+)index\s+concurrently\b|reindex\s+(?:\(.*?\)\s*)?\w+\s+concurrently\b|alter\s+table\b.*\bdetach\s+partition\s+\S+\s+concurrently\b)`)
+
+// noTxLockTimeout is the lock timeout of a statement run outside a
+// transaction: the DDL lock timeout, but for a CONCURRENTLY statement the
+// time left of the retry budget (until deadline). Such a statement's
+// waits (for old snapshots, for transactions that use the index) hold up
+// no query of the app's; cut short, a CREATE INDEX CONCURRENTLY has
+// scanned and sorted the whole table for nothing and builds it all again
+// on the retry, and a table whose queries often run longer than the lock
+// timeout might never get its index.
+func (m *Migrator) noTxLockTimeout(stmt string, deadline time.Time) time.Duration {
+	if !concurrently.MatchString(stmt) {
+		return m.opts.LockTimeout
+	}
+	return max(time.Until(deadline), m.opts.LockTimeout)
 }
 
 // dropInvalid drops the invalid index qualified (as SQL writes it).

@@ -41,12 +41,16 @@ func (e *events) count(kind EventKind) int {
 	return n
 }
 
-func openWith(t *testing.T, url, dir string, ev *events) *Migrator {
+func openWith(t *testing.T, url, dir string, ev *events, with ...func(*Options)) *Migrator {
 	t.Helper()
-	m, err := Open(context.Background(), url, Options{Dirs: []string{dir}, LockTimeout: 100 * time.Millisecond, Progress: func(e Event) {
+	o := Options{Dirs: []string{dir}, LockTimeout: 100 * time.Millisecond, Progress: func(e Event) {
 		ev.add(e)
 		t.Logf("%s %s line %d %s %v", e.Kind, e.Migration, e.Line, e.Reason, e.Err)
-	}})
+	}}
+	for _, f := range with {
+		f(&o)
+	}
+	m, err := Open(context.Background(), url, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,11 +164,14 @@ func TestDDLBehindLongLockDoesNotStallLiveTraffic(t *testing.T) {
 	}
 }
 
-// TestConcurrentIndexCleanedUpAndRetried: CREATE INDEX CONCURRENTLY waits
-// for an old snapshot, times out and leaves an INVALID index; handoff drops
-// it, retries, and once the old transaction ends the index is built valid.
-// A build that fails for good (duplicates under UNIQUE) leaves no index.
-func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
+// TestConcurrentIndexWaitsOutAnOldSnapshot: CREATE INDEX CONCURRENTLY
+// waits for an old snapshot (a wait that holds up no query of the app's)
+// for as long as the retry budget allows, not the DDL lock timeout: cut
+// short, it would scan and sort the whole table again on every retry.
+// Past the budget, its INVALID index is dropped, and no index is left;
+// once the old transaction ends, a new run builds it valid. A build that
+// fails for good (duplicates under UNIQUE) leaves no index.
+func TestConcurrentIndexWaitsOutAnOldSnapshot(t *testing.T) {
 	url := testdb.Postgres(t)
 	dir := writeDir(t, map[string]string{"0001_idx.sql": "-- handoff:expand\nCREATE INDEX CONCURRENTLY items_title ON items (title);\n"})
 	var ev events
@@ -172,13 +179,26 @@ func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
 	db := m.Dialect().DB()
 	seedItems(t, db)
 
-	expandPastAnOldSnapshot(t, m, &ev, "other")
-	if ev.count(EventIndexCleanup) == 0 || ev.count(EventLockRetry) == 0 {
-		t.Fatalf("no failed build was cleaned up: %d cleanups, %d retries", ev.count(EventIndexCleanup), ev.count(EventLockRetry))
+	long := oldSnapshot(t, db, "other")
+	done := make(chan error, 1)
+	go func() { done <- m.Expand(context.Background()) }()
+	time.Sleep(1500 * time.Millisecond) // 15 times the lock timeout
+	long.Commit()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := ev.count(EventIndexCleanup) + ev.count(EventLockRetry); n != 0 {
+		t.Fatalf("the build was cut short and redone: %d cleanups and retries", n)
 	}
 	if ok, valid, err := m.Dialect().IndexValid(context.Background(), "items", "items_title"); ok == "" || !valid || err != nil {
 		t.Fatalf("index after expand: exists=%v valid=%v %v", ok, valid, err)
 	}
+
+	// Past the budget: the INVALID build is dropped, the phase fails, and
+	// the next run builds the index once the old snapshot is gone.
+	dirB := writeDir(t, map[string]string{"0002_idx.sql": "-- handoff:expand\nCREATE INDEX CONCURRENTLY items_title_b ON items (title);\n"})
+	mb := openWith(t, url, dirB, &ev, func(o *Options) { o.DDLRetryFor = time.Second })
+	expandPastAnOldSnapshot(t, mb, "other", "items", "items_title_b")
 
 	dir2 := writeDir(t, map[string]string{"0002_uniq.sql": "-- handoff:expand\n-- titles repeat: this fails for good\nCREATE UNIQUE INDEX CONCURRENTLY items_title_u ON items (title);\n"})
 	m2 := openWith(t, url, dir2, &ev)
@@ -194,15 +214,15 @@ func TestConcurrentIndexCleanedUpAndRetried(t *testing.T) {
 
 // The same, for an index whose name is quoted in mixed case, on a table in
 // a schema off the search path (as ORMs write them): the failed build's
-// INVALID index is found by its exact name in its table's schema, dropped
-// and built again — not taken for absent, after which IF NOT EXISTS
-// would have recorded the phase done with the index still INVALID.
+// INVALID index is found by its exact name in its table's schema and
+// dropped, then built again — not taken for absent, after which IF NOT
+// EXISTS would have recorded the phase done with the index still INVALID.
 func TestConcurrentIndexOfAQuotedNameInASchema(t *testing.T) {
 	url := testdb.Postgres(t)
 	schema := fmt.Sprintf("app_%d", time.Now().UnixNano())
 	dir := writeDir(t, map[string]string{"0001_idx.sql": "-- handoff:expand\nCREATE INDEX CONCURRENTLY IF NOT EXISTS \"ItemsTitle\" ON " + schema + ".items (title);\n"})
 	var ev events
-	m := openWith(t, url, dir, &ev)
+	m := openWith(t, url, dir, &ev, func(o *Options) { o.DDLRetryFor = time.Second })
 	db := m.Dialect().DB()
 	for _, q := range []string{"CREATE SCHEMA " + schema, "CREATE TABLE " + schema + ".items (id bigint PRIMARY KEY, title text)",
 		"INSERT INTO " + schema + ".items SELECT g, 't' || g FROM generate_series(1, 1000) g", "CREATE TABLE " + schema + ".other (id int)"} {
@@ -211,41 +231,44 @@ func TestConcurrentIndexOfAQuotedNameInASchema(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { db.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	expandPastAnOldSnapshot(t, m, &ev, schema+".other")
-	if ev.count(EventIndexCleanup) == 0 {
-		t.Fatal("the failed build's INVALID index was not found and dropped")
-	}
-	var valid bool
-	if err := db.QueryRow(`SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE c.oid = to_regclass($1)`, schema+`."ItemsTitle"`).Scan(&valid); err != nil || !valid {
-		t.Fatalf("index after expand: valid=%v %v", valid, err)
-	}
+	expandPastAnOldSnapshot(t, m, schema+".other", schema+".items", "ItemsTitle")
 }
 
-// expandPastAnOldSnapshot runs m's expand while a transaction holds an old
-// snapshot (it read other, no lock on the index's table), so that a
-// CREATE INDEX CONCURRENTLY's wait for it gives up and leaves an INVALID
-// index; the transaction ends once that index was cleaned up (or 20 s on),
-// and the expand must then finish.
-func expandPastAnOldSnapshot(t *testing.T, m *Migrator, ev *events, other string) {
+// oldSnapshot begins a transaction that holds an old snapshot: it read
+// other, and holds no lock on the index's table.
+func oldSnapshot(t *testing.T, db *sql.DB, other string) *sql.Tx {
 	t.Helper()
-	long, err := m.Dialect().DB().BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+	long, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer long.Rollback()
+	t.Cleanup(func() { long.Rollback() })
 	if _, err := long.Exec(`SELECT count(*) FROM ` + other); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- m.Expand(context.Background()) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for ev.count(EventIndexCleanup) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	return long
+}
+
+// expandPastAnOldSnapshot runs m's expand, whose CREATE INDEX CONCURRENTLY
+// of index on table waits for an old snapshot past m's retry budget: the
+// expand fails, its INVALID index is dropped (none is left); once the
+// snapshot is gone, the expand run again builds the index valid.
+func expandPastAnOldSnapshot(t *testing.T, m *Migrator, other, table, index string) {
+	t.Helper()
+	long := oldSnapshot(t, m.Dialect().DB(), other)
+	var se *StatementError
+	if err := m.Expand(context.Background()); !errors.As(err, &se) {
+		t.Fatalf("expand behind an old snapshot past the retry budget: %v; want it to fail", err)
+	}
+	if q, _, err := m.Dialect().IndexValid(context.Background(), table, index); q != "" || err != nil {
+		t.Fatalf("the failed build's INVALID index %s was left (%v)", q, err)
 	}
 	long.Commit()
-	if err := <-done; err != nil {
+	if err := m.Expand(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if q, valid, err := m.Dialect().IndexValid(context.Background(), table, index); q == "" || !valid || err != nil {
+		t.Fatalf("index after expand: %q valid=%v %v", q, valid, err)
 	}
 }
 
