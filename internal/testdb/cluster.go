@@ -78,6 +78,19 @@ func (p *process) stop(sig syscall.Signal) {
 	if cmd == nil {
 		return
 	}
+	if sig == syscall.SIGKILL {
+		// A crash takes the whole server: Postgres's backends outlive a
+		// killed postmaster for a moment, attached to its shared memory,
+		// and a restart meanwhile fails ("pre-existing shared memory
+		// block is still in use"). The server leads its own process
+		// group (serverAttr), so the group goes, and is waited for.
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+		<-exit
+		for end := time.Now().Add(10 * time.Second); syscall.Kill(-cmd.Process.Pid, 0) == nil && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return
+	}
 	_ = cmd.Process.Signal(sig)
 	select {
 	case <-exit:
@@ -472,7 +485,7 @@ func lookupUser(t testing.TB, name string) (uid, gid int) {
 // serverAttr runs a server binary as owner when the test runs as root, and
 // kills it if the test binary dies, so that no server outlives its test.
 func serverAttr(t testing.TB, owner string) *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	a := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true} // its own group: see process.stop
 	if os.Geteuid() == 0 {
 		uid, gid := lookupUser(t, owner)
 		a.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
