@@ -459,13 +459,13 @@ func (s *pgSession) pump(srv *pgServer) {
 				s.mu.Lock()
 				idle := s.idle
 				s.mu.Unlock()
-				if idle && fatalError(m.body) {
-					// The server ends a session the client is not using
-					// (idle_session_timeout, pg_terminate_backend, a
-					// shutdown): the client keeps its connection and its
-					// next transaction opens a new server session (lost),
-					// so this is not the client's error to see.
-					s.e.log.Info("the server ends a session between transactions", "server", srv.addr, "error", errorMessage(m.body))
+				// The server ends a session the client is not using
+				// (idle_session_timeout, pg_terminate_backend, a shutdown):
+				// the client keeps its connection and its next transaction
+				// opens a new server session (lost), so this is not the
+				// client's error to see.
+				if e := fatalIfIdle(idle, m.body); e != nil {
+					s.e.log.Info("the server ends a session between transactions", "server", srv.addr, "error", e.Code+" "+e.Message)
 					continue
 				}
 			}
@@ -771,34 +771,23 @@ func refusePG(c net.Conn) {
 	c.Write(b)
 }
 
-// fatalError reports whether an ErrorResponse's body is of severity FATAL
-// or PANIC: the server ends the session with it.
-func fatalError(body []byte) bool {
-	sev := errorField(body, 'V') // not localized; 'S' before Postgres 9.6
+// fatalIfIdle decodes an ErrorResponse's body, for a session between
+// transactions, when it is of severity FATAL or PANIC (the server ends
+// the session with it); nil otherwise.
+func fatalIfIdle(idle bool, body []byte) *pgproto3.ErrorResponse {
+	if !idle {
+		return nil
+	}
+	var e pgproto3.ErrorResponse
+	if e.Decode(body) != nil {
+		return nil
+	}
+	sev := e.SeverityUnlocalized // 9.6 and later; Severity may be translated
 	if sev == "" {
-		sev = errorField(body, 'S')
+		sev = e.Severity
 	}
-	return sev == "FATAL" || sev == "PANIC"
-}
-
-// errorMessage is an ErrorResponse's code and message, for a log.
-func errorMessage(body []byte) string {
-	return errorField(body, 'C') + " " + errorField(body, 'M')
-}
-
-// errorField returns field typ of an ErrorResponse's body (a list of a
-// type byte and a C string each, ended by a zero byte).
-func errorField(body []byte, typ byte) string {
-	for len(body) > 1 && body[0] != 0 {
-		t := body[0]
-		v, rest, ok := cstring(body[1:])
-		if !ok {
-			return ""
-		}
-		if t == typ {
-			return v
-		}
-		body = rest
+	if sev != "FATAL" && sev != "PANIC" {
+		return nil
 	}
-	return ""
+	return &e
 }
