@@ -340,9 +340,7 @@ func (s *mySession) command(p myPacket, cmd byte) error {
 	}
 	if cmd == myCmdQuery && !p.partial {
 		if q, ok := s.killQuery(p.payload[1:]); ok {
-			p.payload = append(p.payload[:1:1], q...)
-			p.size = len(p.payload)
-			p.head[0], p.head[1], p.head[2] = byte(p.size), byte(p.size>>8), byte(p.size>>16)
+			p.setPayload(append(p.payload[:1:1], q...))
 		}
 	}
 	var query []byte
@@ -895,9 +893,7 @@ func bindTypes(p *myPacket, st *myStmt) {
 		}
 		payload := make([]byte, 0, len(p.payload)+n)
 		payload = append(append(append(payload, p.payload[:flag]...), 1), st.types...)
-		p.payload = append(payload, p.payload[flag+1:]...)
-		p.size = len(p.payload)
-		p.head[0], p.head[1], p.head[2] = byte(p.size), byte(p.size>>8), byte(p.size>>16)
+		p.setPayload(append(payload, p.payload[flag+1:]...))
 		st.rebound = false
 	}
 }

@@ -70,6 +70,12 @@ type myPacket struct {
 
 func (p myPacket) seq() byte { return p.head[3] }
 
+// setPayload replaces a whole packet's payload and its header's length.
+func (p *myPacket) setPayload(b []byte) {
+	p.payload, p.size = b, len(b)
+	p.head[0], p.head[1], p.head[2] = byte(p.size), byte(p.size>>8), byte(p.size>>16)
+}
+
 // first is the payload's first byte (0 for an empty payload).
 func (p myPacket) first() byte {
 	if len(p.payload) == 0 {
