@@ -186,29 +186,32 @@ func (p *pgPair) Check(ctx context.Context, longTx time.Duration) error {
 // of some tables only, a table created since and not refreshed). Either
 // would leave rows behind on the old primary.
 func (p *pgPair) checkSubscribed(ctx context.Context) error {
-	const subRels = `FROM pg_subscription_rel sr
+	// Each subscribed table (a partition tree by its root), and whether
+	// all of it is ready.
+	rows, err := p.new.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname), bool_and(sr.srsubstate = 'r')
+		FROM pg_subscription_rel sr
 		JOIN pg_subscription s ON s.oid = sr.srsubid
 		JOIN pg_class c ON c.oid = coalesce(pg_partition_root(sr.srrelid), sr.srrelid)
 		JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`
-	rows, err := p.new.Query(ctx, "SELECT DISTINCT format('%I.%I', n.nspname, c.relname) "+subRels+" AND sr.srsubstate <> 'r' ORDER BY 1", p.sub)
+		WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		GROUP BY 1 ORDER BY 1`, p.sub)
 	if err != nil {
 		return fmt.Errorf("ask the replica for its subscribed tables: %w", err)
 	}
-	copying, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
+	subscribed, copying := []string{}, []string(nil) // not nil: ANY(NULL) would match no table
+	var name string
+	var ready bool
+	if _, err := pgx.ForEachRow(rows, []any{&name, &ready}, func() error {
+		subscribed = append(subscribed, name)
+		if !ready {
+			copying = append(copying, name)
+		}
+		return nil
+	}); err != nil {
 		return fmt.Errorf("ask the replica for its subscribed tables: %w", err)
 	}
 	if len(copying) > 0 {
 		return fmt.Errorf("the subscription %s of %s is still copying %s; wait until every table of pg_subscription_rel is ready (srsubstate 'r')", p.sub, p.newAddr, names(copying))
-	}
-	rows, err = p.new.Query(ctx, "SELECT DISTINCT format('%I.%I', n.nspname, c.relname) "+subRels, p.sub)
-	if err != nil {
-		return fmt.Errorf("ask the replica for its subscribed tables: %w", err)
-	}
-	subscribed, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("ask the replica for its subscribed tables: %w", err)
 	}
 	// The primary's durable tables, a partition tree as its root.
 	rows, err = p.old.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
