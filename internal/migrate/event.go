@@ -53,14 +53,11 @@ func (m *Migrator) emit(e Event) {
 	m.opts.Progress(e)
 }
 
-// preflight loads and verifies the history, then checks every statement
+// preflight loads and verifies the history (forward), then checks every statement
 // of every pending phase: its syntax, by the database's parser, and the
 // lint. It returns every problem at once, each at its file and line.
 func (m *Migrator) preflight(ctx context.Context) (map[string]map[Phase]*applied, error) {
-	hist, err := m.verified(ctx)
-	if err == nil {
-		err = rollingBack(m.ms, hist)
-	}
+	hist, err := m.forward(ctx)
 	if err != nil {
 		return nil, err
 	}

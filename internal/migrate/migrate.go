@@ -152,27 +152,29 @@ func (m *Migrator) expand(ctx context.Context) error {
 	return nil
 }
 
-// rollingBack refuses to go forward while a migration's rollback has
-// begun and not finished (a finished one forgets the migration's
-// history): its expand is half undone, and a phase that took it for done
-// would run on what is left — finishing the rollback comes first.
-func rollingBack(ms []*Migration, hist map[string]map[Phase]*applied) error {
-	for _, mig := range ms {
+// forward loads the verified history for a phase that goes forward, and
+// refuses while a migration's rollback has begun and not finished (a
+// finished one forgets the migration's history): its expand is half
+// undone, and a phase that took it for done would run on what is left —
+// finishing the rollback comes first.
+func (m *Migrator) forward(ctx context.Context) (map[string]map[Phase]*applied, error) {
+	hist, err := m.verified(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, mig := range m.ms {
 		if a := hist[mig.Name][Rollback]; a != nil {
-			return &FileError{File: mig.Path, Msg: fmt.Sprintf("its rollback began and did not finish (stopped after statement %d): its expand is half undone; run 'handoff migrate rollback %s' to finish it", a.Step, mig.Name)}
+			return nil, &FileError{File: mig.Path, Msg: fmt.Sprintf("its rollback began and did not finish (stopped after statement %d): its expand is half undone; run 'handoff migrate rollback %s' to finish it", a.Step, mig.Name)}
 		}
 	}
-	return nil
+	return hist, nil
 }
 
 // Backfill runs the backfill of every expanded, not yet contracted
 // migration: an unfinished one resumes; a finished one covers only the
 // keys added since (rows an old release wrote meanwhile), which is cheap.
 func (m *Migrator) Backfill(ctx context.Context) error {
-	hist, err := m.verified(ctx)
-	if err == nil {
-		err = rollingBack(m.ms, hist)
-	}
+	hist, err := m.forward(ctx)
 	if err != nil {
 		return err
 	}
