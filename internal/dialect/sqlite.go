@@ -149,11 +149,11 @@ func (s *sqliteDB) ReplicationLag(context.Context) (time.Duration, error) { retu
 func (s *sqliteDB) IndexValid(ctx context.Context, _, name string) (string, bool, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1`, name).Scan(&n)
-	if err != nil || n == 0 {
-		if err != nil {
-			err = fmt.Errorf("look up index %s: %w", name, err)
-		}
-		return "", false, err
+	if err != nil {
+		return "", false, fmt.Errorf("look up index %s: %w", name, err)
+	}
+	if n == 0 {
+		return "", false, nil
 	}
 	return s.Quote(name), true, nil
 }

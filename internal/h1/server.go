@@ -38,8 +38,9 @@ type Server struct {
 	BodyTimeout time.Duration
 	// Conns caps the connections served at once, HTTP/1 and HTTP/2, and
 	// those hijacked until their handler closes them (Hijack's net.Conn
-	// is then a wrapper that gives the place back at Close), a cap this server may share with others (every
-	// listener of handoff serve takes from one). A connection over the cap
+	// is then a wrapper that gives the place back at Close), a cap this
+	// server may share with others (every listener of handoff serve takes
+	// from one). A connection over the cap
 	// gets a 503 with "Retry-After: 1" and is closed without its request
 	// being read, so that a flood costs a short write rather than a
 	// goroutine and buffers each. nil means no cap.
