@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/control"
+	"github.com/handoff-dev/handoff/internal/deploy"
 	"github.com/handoff-dev/handoff/internal/testdb"
 )
 
@@ -322,4 +323,52 @@ func TestFleetDeployHostByHost(t *testing.T) {
 		}
 	}
 	nodes[2].start() // adopts its instances; the test's cleanup stops them
+}
+
+// TestFleetDeployHostRestarted: the handoff of a host is restarted (a
+// `systemctl restart`) in the middle of that host's own part of a fleet
+// deploy. Its next process resumes the host's deploy; the leader, seeing
+// the host restarted without an answer, halts the fleet deploy and reverts
+// it, and the restarted host is rolled back once its resumed deploy is
+// through: every host ends on the old release, none on the new, and no
+// fleet deploy is left unfinished.
+func TestFleetDeployHostRestarted(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	var nodes []*node
+	for i := 1; i <= 2; i++ {
+		root := filepath.Join(t.TempDir(), "releases")
+		makeRelease(t, root, "v1", "")
+		makeRelease(t, root, "v2", "slow") // 2 s to start: the restart comes while it does
+		app := fmt.Sprintf("{ command: [bin/app], releases: %s, instances: 2, health: { path: /healthz, interval: 200ms }, drain_timeout: 1s, start_timeout: 10s }", root)
+		n := newFleetNode(t, fleetSpec{name: fmt.Sprintf("web-%d", i), gateway: freeAddr(t), state: dsn, app: app, fleet: defaultFleetKeys})
+		n.must("deploy", "web", "--release", filepath.Join(root, "v1"), "--this-node")
+		nodes = append(nodes, n)
+	}
+	done := make(chan result, 1)
+	go func() { done <- nodes[0].cli("fleet", "deploy", "web", "--release", "v2") }()
+	waitUntil(t, 60*time.Second, "web-2's own deploy of v2 to start", func() bool {
+		d := nodes[1].appStatus("web").Deploy
+		return d != nil && d.State == deploy.Running && d.To.Label == "v2"
+	})
+	nodes[1].stop()
+	nodes[1].start()
+	r := <-done
+	t.Logf("fleet deploy with web-2 restarted:\n%s%s", r.stdout, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "web-2 restarted") || !strings.Contains(r.stderr, "web-1 reverted, web-2 reverted") {
+		t.Fatalf("want the fleet deploy halted naming web-2 restarted, both hosts reverted: exit %d", r.code)
+	}
+	// What each host runs once nothing runs on it any more: web-2's
+	// resumed deploy may end after the fleet deploy returns.
+	waitUntil(t, 60*time.Second, "web-2's resumed deploy to end", func() bool {
+		d := nodes[1].appStatus("web").Deploy
+		return d == nil || d.State != deploy.Running
+	})
+	for _, n := range nodes {
+		if got := n.appStatus("web").Current; got != "v1" {
+			t.Fatalf("every host runs v1 after the reverted fleet deploy, %s runs %s", n.gateway, got)
+		}
+	}
+	if out := nodes[0].must("status"); strings.Contains(out, "fleet deploy of web") {
+		t.Fatalf("no fleet deploy is left unfinished:\n%s", out)
+	}
 }

@@ -247,6 +247,16 @@ func (d *Deployer) Record(ctx context.Context, app string) (*Record, error) {
 	return d.record(ctx, app)
 }
 
+// Running says whether rec's deploy is under way: recorded as running and
+// not stalled (a process that restarted resumes it at start).
+func (d *Deployer) Running(ctx context.Context, rec *Record) bool {
+	if rec.Deploy == "" {
+		return false
+	}
+	dep, err := d.Get(ctx, rec.Deploy)
+	return err == nil && dep.State == Running
+}
+
 // Get loads a deploy by ID.
 func (d *Deployer) Get(ctx context.Context, id string) (*Deploy, error) {
 	dep := &Deploy{}

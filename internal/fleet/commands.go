@@ -184,6 +184,7 @@ func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, star
 	res := &Result{Command: c, Acked: map[string]time.Duration{}}
 	failed := map[string]string{}
 	var lastLostCheck time.Time
+	var restarted []string
 	for {
 		rows, err := f.pool.Query(ctx, `SELECT a.node, a.error, a.at - c.at FROM handoff_fleet_acks a
 			JOIN handoff_fleet_commands c ON c.id = a.command WHERE a.command = $1`, c.ID)
@@ -219,15 +220,23 @@ func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, star
 			}
 			return res, nil
 		}
-		// A target lost while it works (killed, cut off) will not answer:
-		// a long wait (a deploy) ends as soon as that is known.
-		lost := f.lostOf(ctx, missing, &lastLostCheck)
-		if len(missing) == 0 || ctx.Err() != nil || len(lost) > 0 {
+		// A target lost while it works (killed, cut off), or restarted
+		// since the command was sent, will not answer: a long wait (a
+		// deploy) ends as soon as that is known. A restart is believed
+		// once the acknowledgements have been read again after it was
+		// seen: its process before may have written one as it stopped.
+		restarted = slices.DeleteFunc(restarted, func(n string) bool { return !slices.Contains(missing, n) })
+		lost, again := f.silentOf(ctx, c.ID, missing, &lastLostCheck)
+		if len(again) > 0 && len(restarted) == 0 {
+			restarted = again
+			continue
+		}
+		if len(missing) == 0 || ctx.Err() != nil || len(lost) > 0 || len(restarted) > 0 {
 			acked := make([]string, 0, len(res.Acked))
 			for n := range res.Acked {
 				acked = append(acked, n)
 			}
-			return nil, &AckError{Command: c, Missing: missing, Lost: lost, Failed: failed, Acked: acked, Timeout: wait}
+			return nil, &AckError{Command: c, Missing: missing, Lost: lost, Restarted: restarted, Failed: failed, Acked: acked, Timeout: wait}
 		}
 		select {
 		case <-ctx.Done():
@@ -237,24 +246,30 @@ func (f *Fleet) awaitAcks(ctx context.Context, c Command, targets []string, star
 	}
 }
 
-// lostOf returns those of nodes that are lost, looking at most once a
-// heartbeat.
-func (f *Fleet) lostOf(ctx context.Context, nodes []string, last *time.Time) []string {
+// silentOf returns those of nodes that are lost, and those whose process
+// started after command id was sent (a restart, an upgrade: the new
+// process applies only commands newer than itself), looking at most once
+// a heartbeat. A restarted node's acknowledgement may still be read: the
+// process before it may have written it as it stopped.
+func (f *Fleet) silentOf(ctx context.Context, id int64, nodes []string, last *time.Time) (lost, restarted []string) {
 	if len(nodes) == 0 || time.Since(*last) < f.opts.Heartbeat {
-		return nil
+		return nil, nil
 	}
 	*last = time.Now()
 	all, err := f.Nodes(ctx)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	var lost []string
 	for _, n := range all {
-		if n.Lost && slices.Contains(nodes, n.Name) {
+		switch {
+		case !slices.Contains(nodes, n.Name):
+		case n.Lost:
 			lost = append(lost, n.Name)
+		case f.RestartedSince(ctx, n.Name, id):
+			restarted = append(restarted, n.Name)
 		}
 	}
-	return lost
+	return lost, restarted
 }
 
 // poke asks the command loop to read the commands now.

@@ -234,15 +234,21 @@ type AckError struct {
 	// lost: Lost); Failed answered with an error (node → error).
 	Missing []string
 	Lost    []string
-	Failed  map[string]string
-	Acked   []string
-	Timeout time.Duration
+	// Restarted are the missing nodes whose handoff started again after
+	// the command was sent: the new process does not apply commands older
+	// than itself, so no acknowledgement will come from them.
+	Restarted []string
+	Failed    map[string]string
+	Acked     []string
+	Timeout   time.Duration
 }
 
 func (e *AckError) Error() string {
 	msg := "fleet: " + e.Command.Kind
 	if len(e.Lost) > 0 {
 		msg += fmt.Sprintf(": node %s was lost before it acknowledged (no heartbeat for fleet.lost_after)", joinNames(e.Lost))
+	} else if len(e.Restarted) > 0 {
+		msg += fmt.Sprintf(": node %s restarted before it acknowledged (its new process does not carry the command on)", joinNames(e.Restarted))
 	} else if len(e.Missing) > 0 {
 		msg += fmt.Sprintf(": %s did not acknowledge within %s", joinNames(e.Missing), e.Timeout)
 	}

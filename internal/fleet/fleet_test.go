@@ -379,3 +379,32 @@ func TestConcurrentSendersLoseNoCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartedTargetEndsTheWait: a node whose handoff starts again while
+// a command for it waits for its acknowledgement (it acknowledges when
+// done, and its process stopped first) will never acknowledge: the new
+// process applies only newer commands. The sender's long wait ends once
+// the restart is seen, naming it, not at its bound.
+func TestRestartedTargetEndsTheWait(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	ctx := context.Background()
+	a := openNode(t, dsn, "web-1")
+	later := func(o *Options) {
+		o.Apply = func(context.Context, Command) error { return ErrAckLater }
+	}
+	b := openNode(t, dsn, "web-2", later)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		b.Close()
+		openNode(t, dsn, "web-2", later)
+	}()
+	start := time.Now()
+	_, err := a.SendWait(ctx, Command{Kind: "deploy", Target: "web-2"}, false, 30*time.Second)
+	var ae *AckError
+	if !errors.As(err, &ae) || len(ae.Restarted) != 1 || ae.Restarted[0] != "web-2" || !strings.Contains(err.Error(), "node web-2 restarted before it acknowledged") {
+		t.Fatalf("want the wait ended naming web-2 restarted: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the wait ended %s after the send, not at the restart", took)
+	}
+}

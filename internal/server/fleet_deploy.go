@@ -286,13 +286,18 @@ func (s *Server) applyFleetDeploy(c fleet.Command) error {
 			_, err = s.deployer.Start(s.ctx, deploy.Request{App: args.App, Release: dir, Strategy: args.Strategy, Actor: "fleet deploy by " + c.By}, nil)
 		case args.Release != "" && !s.runsRelease(args.App, args.Release):
 			// A revert rolls back only a host that runs the fleet deploy's
-			// release: asked twice (a second node took the revert over),
-			// it rolls nothing back twice.
+			// release once no deploy of it is running (one this process
+			// resumed after a restart may still finish on it): asked twice
+			// (a second node took the revert over), it rolls nothing back
+			// twice.
 		default:
 			_, err = s.deployer.Rollback(s.ctx, args.App, deploy.RollbackOptions{Actor: "fleet deploy by " + c.By}, nil)
 		}
-		if err != nil && errors.Is(err, context.Canceled) {
-			return // stopping: the sender sees no acknowledgement, and says so
+		if errors.Is(err, context.Canceled) || errors.Is(err, deploy.ErrInterrupted) {
+			// Stopping: the next process resumes the deploy, and the
+			// sender, seeing this node restarted without acknowledging,
+			// reverts the fleet deploy (fleet_revert.go).
+			return
 		}
 		if aerr := s.fleet.f.Ack(s.ctx, c.ID, err); aerr != nil {
 			s.log.Warn("fleet: acknowledge a deploy", "command", c.ID, "error", aerr)
@@ -301,8 +306,21 @@ func (s *Server) applyFleetDeploy(c fleet.Command) error {
 	return fleet.ErrAckLater
 }
 
-// runsRelease says whether this node's current release of app is label.
+// runsRelease says whether this node's current release of app is label,
+// once no deploy of app is running.
 func (s *Server) runsRelease(app, label string) bool {
-	rec, err := s.deployer.Record(s.ctx, app)
-	return err != nil || rec.Current != nil && rec.Current.Label == label // unknown: roll back, as asked
+	for {
+		rec, err := s.deployer.Record(s.ctx, app)
+		if err != nil {
+			return true // unknown: roll back, as asked
+		}
+		if !s.deployer.Running(s.ctx, rec) {
+			return rec.Current != nil && rec.Current.Label == label
+		}
+		select {
+		case <-s.ctx.Done():
+			return true
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
