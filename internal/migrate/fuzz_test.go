@@ -7,7 +7,8 @@ import (
 
 // splitSeeds seed FuzzSplitStatements: statements with every lexical form
 // the splitter knows (quotes, E-strings, dollar quotes, nested comments,
-// casts, batch parameters, allow comments), and unterminated ones.
+// casts, batch parameters, allow comments), and unterminated ones; the
+// cases of TestSplitForms (bodies, parentheses) seed it too.
 var splitSeeds = []string{
 	"CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);",
 	"SELECT 'a;b', \"c;d\", E'\\';', $$;$$, $tag$ ; $tag$;",
@@ -38,6 +39,9 @@ var splitSeeds = []string{
 func FuzzSplitStatements(f *testing.F) {
 	for _, s := range splitSeeds {
 		f.Add(s, uint8(0))
+	}
+	for _, c := range splitCases {
+		f.Add(c.text, uint8(0))
 	}
 	f.Add("SELECT 1;\nSELECT 2;", uint8(41))
 	f.Fuzz(func(t *testing.T, src string, firstLine uint8) {

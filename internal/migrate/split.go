@@ -63,6 +63,14 @@ type lexer struct {
 	// cur is the statement being read.
 	start, startLine int
 	params           []param
+	// parens and blocks count the statement's open parentheses and BEGIN
+	// … END blocks; a semicolon inside either does not end it.
+	parens, blocks int
+	// words are the statement's first words, lowercased; word is the last
+	// word read and wordEnd where it ends.
+	words   []string
+	word    string
+	wordEnd int
 }
 
 // unterminated reports a quote or comment that runs to the end of the text.
@@ -94,7 +102,9 @@ func (lx *lexer) step() *unterminated {
 		return lx.blockComment()
 	case c == '\'' || c == '"':
 		lx.begin()
-		return lx.quoted(c, lx.pos > 0 && (lx.src[lx.pos-1] == 'E' || lx.src[lx.pos-1] == 'e') && c == '\'')
+		// E'…' takes backslash escapes: an E that is a word of its own
+		// right before the quote (not the end of one, as in date'…').
+		return lx.quoted(c, c == '\'' && lx.wordEnd == lx.pos && lx.word == "e")
 	case c == '$':
 		lx.begin()
 		if tag, ok := dollarTag(rest); ok {
@@ -102,8 +112,21 @@ func (lx *lexer) step() *unterminated {
 		}
 		lx.pos++
 	case c == ';':
-		lx.finish(lx.pos)
+		if lx.parens == 0 && lx.blocks == 0 {
+			lx.finish(lx.pos)
+		}
 		lx.pos++
+	case c == '(':
+		lx.begin()
+		lx.parens++
+		lx.pos++
+	case c == ')':
+		lx.begin()
+		lx.parens = max(lx.parens-1, 0)
+		lx.pos++
+	case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80:
+		lx.begin()
+		lx.ident()
 	case c == ':':
 		lx.begin()
 		lx.colon()
@@ -134,6 +157,56 @@ func (lx *lexer) finish(end int) {
 		lx.stmts = append(lx.stmts, Statement{SQL: trimmed, Line: lx.startLine, Allow: lx.allow, params: ps})
 	}
 	lx.start, lx.params, lx.allow = -1, nil, nil
+	lx.parens, lx.blocks, lx.words = 0, 0, lx.words[:0]
+}
+
+// ident reads a word (a keyword or an unquoted identifier: letters,
+// digits, _ and $ after its first letter, as PostgreSQL reads them) and
+// keeps count of the BEGIN … END blocks of a routine's or a trigger's body.
+func (lx *lexer) ident() {
+	i := lx.pos + 1
+	for i < len(lx.src) && (identByte(lx.src[i]) || lx.src[i] == '$' || lx.src[i] >= 0x80) {
+		i++
+	}
+	w := strings.ToLower(lx.src[lx.pos:i])
+	lx.pos, lx.word, lx.wordEnd = i, w, i
+	if len(lx.words) < 6 {
+		lx.words = append(lx.words, w)
+	}
+	if lx.parens > 0 || !lx.routine() {
+		return
+	}
+	// psql's rule (psqlscan.l), which SQLite's trigger bodies follow too:
+	// BEGIN opens a block, END closes one, and CASE, which END also
+	// closes, counts inside a block.
+	switch {
+	case w == "begin":
+		lx.blocks++
+	case w == "case" && lx.blocks > 0:
+		lx.blocks++
+	case w == "end" && lx.blocks > 0:
+		lx.blocks--
+	}
+}
+
+// routine reports whether the statement creates a function, a procedure
+// or a trigger: CREATE [OR REPLACE] [TEMP|TEMPORARY] FUNCTION|PROCEDURE|
+// TRIGGER. Only their bodies (PostgreSQL's BEGIN ATOMIC, SQLite's
+// CREATE TRIGGER … BEGIN … END) hold semicolons outside quotes.
+func (lx *lexer) routine() bool {
+	if len(lx.words) < 2 || lx.words[0] != "create" {
+		return false
+	}
+	for _, w := range lx.words[1:] {
+		switch w {
+		case "or", "replace", "temp", "temporary":
+		case "function", "procedure", "trigger":
+			return true
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 func (lx *lexer) lineComment() {
