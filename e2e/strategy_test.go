@@ -6,7 +6,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/supervisor"
 )
 
 // A first deploy and a rollback follow the app's strategy: brick by brick
@@ -82,5 +86,48 @@ func TestReleasesSideBySide(t *testing.T) {
 	}
 	if m := adminGet(t, n, "/metrics"); !strings.Contains(m, `handoff_release_request_duration_seconds_count{app="web",release="v2"}`) {
 		t.Errorf("/metrics:\n%s", grepLines(m, "handoff_release"))
+	}
+}
+
+// A rollback goes back to instances that have run for a while: one of them
+// restarted once before the deploy is as good as the others, and a canary
+// whose own instance crashes is rolled back all the same, exit 0, all
+// traffic on the old release (both used to fail the rollback, the route
+// left split between the releases).
+func TestRollbackToInstancesThatRestartedBefore(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "releases")
+	makeRelease(t, root, "v1", "")
+	makeRelease(t, root, "v2", "")
+	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    releases: %s\n    instances: 2\n    health: { path: /healthz, interval: 200ms }\n    drain_timeout: 1s\n", root))
+	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	crash := func(release string) {
+		t.Helper()
+		var victim supervisor.Instance
+		for _, i := range n.instances("web") {
+			if i.Release == release {
+				victim = i
+			}
+		}
+		syscall.Kill(victim.PID, syscall.SIGKILL)
+		waitUntil(t, 30*time.Second, victim.ID+" to run again", func() bool {
+			for _, i := range n.instances("web") {
+				if i.ID == victim.ID && i.Restarts == victim.Restarts+1 && i.State == supervisor.StateRunning {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	crash("v1")
+	time.Sleep(50 * time.Millisecond) // the deploy starts after the restart, on any clock
+	n.must("deploy", "web", "--release", filepath.Join(root, "v2"), "--strategy", "canary", "--percent", "50")
+	crash("v2")
+	if r := n.cli("rollback", "web"); r.code != 0 {
+		t.Fatalf("rollback of the canary: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	checkRelease(t, n, "v1", 2)
+	pools := n.appStatus("web").Pools
+	if len(pools) != 1 || pools[0].Release != "v1" || pools[0].Weight != 100 {
+		t.Fatalf("all traffic on v1 after the rollback: %+v", pools)
 	}
 }

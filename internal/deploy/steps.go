@@ -16,9 +16,12 @@ import (
 
 // act performs one step.
 func (d *Deployer) act(ctx context.Context, app *config.App, dep *Deploy, rec *Record, s *Step, report func(Progress)) error {
-	if !dep.RollingBack && app.Supervised() && s.Name != StepStart && s.Name != StepRelease && !isMigration(s.Name) {
-		if err := d.crashed(app, dep.To.Label, nil); err != nil {
-			return err // a new instance crashed since it started: roll back
+	// A new instance that crashed since the deploy began stops it: roll
+	// back. Not once the plan rolls back already (a canary rolled back by
+	// hand: its crashing instances are what is being undone).
+	if !dep.RollingBack && !hasStep(dep, StepRevert) && app.Supervised() && s.Name != StepStart && s.Name != StepRelease && !isMigration(s.Name) {
+		if err := d.crashed(app, dep.To.Label, nil, dep.Started); err != nil {
+			return err
 		}
 	}
 	switch s.Name {
@@ -30,7 +33,7 @@ func (d *Deployer) act(ctx context.Context, app *config.App, dep *Deploy, rec *R
 		if !app.Supervised() {
 			return waitHealthy(ctx, app, dep.To.Targets)
 		}
-		return d.checkInstances(ctx, app, s.Release, s.Indexes)
+		return d.checkInstances(ctx, app, s.Release, s.Indexes, dep.Started)
 	case StepAnalysis:
 		return d.analyze(ctx, app, dep, rec, s, report)
 	case StepCanary:
@@ -177,8 +180,8 @@ func (d *Deployer) startInstances(ctx context.Context, app *config.App, rel Rele
 
 // checkInstances waits until the release's instances in the given slots
 // pass their health check (workers: stay up a moment), failing at once if
-// one of them crashes.
-func (d *Deployer) checkInstances(ctx context.Context, app *config.App, release string, indexes []int) error {
+// one of them crashes (after since, the deploy's start).
+func (d *Deployer) checkInstances(ctx context.Context, app *config.App, release string, indexes []int, since time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, app.StartTimeout.D())
 	defer cancel()
 	want := slots(app, indexes)
@@ -186,7 +189,7 @@ func (d *Deployer) checkInstances(ctx context.Context, app *config.App, release 
 	settle := time.Now().Add(time.Second) // a worker that lives this long has started
 	poll := 2 * time.Millisecond
 	for {
-		if err := d.crashed(app, release, want); err != nil {
+		if err := d.crashed(app, release, want, since); err != nil {
 			return err
 		}
 		byIndex := map[int]supervisor.Instance{}
@@ -226,13 +229,17 @@ func (d *Deployer) checkInstances(ctx context.Context, app *config.App, release 
 }
 
 // crashed reports an instance of the release (in the given slots, or any)
-// that has crashed since it started: a deploy does not go on with it.
-func (d *Deployer) crashed(app *config.App, release string, indexes []int) error {
+// that crashed after since (the deploy's start: it was restarted since, or
+// waits to be) or crashes over and over: a deploy does not go on with it.
+// A crash from before the deploy does not count: a rollback goes back to
+// instances that have run for days, and one of them restarted once last
+// week is as good as the others.
+func (d *Deployer) crashed(app *config.App, release string, indexes []int, since time.Time) error {
 	for _, inst := range d.sup.List(app.Name) {
 		if inst.Release != release || (indexes != nil && !slices.Contains(indexes, inst.Index)) {
 			continue
 		}
-		if inst.Restarts > 0 || inst.State == supervisor.StateBackoff || inst.State == supervisor.StateCrashLoop {
+		if inst.Restarts > 0 && inst.Started.After(since) || inst.State == supervisor.StateBackoff || inst.State == supervisor.StateCrashLoop {
 			return fmt.Errorf("instance %s crashed (%s); see 'handoff logs %s'", inst.ID, inst.LastExit, app.Name)
 		}
 	}
