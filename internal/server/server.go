@@ -93,6 +93,7 @@ type Options struct {
 // New opens the store, adopts the supervised instances that run, and
 // restores routes and modes into a new gateway. Nothing listens until Run.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error) {
+	takeProcEnv() // before any child is started (procenv.go)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -92,7 +92,11 @@ func (s *Server) startSuccessor(exe string, fds []uintptr, names []string) (int,
 		return 0, err
 	}
 	defer devnull.Close()
-	env := append(withoutEnv(os.Environ(), envListenFDs, envListenFDNames, envListenPID, envReadyFD, envUpgradeFrom),
+	env := withoutEnv(os.Environ(), envListenFDs, envListenFDNames, envListenPID, envReadyFD, envUpgradeFrom, envNotifySocket)
+	if ns := notifySocket(); ns != "" {
+		env = append(env, envNotifySocket+"="+ns) // the successor tells systemd its MAINPID
+	}
+	env = append(env,
 		envListenFDs+"="+strconv.Itoa(len(fds)),
 		envListenFDNames+"="+strings.Join(names, ":"),
 		envReadyFD+"="+strconv.Itoa(listenFDStart+len(fds)),
@@ -228,9 +232,8 @@ func (s *Server) stopAccepting() {
 // predecessor returns a channel closed when the process this one took over
 // from has exited, or nil when there was none.
 func predecessor() <-chan struct{} {
-	pid, err := strconv.Atoi(os.Getenv(envUpgradeFrom))
-	os.Unsetenv(envUpgradeFrom)
-	if err != nil || pid <= 0 {
+	pid := upgradeFrom()
+	if pid <= 0 {
 		return nil
 	}
 	done := make(chan struct{})
@@ -262,8 +265,7 @@ func alive(pid int) bool {
 // that started it (an upgrade), so that the operator's `handoff upgrade`
 // prints the reason; it does nothing for a serve not started that way.
 func TellFailed(err error) {
-	if fd, ferr := strconv.Atoi(os.Getenv(envReadyFD)); ferr == nil && fd > 2 {
-		os.Unsetenv(envReadyFD)
+	if fd := takeReadyFD(); fd > 0 {
 		f := os.NewFile(uintptr(fd), "ready")
 		io.WriteString(f, "failed: "+strings.ReplaceAll(err.Error(), "\n", "; ")+"\n")
 		f.Close()
@@ -273,8 +275,7 @@ func TellFailed(err error) {
 // tellReady says this process serves: to the handoff process that started
 // it (its readiness pipe) and to systemd (sd_notify, with its new MAINPID).
 func tellReady() {
-	if fd, err := strconv.Atoi(os.Getenv(envReadyFD)); err == nil && fd > 2 {
-		os.Unsetenv(envReadyFD)
+	if fd := takeReadyFD(); fd > 0 {
 		f := os.NewFile(uintptr(fd), "ready")
 		io.WriteString(f, "ready\n")
 		f.Close()
@@ -284,7 +285,7 @@ func tellReady() {
 
 // sdNotify sends a state to systemd when it runs us as Type=notify.
 func sdNotify(state string) {
-	path := os.Getenv("NOTIFY_SOCKET")
+	path := notifySocket()
 	if path == "" {
 		return
 	}
