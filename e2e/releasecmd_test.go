@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/deploy"
 )
 
 // withMigrate gives a release a bin/migrate that records its run in ran
@@ -99,5 +102,51 @@ func TestMigrateStatusFindsTheReleasesMigrations(t *testing.T) {
 	r := n.cli("migrate", "status")
 	if r.code != 0 || !strings.Contains(r.stdout, "0001_notes") {
 		t.Fatalf("migrate status from the config: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestReleaseCommandOutlivesAKilledHandoff: handoff is killed (-9) while
+// the release command runs. The command goes on to its end (its output
+// goes to its log, not to a pipe of the dead process, so it is not killed
+// by SIGPIPE mid-migration), and the next handoff process, resuming the
+// deploy, waits for it to end before it runs the command again: never two
+// side by side (they were, racing each other's migrations).
+func TestReleaseCommandOutlivesAKilledHandoff(t *testing.T) {
+	dir := t.TempDir()
+	root, ran := filepath.Join(dir, "releases"), filepath.Join(dir, "ran")
+	for _, l := range []string{"v1", "v2"} {
+		d := makeRelease(t, root, l, "")
+		script := fmt.Sprintf("#!/bin/sh\necho \"start $$\" >> %[1]s\necho migrating; sleep 2; echo still migrating\necho \"end $$\" >> %[1]s\n", ran)
+		if err := os.WriteFile(filepath.Join(d, "bin", "migrate"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := newNode(t, fmt.Sprintf("  web:\n    command: [bin/app]\n    release_command: [bin/migrate]\n    releases: %s\n    instances: 1\n    health: { path: /healthz, interval: 200ms }\n    drain_timeout: 1s\n", root))
+	n.must("deploy", "web", "--release", filepath.Join(root, "v1"))
+	os.Remove(ran)
+	go n.cli("deploy", "web", "--release", filepath.Join(root, "v2"))
+	waitUntil(t, 30*time.Second, "the release command of v2 to start", func() bool {
+		b, _ := os.ReadFile(ran)
+		return strings.Contains(string(b), "start")
+	})
+	n.kill9()
+	n.start()
+	waitUntil(t, 60*time.Second, "the resumed deploy to end", func() bool {
+		d := n.appStatus("web").Deploy
+		return d != nil && d.ID == "web-2" && d.State != deploy.Running
+	})
+	if d := n.appStatus("web").Deploy; d.State != deploy.Done {
+		t.Fatalf("the resumed deploy: %s %s", d.State, d.Error)
+	}
+	b, _ := os.ReadFile(ran)
+	lines := strings.Fields(strings.ReplaceAll(string(b), "\n", " "))
+	t.Logf("release command runs: %q", lines)
+	// start A, end A, start B, end B: the first ran to its end, the
+	// second began after it.
+	if len(lines) != 8 || lines[0] != "start" || lines[2] != "end" || lines[1] != lines[3] || lines[4] != "start" || lines[6] != "end" || lines[5] != lines[7] {
+		t.Fatalf("want the killed handoff's command to end, then one more: %q", lines)
+	}
+	if out := n.must("logs", "web"); !strings.Contains(out, "still migrating") {
+		t.Errorf("the command's output is in its log:\n%s", out)
 	}
 }

@@ -30,6 +30,18 @@ type ReleaseRecord struct {
 	// ReleaseCommandRan is when the app's release command succeeded for
 	// this release; it does not run again for it.
 	ReleaseCommandRan time.Time `json:"release_command_ran,omitzero"`
+	// ReleaseCommand is the release command while it runs: a handoff
+	// process that starts after this one died waits for it to end rather
+	// than run a second one beside it.
+	ReleaseCommand *RunningCommand `json:"release_command,omitempty"`
+}
+
+// RunningCommand names a command's process: its PID and start time (clock
+// ticks after boot), and when it started.
+type RunningCommand struct {
+	PID       int       `json:"pid"`
+	StartTime uint64    `json:"start_time"`
+	Started   time.Time `json:"started"`
 }
 
 // release names and records the release a request deploys. A label already

@@ -1,7 +1,7 @@
 package deploy
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/config"
+	"github.com/handoff-dev/handoff/internal/supervisor"
 )
 
 // StepRelease runs the app's release command (its own migrator) once for a
@@ -36,13 +37,32 @@ func (d *Deployer) releaseCommandDue(ctx context.Context, app *config.App, rel R
 }
 
 // runReleaseCommand runs the release command in the release's directory
-// with the app's environment, its output streamed to the deploy's
-// progress and to a log `handoff logs` shows. A non-zero exit or a time-out
-// fails the step (and so the deploy: nothing of the release runs yet).
+// with the app's environment, its output written to a log `handoff logs`
+// shows and streamed from there to the deploy's progress. A non-zero exit
+// or a time-out fails the step (and so the deploy: nothing of the release
+// runs yet).
+//
+// The command is recorded (its PID and start time) while it runs, and it
+// writes to its log file, not to a pipe of this process: a handoff process
+// that stops or dies (kill -9, an upgrade) leaves it to finish, and the
+// next one, resuming the deploy, waits for it to end before it runs the
+// command again — never two side by side. Run again, because its outcome
+// was its dead parent's to read: a release command must be safe to run
+// again after one that was cut short, as migrators are.
 func (d *Deployer) runReleaseCommand(ctx context.Context, app *config.App, dep *Deploy, s *Step, report func(Progress)) error {
 	rel := dep.release(s.Release)
-	ctx, cancel := context.WithTimeout(ctx, app.ReleaseTimeout.D())
-	defer cancel()
+	key := app.Name + "/" + rel.Label
+	var rr ReleaseRecord
+	if _, err := d.store.Get(ctx, kindRelease, key, &rr); err != nil {
+		return err
+	}
+	if !rr.ReleaseCommandRan.IsZero() {
+		// It succeeded, and the step's own save did not follow (a stall,
+		// a kill): it does not run twice.
+		s.Detail = "ran at " + rr.ReleaseCommandRan.UTC().Format(time.RFC3339)
+		return nil
+	}
+	name := strings.Join(app.ReleaseCommand, " ")
 	logPath := d.sup.LogFile(app.Name, rel.Label+"-release")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
 		return fmt.Errorf("release command: open its log: %w", err)
@@ -52,82 +72,189 @@ func (d *Deployer) runReleaseCommand(ctx context.Context, app *config.App, dep *
 		return fmt.Errorf("release command: open its log: %w", err)
 	}
 	defer logf.Close()
+	defer d.setLive(dep.ID, "")
+	each := func(line string) {
+		d.setLive(dep.ID, line) // status and the dashboard show its latest line as the step's detail
+		if report != nil {
+			report(Progress{Time: now(), Deploy: dep.ID, Step: s.String(), State: Running, Message: line})
+		}
+	}
+	if rc := rr.ReleaseCommand; rc != nil {
+		if err := d.awaitEarlierCommand(ctx, app, rc, logPath, each); err != nil {
+			return err
+		}
+	}
+
 	prog := app.ReleaseCommand[0]
 	if strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
 		prog = filepath.Join(rel.Dir, prog)
 	}
-	cmd := exec.CommandContext(ctx, prog, app.ReleaseCommand[1:]...)
+	cmd := exec.Command(prog, app.ReleaseCommand[1:]...)
 	cmd.Dir = rel.Dir
 	cmd.Env = append(os.Environ(), "HANDOFF_APP="+app.Name, "HANDOFF_RELEASE="+rel.Label)
 	for k, v := range app.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a time-out kills what it started too
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("release command: %w", err)
-	}
-	cmd.Stderr = cmd.Stdout
+	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
-	fmt.Fprintf(logf, "--- %s release command %s for %s\n", start.UTC().Format(time.RFC3339), strings.Join(app.ReleaseCommand, " "), rel.Label)
+	fmt.Fprintf(logf, "--- %s release command %s for %s\n", start.UTC().Format(time.RFC3339), name, rel.Label)
+	from, _ := logf.Seek(0, io.SeekEnd)
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("release command %s: %w", strings.Join(app.ReleaseCommand, " "), err)
+		return fmt.Errorf("release command %s: %w", name, err)
 	}
-	defer d.setLive(dep.ID, "")
-	tail := streamLines(out, logf, func(line string) {
-		d.setLive(dep.ID, line) // status and the dashboard show its latest line as the step's detail
-		if report != nil {
-			report(Progress{Time: now(), Deploy: dep.ID, Step: s.String(), State: Running, Message: line})
-		}
-	})
-	err = cmd.Wait()
+	pid := cmd.Process.Pid
+	ticks, _ := supervisor.ProcessStart(pid)
+	rr.ReleaseCommand = &RunningCommand{PID: pid, StartTime: ticks, Started: start}
+	if err := d.store.Put(ctx, kindRelease, key, rr); err != nil {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+		return fmt.Errorf("release command: record it as running: %w", err)
+	}
+	tail := tailLog(logPath, from, each)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	timeout := time.NewTimer(app.ReleaseTimeout.D())
+	defer timeout.Stop()
+	timedOut := false
+	select {
+	case err = <-exited:
+	case <-timeout.C:
+		syscall.Kill(-pid, syscall.SIGKILL)
+		err, timedOut = <-exited, true
+	case <-ctx.Done():
+		// This process stops or hands over: the command goes on, and the
+		// next process waits for it (see above).
+		tail.end()
+		return ctx.Err()
+	}
+	lines := tail.end()
 	took := time.Since(start).Round(time.Millisecond)
 	fmt.Fprintf(logf, "--- ended after %s: %v\n", took, exitText(err))
+	rr.ReleaseCommand = nil
+	if err == nil && !timedOut {
+		rr.ReleaseCommandRan = now()
+	}
+	if perr := d.store.Put(ctx, kindRelease, key, rr); perr != nil {
+		return fmt.Errorf("release command: record its end: %w", perr)
+	}
 	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("release command %s did not end within release_timeout %s (killed); its last lines: %s", strings.Join(app.ReleaseCommand, " "), app.ReleaseTimeout, tail)
+	case timedOut:
+		return fmt.Errorf("release command %s did not end within release_timeout %s (killed); its last lines: %s", name, app.ReleaseTimeout, lines)
 	case err != nil:
-		return fmt.Errorf("release command %s failed (%s); its last lines: %s", strings.Join(app.ReleaseCommand, " "), exitText(err), tail)
+		return fmt.Errorf("release command %s failed (%s); its last lines: %s", name, exitText(err), lines)
 	}
-	if err := d.markReleaseCommandRan(ctx, app, rel); err != nil {
-		return err
-	}
-	s.Detail = fmt.Sprintf("%s ran in %s (its output: handoff logs %s)", strings.Join(app.ReleaseCommand, " "), took, app.Name)
-	d.event(app.Name, "release", "", "release command of %s ran in %s; its last lines: %s", rel.Label, took, tail)
+	s.Detail = fmt.Sprintf("%s ran in %s (its output: handoff logs %s)", name, took, app.Name)
+	d.event(app.Name, "release", "", "release command of %s ran in %s; its last lines: %s", rel.Label, took, lines)
 	return nil
 }
 
-// markReleaseCommandRan records that the release command succeeded.
-func (d *Deployer) markReleaseCommandRan(ctx context.Context, app *config.App, rel Release) error {
-	var rr ReleaseRecord
-	key := app.Name + "/" + rel.Label
-	if _, err := d.store.Get(ctx, kindRelease, key, &rr); err != nil {
-		return err
+// awaitEarlierCommand waits for the release command an earlier handoff
+// process started to end, its output still streamed, bounded by what is
+// left of its release_timeout (then its process group is killed, as that
+// process would have).
+func (d *Deployer) awaitEarlierCommand(ctx context.Context, app *config.App, rc *RunningCommand, logPath string, each func(string)) error {
+	if !supervisor.ProcessRuns(rc.PID, rc.StartTime) {
+		return nil
 	}
-	rr.ReleaseCommandRan = now()
-	return d.store.Put(ctx, kindRelease, key, rr)
-}
-
-// streamLines copies r to log line by line, calling each with every line,
-// and returns the last few lines joined, for an error message.
-func streamLines(r io.Reader, log io.Writer, each func(string)) string {
-	const keep = 5
-	var last []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		fmt.Fprintln(log, line)
-		each(line)
-		if last = append(last, line); len(last) > keep {
-			last = last[1:]
+	each(fmt.Sprintf("the release command an earlier handoff process started (pid %d, %s ago) still runs: waiting for it to end before running it again", rc.PID, time.Since(rc.Started).Round(time.Second)))
+	from := int64(0)
+	if fi, err := os.Stat(logPath); err == nil {
+		from = fi.Size()
+	}
+	tail := tailLog(logPath, from, each)
+	defer tail.end()
+	deadline := rc.Started.Add(app.ReleaseTimeout.D())
+	for supervisor.ProcessRuns(rc.PID, rc.StartTime) {
+		if time.Now().After(deadline) {
+			syscall.Kill(-rc.PID, syscall.SIGKILL)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if len(last) == 0 {
+	return nil
+}
+
+// logTail follows a log file from an offset, calling each with every
+// line written to it, and keeps the last few for an error message.
+type logTail struct {
+	stop, done chan struct{}
+	last       []string
+}
+
+// tailLog starts following path from byte from.
+func tailLog(path string, from int64, each func(string)) *logTail {
+	t := &logTail{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		f, err := os.Open(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		var partial []byte
+		buf := make([]byte, 32<<10)
+		read := func() {
+			for {
+				n, _ := f.ReadAt(buf, from)
+				if n == 0 {
+					return
+				}
+				from += int64(n)
+				partial = append(partial, buf[:n]...)
+				for {
+					i := bytes.IndexByte(partial, '\n')
+					if i < 0 {
+						break
+					}
+					t.line(string(partial[:i]), each)
+					partial = partial[i+1:]
+				}
+				if len(partial) > 1<<20 { // a line without end: shown in pieces
+					t.line(string(partial), each)
+					partial = partial[:0]
+				}
+			}
+		}
+		for {
+			read()
+			select {
+			case <-t.stop:
+				read()
+				if len(partial) > 0 {
+					t.line(string(partial), each)
+				}
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return t
+}
+
+func (t *logTail) line(line string, each func(string)) {
+	const keep = 5
+	each(line)
+	if t.last = append(t.last, line); len(t.last) > keep {
+		t.last = t.last[1:]
+	}
+}
+
+// end reads what is left and returns the last lines joined.
+func (t *logTail) end() string {
+	select {
+	case <-t.stop:
+	default:
+		close(t.stop)
+	}
+	<-t.done
+	if len(t.last) == 0 {
 		return "(none)"
 	}
-	return strings.Join(last, " | ")
+	return strings.Join(t.last, " | ")
 }
 
 func exitText(err error) string {

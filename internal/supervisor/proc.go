@@ -153,3 +153,20 @@ func (e *osEnv) signalGroup(pid int, sig syscall.Signal) error {
 	}
 	return nil
 }
+
+// ProcessStart returns the start time of process pid, in clock ticks after
+// boot: with the PID, it names the process for the life of the machine.
+func ProcessStart(pid int) (uint64, error) {
+	st, err := readStat(pid)
+	return st.Start, err
+}
+
+// ProcessRuns reports whether the process pid that started at start still
+// runs (a zombie has exited).
+func ProcessRuns(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := readStat(pid)
+	return err == nil && st.Start == start && st.State != 'Z' && st.State != 'X'
+}
