@@ -170,6 +170,9 @@ type Instance struct {
 	// is later reused.
 	PID       int    `json:"pid,omitempty"`
 	StartTime uint64 `json:"start_time,omitempty"`
+	// Boot is the machine's boot ID when PID was written: after a reboot
+	// the same PID and start time may name another process.
+	Boot string `json:"boot,omitempty"`
 	State     State  `json:"state"`
 	// Since is when the instance entered State.
 	Since time.Time `json:"since"`

@@ -179,7 +179,7 @@ func (m *monitor) forget(ctx context.Context) {
 func (m *monitor) running(p *proc, state State) {
 	now := time.Now().UTC()
 	m.proc = p
-	m.inst.PID, m.inst.StartTime, m.inst.Started = p.pid, p.start, now
+	m.inst.PID, m.inst.StartTime, m.inst.Started, m.inst.Boot = p.pid, p.start, now, bootID()
 	if m.inst.State != state {
 		m.inst.State, m.inst.Since = state, now
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -14,6 +15,9 @@ import (
 type procStat struct {
 	State byte // R, S, D, Z (zombie), X (dead), ...
 	PGID  int
+	// SID is its session: an instance's process never leads one (the
+	// supervisor starts it with Setpgid, in handoff's session).
+	SID int
 	// Start is the process's start time in clock ticks after boot. A PID
 	// is reused only after its process is gone, so PID and Start together
 	// name one process for the life of the machine.
@@ -45,14 +49,15 @@ func parseStat(pid int, b []byte) (procStat, error) {
 		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f)+2)
 	}
 	pgid, err1 := strconv.Atoi(f[2])
+	sid, err3 := strconv.Atoi(f[3])
 	start, err2 := strconv.ParseUint(f[19], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 	}
 	if len(f[0]) != 1 {
 		return procStat{}, fmt.Errorf("parse /proc/%d/stat: state %q", pid, f[0])
 	}
-	return procStat{State: f[0][0], PGID: pgid, Start: start}, nil
+	return procStat{State: f[0][0], PGID: pgid, SID: sid, Start: start}, nil
 }
 
 func listPIDs() ([]int, error) {
@@ -125,6 +130,12 @@ func (e *osEnv) scan(node string) ([]nodeProc, error) {
 		if id == "" || err != nil || st.State == 'Z' || st.State == 'X' {
 			continue
 		}
+		if st.SID == pid {
+			// A descendant that began a session of its own (setsid: a
+			// detached child, dumb-init): never an instance's process,
+			// and the app's to end, not ours.
+			continue
+		}
 		found = append(found, nodeProc{PID: pid, PGID: st.PGID, Start: st.Start, Instance: id, App: lookupEnv(env, envApp)})
 	}
 	return found, nil
@@ -170,3 +181,9 @@ func ProcessRuns(pid int, start uint64) bool {
 	st, err := readStat(pid)
 	return err == nil && st.Start == start && st.State != 'Z' && st.State != 'X'
 }
+
+// bootID is the machine's boot ID (random, new at every boot).
+var bootID = sync.OnceValue(func() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b))
+})

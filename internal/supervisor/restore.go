@@ -95,18 +95,29 @@ func (s *Supervisor) records(ctx context.Context) ([]Instance, error) {
 	return out, nil
 }
 
-// find picks an instance's live process among cands, the processes whose
-// environment carries this node's ID and the instance's HANDOFF_INSTANCE:
-// the recorded PID with the recorded start time, else a process group
-// leader (its PID was never written: handoff died between the start and
-// the write). A process without both names in its environment is never
-// adopted nor killed, whatever its PID: it is not this installation's.
+// find picks an instance's live process: the recorded PID with the
+// recorded start time (whatever its environment now shows), else, among
+// cands, the processes whose environment carries this node's ID and the
+// instance's HANDOFF_INSTANCE, a process group leader (its PID was never
+// written: handoff died between the start and the write). Another process
+// without both names in its environment is never adopted nor killed: it
+// is not this installation's.
 // strays are the instance's other processes that must go: a second leader
 // (an instance never runs twice), or what a dead leader left behind.
 func (s *Supervisor) find(inst Instance, cands []nodeProc) (live *nodeProc, strays []nodeProc) {
 	for i := range cands {
 		if p := cands[i]; inst.PID != 0 && p.PID == inst.PID && p.Start == inst.StartTime {
 			live = &nodeProc{PID: p.PID, PGID: p.PID, Start: p.Start, Instance: inst.ID, App: inst.App}
+		}
+	}
+	if live == nil && inst.PID != 0 && inst.Boot != "" && inst.Boot == bootID() {
+		// The recorded PID with its start time names the process even when
+		// its environment no longer says whose it is: a server that sets
+		// its process title (Puma, gunicorn with setproctitle, Perl's $0)
+		// writes over the memory /proc/PID/environ reads. (Since the same
+		// boot: after a reboot they may name somebody else's process.)
+		if st, err := s.env.stat(inst.PID); err == nil && st.Start == inst.StartTime && st.PGID == inst.PID && st.State != 'Z' && st.State != 'X' {
+			live = &nodeProc{PID: inst.PID, PGID: inst.PID, Start: st.Start, Instance: inst.ID, App: inst.App}
 		}
 	}
 	for _, p := range cands {
@@ -212,7 +223,7 @@ func (s *Supervisor) resume(inst Instance, live *nodeProc) chan struct{} {
 // the stop or drain it was in.
 func (m *monitor) adoptLive(live *nodeProc) {
 	found := m.inst.PID != live.PID || m.inst.StartTime != live.Start
-	m.inst.PID, m.inst.StartTime = live.PID, live.Start
+	m.inst.PID, m.inst.StartTime, m.inst.Boot = live.PID, live.Start, bootID()
 	m.proc = m.adopt(live.PID, live.Start)
 	if m.inst.Suspending {
 		// The handoff that suspended it died before the process exited:
