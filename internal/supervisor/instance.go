@@ -172,8 +172,8 @@ type Instance struct {
 	StartTime uint64 `json:"start_time,omitempty"`
 	// Boot is the machine's boot ID when PID was written: after a reboot
 	// the same PID and start time may name another process.
-	Boot string `json:"boot,omitempty"`
-	State     State  `json:"state"`
+	Boot  string `json:"boot,omitempty"`
+	State State  `json:"state"`
 	// Since is when the instance entered State.
 	Since time.Time `json:"since"`
 	// Created is when the instance was first started; Started is when its
