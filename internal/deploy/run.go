@@ -212,15 +212,18 @@ func (d *Deployer) runClaimed(app *config.App, dep *Deploy, rec *Record, progres
 			continue
 		}
 		s.State, s.Finished = Done, now()
+		if s.Name == StepCanary {
+			// In the same write as the step's end: a deploy stored with
+			// its canary done and still running would be finished as done
+			// by the next process, its traffic left split.
+			dep.State = CanaryWait
+		}
 		if err := d.save(ctx, dep, rec); err != nil {
+			dep.State = Running
 			return dep, d.stall(dep, s, err)
 		}
 		tell(s, s.Detail)
 		if s.Name == StepCanary {
-			dep.State = CanaryWait
-			if err := d.save(ctx, dep, rec); err != nil {
-				return dep, err
-			}
 			d.event(app.Name, "deploy", "", "canary %s takes %d%% of new clients; promote with 'handoff deploy %s --promote'", dep.To.Label, dep.Percent, app.Name)
 			tell(nil, "canary open")
 			return dep, nil
