@@ -95,7 +95,8 @@ type RollbackOptions struct {
 	Force bool
 }
 
-// Rollback undoes an open canary, or deploys the previous release again.
+// Rollback undoes an open canary or a deploy that stopped short, or
+// deploys the previous release again.
 func (d *Deployer) Rollback(ctx context.Context, appName string, o RollbackOptions, progress func(Progress)) (*Deploy, error) {
 	actor, strategy := o.Actor, o.Strategy
 	app := d.apps.Get(appName)
@@ -115,6 +116,21 @@ func (d *Deployer) Rollback(ctx context.Context, appName string, o RollbackOptio
 		dep.State = Running
 		d.event(appName, "rollback", actor, "roll back canary %s: all traffic to %s", dep.To.Label, labelOf(dep.From))
 		return d.runClaimed(app, dep, rec, progress)
+	}
+	if open := d.unfinished(ctx, rec); open != nil {
+		// A deploy that stopped short (its store write failed): a rollback
+		// undoes it, back to what served before it — not to the release
+		// before that, its new instances left running.
+		d.resumeStalled(open)
+		for _, s := range open.Steps {
+			if s.State == Running || s.State == Waiting {
+				s.State, s.Finished, s.Detail = Failed, now(), "stopped short; rolled back by hand"
+			}
+		}
+		open.RollingBack = true
+		open.Steps = append(pendingless(open.Steps), rollbackSteps(open, app)...)
+		d.event(appName, "rollback", actor, "roll back unfinished deploy %s: back to %s", open.ID, labelOf(open.From))
+		return d.runClaimed(app, open, rec, progress)
 	}
 	if rec.Previous == nil {
 		d.unclaim(appName)
