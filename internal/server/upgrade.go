@@ -51,8 +51,18 @@ func (s *Server) Upgrade(ctx context.Context) (*control.Upgrade, error) {
 	// stops. The new process takes all three up.
 	s.deployer.Halt()
 	s.stopModes()
-	if err := s.supervisor().Detach(ctx); err != nil {
-		s.log.Warn("detach supervisor for the upgrade", "error", err)
+	// Bounded apart from the request: a client that gives up (a Ctrl-C on
+	// `handoff upgrade`) must not leave the supervisor half let go.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachWait)
+	err = s.supervisor().Detach(dctx)
+	cancel()
+	if err != nil {
+		s.log.Error("upgrade abandoned: the supervisor did not let go of the instances; this process goes on serving", "error", err)
+		if rerr := s.resumeAfterFailedUpgrade(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		s.upgrading.Store(false)
+		return nil, fmt.Errorf("upgrade: %w; the old process goes on serving", err)
 	}
 	pid, err := s.startSuccessor(exe, fds, names)
 	if err != nil {
@@ -68,6 +78,11 @@ func (s *Server) Upgrade(ctx context.Context) (*control.Upgrade, error) {
 	close(s.handedOver)
 	return &control.Upgrade{OldPID: os.Getpid(), NewPID: pid, Binary: exe}, nil
 }
+
+// detachWait bounds the supervisor's letting go of the instances before an
+// upgrade (its monitors end; one may be writing to the store): well within
+// the new process's wait for them (supervisorLockWait).
+const detachWait = 10 * time.Second
 
 // startSuccessor starts the new process with the sockets and waits until it
 // writes "ready" on its pipe, or fails, or takes too long.

@@ -108,3 +108,34 @@ func TestASessionOfItsOwnIsTheApps(t *testing.T) {
 		sup2.Stop(ctx, inst.ID)
 	}
 }
+
+// A Detach whose caller stops waiting (an upgrade's client gone, its
+// bound passed) while a monitor is busy still lets go of the node once the
+// monitor is done: the instances can be taken back (the upgrade given up)
+// or by another process. It kept the lock for the life of the process.
+func TestDetachGivenUpLetsGoOnceMonitorsEnd(t *testing.T) {
+	h := newHarness(t)
+	env := stdEnv()
+	env.step = func(name string) {
+		if name == stepStartPersisted {
+			time.Sleep(time.Second) // a monitor busy for a moment (a slow store write)
+		}
+	}
+	sup1 := h.open(env)
+	go sup1.Start(context.Background(), h.spec("http", 0, nil))
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := sup1.Detach(ctx); err == nil {
+		t.Fatal("Detach returned before its busy monitor ended")
+	}
+	octx, ocancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ocancel()
+	sup2, err := open(octx, h.st, h.opts, stdEnv())
+	if err != nil {
+		t.Fatalf("the node is let go of once the monitor ends: %v", err)
+	}
+	for _, inst := range sup2.List("") {
+		syscall.Kill(-inst.PID, syscall.SIGKILL)
+	}
+}

@@ -235,8 +235,11 @@ func (s *Supervisor) Detach(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		// Keep the lock: a monitor still runs, and a second Supervisor must
-		// not start what it may be starting. The lock goes with the process.
+		// Keep the lock while a monitor still runs: a second Supervisor
+		// must not start what it may be starting. It goes once they end,
+		// so that this process (an upgrade that gave up) or another can
+		// take the instances after all.
+		go func() { <-done; s.lock.Close() }()
 		return fmt.Errorf("detach supervisor: %w", ctx.Err())
 	}
 	if err := s.lock.Close(); err != nil {
