@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,4 +171,57 @@ func runningStep(steps []*deploy.Step) string {
 		}
 	}
 	return ""
+}
+
+// A stop (SIGTERM) that comes while an upgrade (SIGHUP) hands over: the
+// stop is the service's, so once the hand-over is through it goes on to
+// the new process, and no handoff is left serving. The old process used
+// to close and unlink the control socket it had just handed over, and
+// exit, leaving the new one serving unreachable by any CLI, a stray that
+// held the instances' lock. A stop sent once the old process has exited
+// reaches nobody, and the new one serves on, with its socket: what is
+// never left is a handoff serving without it.
+func TestStopDuringUpgrade(t *testing.T) {
+	b := startBackend(t, "v1")
+	for _, delay := range []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond, 50 * time.Millisecond} {
+		n := newNode(t, fmt.Sprintf("  web:\n    targets: [%s]\n    health: { path: /healthz, interval: 200ms }\n", b.addr))
+		n.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(delay)
+		n.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-n.exited:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("delay %s: the first process did not exit", delay)
+		}
+		var left []int
+		waitUntil(t, 30*time.Second, fmt.Sprintf("delay %s: handoff stopped, or serving with its socket", delay), func() bool {
+			left = servesOf(n.config)
+			_, err := os.Stat(n.socket)
+			return len(left) == 0 && err != nil || len(left) == 1 && err == nil
+		})
+		if delay == 0 && len(left) > 0 {
+			t.Fatalf("a stop right after the SIGHUP stops the service; pid %v serves on", left)
+		}
+		if len(left) == 1 && n.status().PID != left[0] {
+			t.Fatalf("delay %s: the control socket answers for the serving process %d", delay, left[0])
+		}
+	}
+}
+
+// servesOf lists the processes that run `handoff serve --config config`.
+func servesOf(config string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if strings.Contains(string(cmdline), "serve\x00--config\x00"+config+"\x00") && !strings.Contains(string(stat), ") Z ") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

@@ -62,6 +62,7 @@ type Server struct {
 
 	upgrading  atomic.Bool   // an upgrade began: no more changes here
 	handedOver chan struct{} // closed once a successor serves
+	successor  atomic.Int64  // its PID
 }
 
 // httpServer is what serves one listener: net/http's server, or the
@@ -255,10 +256,23 @@ func (s *Server) Run(ctx context.Context) error {
 	tellReady()
 
 	var err error
+	handedOver := false
 	select {
 	case <-ctx.Done():
+		handedOver = s.handedOverOnStop()
 	case err = <-errc:
 	case <-s.handedOver:
+		handedOver = true
+	}
+	if handedOver {
+		// A stop that comes while this process hands over or retires is
+		// the service's: the successor serves now, with the socket and the
+		// instances, and the stop goes on to it.
+		go func() {
+			<-ctx.Done()
+			s.log.Info("stopped after the upgrade: the stop goes on to the new handoff", "new_pid", s.successor.Load())
+			syscall.Kill(int(s.successor.Load()), syscall.SIGTERM)
+		}()
 		s.retire()
 		return nil
 	}

@@ -75,8 +75,24 @@ func (s *Server) Upgrade(ctx context.Context) (*control.Upgrade, error) {
 	}
 	s.log.Info("upgraded: the new handoff serves; this one finishes its connections and exits", "new_pid", pid)
 	s.stopAccepting()
+	s.successor.Store(int64(pid))
 	close(s.handedOver)
 	return &control.Upgrade{OldPID: os.Getpid(), NewPID: pid, Binary: exe}, nil
+}
+
+// handedOverOnStop is asked on a stop: it waits for an upgrade under way to
+// end, and reports whether it handed over; else no upgrade may begin any
+// more. A stop that comes during an upgrade must not close or unlink the
+// listeners and the control socket, which may be the successor's by then.
+func (s *Server) handedOverOnStop() bool {
+	for !s.upgrading.CompareAndSwap(false, true) {
+		select {
+		case <-s.handedOver:
+			return true
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // detachWait bounds the supervisor's letting go of the instances before an
