@@ -40,22 +40,24 @@ func (s *savedDeploys) PutAll(ctx context.Context, docs ...store.Put) error {
 	return s.Store.PutAll(ctx, docs...)
 }
 
-// A canary's deploy is never written with its canary step done and the
-// deploy still running: a process that read that (its successor, after a
-// kill between two writes or a failed second write) would finish it as
-// done and leave its traffic split with no canary to promote or roll back.
-func TestCanaryOpensInOneWrite(t *testing.T) {
+// targetsDeployer is a Deployer of one app "web" of external targets,
+// on a SQLite store that wrap wraps, and the addresses of n healthy
+// targets to deploy.
+func targetsDeployer(t *testing.T, n int, wrap func(store.Store) store.Store) (*Deployer, []string) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, testdb.SQLite(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	saved := &savedDeploys{Store: st}
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer backend.Close()
-	addr := strings.TrimPrefix(backend.URL, "http://")
-	cfg, err := config.Parse("t.yaml", []byte("apps:\n  web:\n    targets: ["+addr+"]\n    health: { path: /healthz }\n"))
+	t.Cleanup(func() { st.Close() })
+	var addrs []string
+	for range n {
+		b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		t.Cleanup(b.Close)
+		addrs = append(addrs, strings.TrimPrefix(b.URL, "http://"))
+	}
+	cfg, err := config.Parse("t.yaml", []byte("apps:\n  web:\n    targets: ["+addrs[0]+"]\n    health: { path: /healthz }\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +65,21 @@ func TestCanaryOpensInOneWrite(t *testing.T) {
 	if err := gw.Configure(cfg.Apps); err != nil {
 		t.Fatal(err)
 	}
-	d := New(ctx, Options{Store: saved, Gateway: gw, Apps: cfg.Apps, Logger: slog.New(slog.DiscardHandler)})
+	d := New(ctx, Options{Store: wrap(st), Gateway: gw, Apps: cfg.Apps, Logger: slog.New(slog.DiscardHandler)})
 	if err := d.Restore(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dep, err := d.Start(ctx, Request{App: "web", Targets: []string{addr}, Label: "v2", Strategy: Canary, Percent: 30}, nil)
+	return d, addrs
+}
+
+// A canary's deploy is never written with its canary step done and the
+// deploy still running: a process that read that (its successor, after a
+// kill between two writes or a failed second write) would finish it as
+// done and leave its traffic split with no canary to promote or roll back.
+func TestCanaryOpensInOneWrite(t *testing.T) {
+	saved := &savedDeploys{}
+	d, addrs := targetsDeployer(t, 1, func(st store.Store) store.Store { saved.Store = st; return saved })
+	dep, err := d.Start(context.Background(), Request{App: "web", Targets: addrs, Label: "v2", Strategy: Canary, Percent: 30}, nil)
 	if err != nil || dep.State != CanaryWait {
 		t.Fatalf("the canary opens: %v %+v", err, dep)
 	}
@@ -106,30 +118,8 @@ func (s *failingStore) PutAll(ctx context.Context, docs ...store.Put) error {
 // from the record's previous release went.
 func TestRollbackOfAStalledDeploy(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, testdb.SQLite(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	fs := &failingStore{Store: st}
-	var addrs []string
-	for range 3 {
-		b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-		defer b.Close()
-		addrs = append(addrs, strings.TrimPrefix(b.URL, "http://"))
-	}
-	cfg, err := config.Parse("t.yaml", []byte("apps:\n  web:\n    targets: ["+addrs[0]+"]\n    health: { path: /healthz }\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := gateway.New(gateway.Options{})
-	if err := gw.Configure(cfg.Apps); err != nil {
-		t.Fatal(err)
-	}
-	d := New(ctx, Options{Store: fs, Gateway: gw, Apps: cfg.Apps, Logger: slog.New(slog.DiscardHandler)})
-	if err := d.Restore(ctx); err != nil {
-		t.Fatal(err)
-	}
+	fs := &failingStore{}
+	d, addrs := targetsDeployer(t, 3, func(st store.Store) store.Store { fs.Store = st; return fs })
 	for i, label := range []string{"v0", "v1"} {
 		if _, err := d.Start(ctx, Request{App: "web", Targets: []string{addrs[i]}, Label: label}, nil); err != nil {
 			t.Fatal(err)

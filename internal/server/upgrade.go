@@ -57,21 +57,11 @@ func (s *Server) Upgrade(ctx context.Context) (*control.Upgrade, error) {
 	err = s.supervisor().Detach(dctx)
 	cancel()
 	if err != nil {
-		s.log.Error("upgrade abandoned: the supervisor did not let go of the instances; this process goes on serving", "error", err)
-		if rerr := s.resumeAfterFailedUpgrade(); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-		s.upgrading.Store(false)
-		return nil, fmt.Errorf("upgrade: %w; the old process goes on serving", err)
+		return nil, s.upgradeFailed(fmt.Errorf("the supervisor did not let go of the instances: %w", err))
 	}
 	pid, err := s.startSuccessor(exe, fds, names)
 	if err != nil {
-		s.log.Error("upgrade failed; this process goes on serving", "error", err)
-		if rerr := s.resumeAfterFailedUpgrade(); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-		s.upgrading.Store(false)
-		return nil, fmt.Errorf("upgrade: %w; the old process goes on serving", err)
+		return nil, s.upgradeFailed(err)
 	}
 	s.log.Info("upgraded: the new handoff serves; this one finishes its connections and exits", "new_pid", pid)
 	s.stopAccepting()
@@ -163,6 +153,17 @@ func (s *Server) startSuccessor(exe string, fds []uintptr, names []string) (int,
 		<-exited
 		return 0, fmt.Errorf("the new handoff did not serve within %s", upgradeReadyTimeout)
 	}
+}
+
+// upgradeFailed takes back what Upgrade let go of, so that this process
+// serves on, and returns the upgrade's error.
+func (s *Server) upgradeFailed(err error) error {
+	s.log.Error("upgrade failed; this process goes on serving", "error", err)
+	if rerr := s.resumeAfterFailedUpgrade(); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	s.upgrading.Store(false)
+	return fmt.Errorf("upgrade: %w; the old process goes on serving", err)
 }
 
 // resumeAfterFailedUpgrade takes back what Upgrade let go of.
