@@ -136,6 +136,7 @@ func TestDetachGivenUpLetsGoOnceMonitorsEnd(t *testing.T) {
 		t.Fatalf("the node is let go of once the monitor ends: %v", err)
 	}
 	for _, inst := range sup2.List("") {
-		syscall.Kill(-inst.PID, syscall.SIGKILL)
+		sup2.Stop(context.Background(), inst.ID)
 	}
+	sup2.Detach(context.Background()) // its monitors end with the test
 }

@@ -82,12 +82,24 @@ func (p *process) stop(sig syscall.Signal) {
 		// A crash takes the whole server: Postgres's backends outlive a
 		// killed postmaster for a moment, attached to its shared memory,
 		// and a restart meanwhile fails ("pre-existing shared memory
-		// block is still in use"). The server leads its own process
-		// group (serverAttr), so the group goes, and is waited for.
+		// block is still in use"). Each backend begins a session of its
+		// own (setsid), so neither the server's process group nor
+		// Pdeathsig reaches them: its children, listed before the kill,
+		// are killed with it and waited for.
+		kids := childrenOf(cmd.Process.Pid)
 		_ = syscall.Kill(-cmd.Process.Pid, sig)
+		for _, k := range kids {
+			_ = syscall.Kill(k, sig)
+		}
 		<-exit
-		for end := time.Now().Add(10 * time.Second); syscall.Kill(-cmd.Process.Pid, 0) == nil && time.Now().Before(end); {
-			time.Sleep(10 * time.Millisecond)
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			alive := syscall.Kill(-cmd.Process.Pid, 0) == nil
+			for _, k := range kids {
+				alive = alive || syscall.Kill(k, 0) == nil
+			}
+			if !alive {
+				break
+			}
 		}
 		return
 	}
@@ -98,6 +110,29 @@ func (p *process) stop(sig syscall.Signal) {
 		_ = cmd.Process.Kill()
 		<-exit
 	}
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	var kids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which may hold spaces: state, ppid.
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 {
+			if f := strings.Fields(string(stat[i+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				kids = append(kids, child)
+			}
+		}
+	}
+	return kids
 }
 
 // NewPG initdb's and starts a fresh cluster (superuser postgres, trust auth
