@@ -178,9 +178,10 @@ func runningStep(steps []*deploy.Step) string {
 // the new process, and no handoff is left serving. The old process used
 // to close and unlink the control socket it had just handed over, and
 // exit, leaving the new one serving unreachable by any CLI, a stray that
-// held the instances' lock. A stop sent once the old process has exited
-// reaches nobody, and the new one serves on, with its socket: what is
-// never left is a handoff serving without it.
+// held the instances' lock. A stop that reaches the old process only once
+// the hand-over is through (it retires, or has exited) is not the
+// service's, and the new one serves on, with its socket: what is never
+// left is a handoff serving without it.
 func TestStopDuringUpgrade(t *testing.T) {
 	b := startBackend(t, "v1")
 	for _, delay := range []time.Duration{0, 5 * time.Millisecond, 15 * time.Millisecond, 50 * time.Millisecond} {

@@ -265,24 +265,15 @@ func (s *Server) Run(ctx context.Context) error {
 		handedOver = true
 	}
 	if handedOver {
-		// A stop that comes while this process hands over or retires is
-		// the service's: the successor serves now, with the socket and the
-		// instances, and the stop goes on to it. Not the end of ctx that
-		// follows Run's return (its caller's cleanup): retired is closed
-		// before that.
-		retired := make(chan struct{})
-		go func() {
-			<-ctx.Done()
-			select {
-			case <-retired:
-				return
-			default:
-			}
-			s.log.Info("stopped after the upgrade: the stop goes on to the new handoff", "new_pid", s.successor.Load())
+		if ctx.Err() != nil {
+			// Stopped while handing over: the stop is the service's, and
+			// the successor serves now, with the socket and the instances.
+			// (A stop that comes later, while this process retires, is
+			// only for it: under systemd the successor is MAINPID by then.)
+			s.log.Info("stopped during the upgrade: the stop goes on to the new handoff", "new_pid", s.successor.Load())
 			syscall.Kill(int(s.successor.Load()), syscall.SIGTERM)
-		}()
+		}
 		s.retire()
-		close(retired)
 		return nil
 	}
 	s.shutdown()
