@@ -96,7 +96,7 @@ func listen(cfg *config.Config) (*listeners, error) {
 
 // listenSocket opens the control socket with mode 0600 from its first
 // moment. A socket file left by a server that died is replaced; one that a
-// live server answers on is an error.
+// live server answers on is an error, and so is any other file there.
 func listenSocket(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
@@ -104,6 +104,11 @@ func listenSocket(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s: another handoff server is running there", path)
+	}
+	// Only a socket is replaced: a typo that points socket: at the config,
+	// the state store or a token must not delete it.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
+		return nil, fmt.Errorf("control socket %s (socket:): a file that is not a socket is there; not removing it", path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control socket %s: remove stale socket: %w", path, err)
