@@ -112,3 +112,20 @@ func TestDatabaseBackfill(t *testing.T) {
 		}
 	}
 }
+
+// A database.url of a scheme handoff's migrations do not run on is an
+// error naming the key and line, and not its password (it was taken for a
+// SQLite path, and the whole URL echoed in every error after).
+func TestDatabaseURLSchemeRefusedWithoutItsPassword(t *testing.T) {
+	for _, u := range []string{"mysql://app:hunter2@db.internal:3306/app", "pgsql://app:hunter2@db/app", "app:hunter2@db://x"} {
+		_, err := Parse("h.yaml", []byte("listen: [127.0.0.1:8080]\ndatabase:\n  url: \""+u+"\"\napps:\n  web: { targets: [127.0.0.1:9000] }\n"))
+		if err == nil || !strings.Contains(err.Error(), "h.yaml:3") || !strings.Contains(err.Error(), "database.url") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: want an error at database.url, line 3, without the password: %v", u, err)
+		}
+	}
+	for _, u := range []string{"postgres://app:pw@db/app", "postgresql://db/app", "sqlite:///var/lib/app.db", "file:app.db", "app.db"} {
+		if _, err := Parse("h.yaml", []byte("listen: [127.0.0.1:8080]\ndatabase:\n  url: \""+u+"\"\napps:\n  web: { targets: [127.0.0.1:9000] }\n")); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}

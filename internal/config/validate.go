@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+
+	"github.com/handoff-dev/handoff/internal/dialect"
 )
 
 var appName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -44,6 +46,9 @@ func (c *Config) validate(d *decoder) {
 	}
 	if c.Hold.MaxRequests < 1 {
 		bad("hold.max_requests", "must be at least 1")
+	}
+	if err := dialect.CheckURL(c.Database.URL); err != nil {
+		bad("database.url", "%v", err)
 	}
 	c.Database.Backfill.validate(bad)
 	c.validateDatabases(bad)

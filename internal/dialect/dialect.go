@@ -123,10 +123,31 @@ var ErrUnsupportedKey = errors.New("key column must be an integer, text or uuid"
 // Postgres; sqlite://path, file:path or a plain path for SQLite.
 // lockTimeout becomes SQLite's busy timeout.
 func Open(ctx context.Context, url string, lockTimeout time.Duration) (Dialect, error) {
+	if err := CheckURL(url); err != nil {
+		return nil, err
+	}
 	if IsPostgres(url) {
 		return openPostgres(ctx, url)
 	}
 	return openSQLite(ctx, SQLitePath(url), lockTimeout)
+}
+
+var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]{0,15}$`)
+
+// CheckURL refuses a URL of a database handoff's migrations do not run on
+// (mysql://, a mistyped pgsql://), naming only its scheme: a URL's
+// password must not reach an error, a log or an API answer, as it did
+// when such a URL was taken for a SQLite file's path.
+func CheckURL(url string) error {
+	scheme, _, ok := strings.Cut(url, "://")
+	if !ok || IsPostgres(url) || scheme == "sqlite" {
+		return nil
+	}
+	what := "a database URL that is neither postgres:// nor SQLite"
+	if urlScheme.MatchString(scheme) {
+		what = fmt.Sprintf("a database URL of scheme %q", scheme)
+	}
+	return fmt.Errorf("%s: handoff's migrations run on postgres:// (or postgresql://) and SQLite (sqlite://PATH, file:PATH or a path)", what)
 }
 
 // IsPostgres reports whether url names a Postgres database.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -234,5 +235,15 @@ func TestKeysInCollationOrder(t *testing.T) {
 	}
 	if n, err := NullKeys(ctx, d, "items", "u"); n != 1 || err != nil {
 		t.Errorf("NULL uuids: %d %v", n, err)
+	}
+}
+
+// A URL of another database (or a mistyped scheme) is refused before it
+// is opened, its password in no error: it was opened as a SQLite path,
+// and the whole URL echoed in the error.
+func TestOpenRefusesOtherSchemesWithoutTheirPassword(t *testing.T) {
+	_, err := Open(context.Background(), "mysql://app:hunter2@db.internal:3306/app", time.Second)
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), `"mysql"`) {
+		t.Fatalf("want a refusal naming the scheme alone: %v", err)
 	}
 }
