@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +128,36 @@ func TestDatabaseURLSchemeRefusedWithoutItsPassword(t *testing.T) {
 		if _, err := Parse("h.yaml", []byte("listen: [127.0.0.1:8080]\ndatabase:\n  url: \""+u+"\"\napps:\n  web: { targets: [127.0.0.1:9000] }\n")); err != nil {
 			t.Errorf("%s: %v", u, err)
 		}
+	}
+}
+
+// A config is one YAML document: a second one (two files joined, a
+// template's "---") is an error at its line, not dropped with its keys
+// and their errors. An empty document after a trailing "---" is nothing.
+func TestSecondYAMLDocumentRefused(t *testing.T) {
+	base := "listen: [127.0.0.1:8080]\napps:\n  web: { targets: [127.0.0.1:9000] }\n"
+	_, err := Parse("h.yaml", []byte(base+"---\nadmin: { listen: 127.0.0.1:9900 }\nhold: { max_requests: 0 }\n"))
+	if err == nil || !strings.Contains(err.Error(), "h.yaml:5") || !strings.Contains(err.Error(), "second YAML document") {
+		t.Fatalf("want the second document refused at line 5: %v", err)
+	}
+	for _, text := range []string{base + "---\n", "---\n" + base, base + "---\n...\n"} {
+		if _, err := Parse("h.yaml", []byte(text)); err != nil {
+			t.Errorf("%q: %v", text, err)
+		}
+	}
+}
+
+// A duration given as a number of seconds to the API is checked as one
+// given as a string: not negative, not so large it wraps round.
+func TestDurationSecondsBounded(t *testing.T) {
+	for _, in := range []string{"-5", "1e300", "9.3e9"} {
+		var d Duration
+		if err := json.Unmarshal([]byte(in), &d); err == nil {
+			t.Errorf("%s seconds taken as %s", in, d)
+		}
+	}
+	var d Duration
+	if err := json.Unmarshal([]byte("90"), &d); err != nil || d.D() != 90*time.Second {
+		t.Errorf("90 seconds: %s %v", d, err)
 	}
 }

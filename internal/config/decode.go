@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"io"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -64,8 +65,24 @@ func Parse(file string, data []byte) (*Config, error) {
 	cfg.Path = file
 	d := &decoder{file: file, lines: map[string]int{}}
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		return nil, syntaxError(file, data, err)
+	}
+	// A second document ("---", two files joined) would be dropped whole,
+	// its keys and errors with it.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, syntaxError(file, data, err)
+		}
+		if len(next.Content) > 0 && next.Content[0].Kind != yaml.ScalarNode || len(next.Content) > 0 && next.Content[0].Value != "" {
+			return nil, &Error{File: file, Line: max(next.Content[0].Line, 1), Msg: "a second YAML document (after '---'): a config is one document"}
+		}
 	}
 	if len(root.Content) > 0 {
 		d.value(root.Content[0], reflect.ValueOf(cfg).Elem(), "")

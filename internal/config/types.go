@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,11 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err == nil {
+		// As a string's: not negative, and not so large it wraps round to
+		// a negative (read-only "for" 1e300 seconds was read-only for ever).
+		if secs < 0 || secs*float64(time.Second) >= math.MaxInt64 {
+			return fmt.Errorf("want a duration from 0 to %s, got %s seconds", time.Duration(math.MaxInt64).Round(time.Hour), b)
+		}
 		*d = Duration(secs * float64(time.Second))
 		return nil
 	}
