@@ -71,6 +71,14 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"negative restart_after", "apps:\n  a:\n    health: {restart_after: -1s}\n", `h.yaml:3: apps.a.health.restart_after: must not be negative`},
 		{"zero start_timeout", "apps:\n  a:\n    start_timeout: 0s\n", `h.yaml:3: apps.a.start_timeout: must be more than 0`},
 		{"zero release_timeout", "apps:\n  a:\n    release_timeout: 0s\n", `h.yaml:3: apps.a.release_timeout: must be more than 0`},
+		{"zero stop timeout", "apps:\n  a:\n    stop: { timeout: 0s }\n", `h.yaml:3: apps.a.stop.timeout: must be more than 0`},
+		{"zero drain timeout", "apps:\n  a:\n    drain:\n      timeout: 0s\n", `h.yaml:4: apps.a.drain.timeout: must be more than 0`},
+		{"zero header timeout", "gateway:\n  header_timeout: 0s\n", `h.yaml:2: gateway.header_timeout: must be more than 0`},
+		{"zero body timeout", "gateway:\n  body_timeout: 0s\n", `h.yaml:2: gateway.body_timeout: must be more than 0`},
+		{"zero idle timeout", "gateway:\n  idle_timeout: 0s\n", `h.yaml:2: gateway.idle_timeout: must be more than 0`},
+		{"zero response timeout", "gateway:\n  response_timeout: 0s\n", `h.yaml:2: gateway.response_timeout: must be more than 0`},
+		{"zero max header bytes", "gateway:\n  max_header_bytes: 0\n", `h.yaml:2: gateway.max_header_bytes: must be more than 0`},
+		{"zero hold bytes", "hold:\n  max_bytes: 0\n", `h.yaml:2: hold.max_bytes: must be more than 0`},
 		{"negative retries", "database:\n  backfill:\n    retries: -5\n", `h.yaml:3: database.backfill.retries: must not be negative`},
 	}
 	for _, c := range cases {

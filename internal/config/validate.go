@@ -35,6 +35,20 @@ func (c *Config) validate(d *decoder) {
 	if c.Gateway.MaxConnections < 0 {
 		bad("gateway.max_connections", "must not be negative (0 derives it from the descriptor limit)")
 	}
+	// 0 would mean no bound at all (a slowloris client held for ever) or a
+	// default the key does not say: every bound has one that is safe.
+	for _, b := range []struct {
+		key string
+		v   int64
+	}{
+		{"gateway.idle_timeout", int64(c.Gateway.IdleTimeout)}, {"gateway.header_timeout", int64(c.Gateway.HeaderTimeout)},
+		{"gateway.body_timeout", int64(c.Gateway.BodyTimeout)}, {"gateway.response_timeout", int64(c.Gateway.ResponseTimeout)},
+		{"gateway.max_header_bytes", int64(c.Gateway.MaxHeaderBytes)}, {"hold.max_bytes", int64(c.Hold.MaxBytes)},
+	} {
+		if b.v <= 0 {
+			bad(b.key, "must be more than 0")
+		}
+	}
 	if c.Admin.Listen != "" {
 		checkAddr(bad, "admin.listen", c.Admin.Listen)
 		if c.Admin.TokenFile == "" {
@@ -143,10 +157,13 @@ func (a *App) validate(key string, bad func(key, format string, args ...any), gi
 	}
 	for _, s := range []struct {
 		key string
-		sig string
-	}{{key + ".stop.signal", a.Stop.Signal}, {key + ".drain.signal", a.Drain.Signal}} {
-		if _, ok := Signals[s.sig]; !ok {
-			bad(s.key, "unknown signal %q (want SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 or SIGKILL)", s.sig)
+		sig Signal
+	}{{key + ".stop", a.Stop}, {key + ".drain", a.Drain}} {
+		if _, ok := Signals[s.sig.Signal]; !ok {
+			bad(s.key+".signal", "unknown signal %q (want SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 or SIGKILL)", s.sig.Signal)
+		}
+		if given(s.key+".timeout") && s.sig.Timeout <= 0 {
+			bad(s.key+".timeout", "must be more than 0 (0 would be read as the default)")
 		}
 	}
 }
