@@ -80,6 +80,18 @@ func (s *Server) openFleet(ctx context.Context) error {
 		return err
 	}
 	fn.f = f
+	// A mode change another node made between this process's restore and
+	// its join is in the store, and its command behind this node's mark
+	// (fleet: a node applies only the commands after it joined): read the
+	// modes again now that nothing more can be missed.
+	if err := s.restoreModes(ctx); err != nil {
+		f.Close()
+		if fn.agent != nil {
+			fn.agent.Close()
+		}
+		s.fleet = nil
+		return err
+	}
 	s.deployer.SetFleetBlockers(s.fleetContractBlockers)
 	if d := f.Restored(); d != fleet.Ready && d != "" {
 		fn.setDrain(d)

@@ -38,6 +38,12 @@ func (s *Server) restoreModes(ctx context.Context) error {
 
 // SetMode switches a mode on or off: stored first, then applied, then logged.
 func (s *Server) SetMode(ctx context.Context, mode string, req control.ModeRequest) error {
+	return s.setMode(ctx, mode, req, nil)
+}
+
+// setMode is SetMode that changes nothing unless still, the lock held,
+// returns true of the app's modes (nil: always).
+func (s *Server) setMode(ctx context.Context, mode string, req control.ModeRequest, still func(gateway.Modes) bool) error {
 	var app *config.App
 	if req.App != "" {
 		if app = s.cfg.Apps.Get(req.App); app == nil {
@@ -55,6 +61,9 @@ func (s *Server) SetMode(ctx context.Context, mode string, req control.ModeReque
 	m, err := s.gw.Modes(req.App)
 	if err != nil {
 		return err
+	}
+	if still != nil && !still(m) {
+		return nil
 	}
 	now := time.Now().UTC()
 	var what string
@@ -135,12 +144,17 @@ func (s *Server) monitorModes(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		expired := func(m gateway.Modes) bool {
+			return m.ReadOnly != nil && !m.ReadOnly.Until.IsZero() && !time.Now().Before(m.ReadOnly.Until)
+		}
 		for _, app := range append([]string{""}, s.cfg.Apps.Names()...) {
-			m, err := s.gw.Modes(app)
-			if err != nil || m.ReadOnly == nil || m.ReadOnly.Until.IsZero() || time.Now().Before(m.ReadOnly.Until) {
+			if m, err := s.gw.Modes(app); err != nil || !expired(m) {
 				continue
 			}
-			if err := s.SetMode(ctx, "readonly", control.ModeRequest{App: app, Actor: "handoff (--for ran out)"}); err != nil {
+			// Asked again with the lock held: a read-only switched on
+			// meanwhile (without --for, or a later one) is not the one
+			// that ran out.
+			if err := s.setMode(ctx, "readonly", control.ModeRequest{App: app, Actor: "handoff (--for ran out)"}, expired); err != nil {
 				s.log.Warn("switch read-only off", "app", app, "error", err)
 			}
 		}

@@ -152,6 +152,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Server, error)
 	reg.MustRegister(&instanceCollector{sup: s.supervisor})
 	err = s.restore(ctx)
 	if err == nil {
+		if afterRestore != nil {
+			afterRestore(s)
+		}
 		err = s.openFleet(ctx) // once the routes are known: the first heartbeat reports them
 	}
 	if err != nil {
@@ -187,6 +190,10 @@ func openSupervisor(ctx context.Context, cfg *config.Config, st store.Store, log
 	}
 	return sup, nil
 }
+
+// afterRestore, set by tests, runs between the restore and the fleet's
+// join: what another node changes in that moment.
+var afterRestore func(*Server)
 
 // supervisorLockWait bounds the wait for another server to let go of the
 // instances (during an upgrade the old one hands them over in moments).

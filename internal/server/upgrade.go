@@ -168,6 +168,9 @@ func (s *Server) upgradeFailed(err error) error {
 
 // resumeAfterFailedUpgrade takes back what Upgrade let go of.
 func (s *Server) resumeAfterFailedUpgrade() error {
+	// The --for timer runs again whatever becomes of the instances: a
+	// read-only with an end must end.
+	defer s.startModes()
 	ctx, cancel := context.WithTimeout(context.Background(), supervisorLockWait)
 	defer cancel()
 	sup, err := openSupervisor(ctx, s.cfg, s.store, s.log)
@@ -176,7 +179,6 @@ func (s *Server) resumeAfterFailedUpgrade() error {
 	}
 	s.sup.Store(sup)
 	s.deployer.Restart(s.ctx, sup)
-	s.startModes()
 	return nil
 }
 
