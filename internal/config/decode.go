@@ -140,6 +140,12 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			d.fail(n, path, "want a string")
 			return
 		}
+		if n.Tag == "!!null" {
+			// Not the text "~" or "null" (a banner showing "~", a state
+			// file named null): leave the key out for its default.
+			d.fail(n, path, "has no value (YAML's null%s): give a string, or leave the key out for its default", map[bool]string{true: ", " + n.Value}[n.Value != ""])
+			return
+		}
 		v.SetString(n.Value)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(n.Value)

@@ -152,6 +152,14 @@ func (a *App) validate(key string, bad func(key, format string, args ...any), gi
 	if a.ReleaseTimeout <= 0 {
 		bad(key+".release_timeout", "must be more than 0 (every release command would be killed at once)")
 	}
+	for k := range a.Env {
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			bad(key+".env", "%q is not an environment variable's name", k)
+		case k == "HANDOFF_NODE" || k == "HANDOFF_INSTANCE" || k == "HANDOFF_APP" || k == "HANDOFF_RELEASE" || k == "PORT" && a.Kind != KindWorker:
+			bad(key+".env."+k, "is set by handoff for each instance (its own port, its app, release and instance): it cannot be given here")
+		}
+	}
 	if a.Health.RestartAfter < 0 {
 		bad(key+".health.restart_after", "must not be negative (0 never restarts)")
 	}
