@@ -80,8 +80,11 @@ func Parse(file string, data []byte) (*Config, error) {
 		if err != nil {
 			return nil, syntaxError(file, data, err)
 		}
-		if len(next.Content) > 0 && next.Content[0].Kind != yaml.ScalarNode || len(next.Content) > 0 && next.Content[0].Value != "" {
-			return nil, &Error{File: file, Line: max(next.Content[0].Line, 1), Msg: "a second YAML document (after '---'): a config is one document"}
+		if len(next.Content) == 0 {
+			continue
+		}
+		if c := next.Content[0]; c.Kind != yaml.ScalarNode || c.Value != "" {
+			return nil, &Error{File: file, Line: max(c.Line, 1), Msg: "a second YAML document (after '---'): a config is one document"}
 		}
 	}
 	if len(root.Content) > 0 {
@@ -143,7 +146,11 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		if n.Tag == "!!null" {
 			// Not the text "~" or "null" (a banner showing "~", a state
 			// file named null): leave the key out for its default.
-			d.fail(n, path, "has no value (YAML's null%s): give a string, or leave the key out for its default", map[bool]string{true: ", " + n.Value}[n.Value != ""])
+			null := "YAML's null"
+			if n.Value != "" {
+				null += ", " + n.Value
+			}
+			d.fail(n, path, "has no value (%s): give a string, or leave the key out for its default", null)
 			return
 		}
 		v.SetString(n.Value)

@@ -60,10 +60,20 @@ func (s *Server) openFleet(ctx context.Context) error {
 	fc := s.cfg.Fleet
 	fn := &fleetNode{cfg: fc, drain: fleet.Ready}
 	s.fleet = fn
+	fail := func(err error) error {
+		if fn.f != nil {
+			fn.f.Close()
+		}
+		if fn.agent != nil {
+			fn.agent.Close()
+		}
+		s.fleet = nil
+		return err
+	}
 	if fc.AgentCheck != "" {
 		l, err := listenReusePort(ctx, fc.AgentCheck)
 		if err != nil {
-			return fmt.Errorf("listen on %s (fleet.agent_check): %w", fc.AgentCheck, err)
+			return fail(fmt.Errorf("listen on %s (fleet.agent_check): %w", fc.AgentCheck, err))
 		}
 		fn.agent = l
 	}
@@ -73,11 +83,7 @@ func (s *Server) openFleet(ctx context.Context) error {
 		Logger: s.log, Apply: s.applyFleet, Report: s.fleetReport,
 	})
 	if err != nil {
-		if fn.agent != nil {
-			fn.agent.Close()
-		}
-		s.fleet = nil
-		return err
+		return fail(err)
 	}
 	fn.f = f
 	// A mode change another node made between this process's restore and
@@ -85,12 +91,7 @@ func (s *Server) openFleet(ctx context.Context) error {
 	// (fleet: a node applies only the commands after it joined): read the
 	// modes again now that nothing more can be missed.
 	if err := s.restoreModes(ctx); err != nil {
-		f.Close()
-		if fn.agent != nil {
-			fn.agent.Close()
-		}
-		s.fleet = nil
-		return err
+		return fail(err)
 	}
 	s.deployer.SetFleetBlockers(s.fleetContractBlockers)
 	if d := f.Restored(); d != fleet.Ready && d != "" {

@@ -144,21 +144,23 @@ func (s *Server) monitorModes(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		expired := func(m gateway.Modes) bool {
-			return m.ReadOnly != nil && !m.ReadOnly.Until.IsZero() && !time.Now().Before(m.ReadOnly.Until)
-		}
 		for _, app := range append([]string{""}, s.cfg.Apps.Names()...) {
-			if m, err := s.gw.Modes(app); err != nil || !expired(m) {
+			if m, err := s.gw.Modes(app); err != nil || !readOnlyRanOut(m) {
 				continue
 			}
 			// Asked again with the lock held: a read-only switched on
 			// meanwhile (without --for, or a later one) is not the one
 			// that ran out.
-			if err := s.setMode(ctx, "readonly", control.ModeRequest{App: app, Actor: "handoff (--for ran out)"}, expired); err != nil {
+			if err := s.setMode(ctx, "readonly", control.ModeRequest{App: app, Actor: "handoff (--for ran out)"}, readOnlyRanOut); err != nil {
 				s.log.Warn("switch read-only off", "app", app, "error", err)
 			}
 		}
 	}
+}
+
+// readOnlyRanOut reports whether m's read-only has an end, and it has come.
+func readOnlyRanOut(m gateway.Modes) bool {
+	return m.ReadOnly != nil && !m.ReadOnly.Until.IsZero() && !time.Now().Before(m.ReadOnly.Until)
 }
 
 // warnings lists what an operator should know about an app.

@@ -35,17 +35,14 @@ func TestForTimerLeavesANewerReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
-	expired := func(m gateway.Modes) bool {
-		return m.ReadOnly != nil && !m.ReadOnly.Until.IsZero() && !time.Now().Before(m.ReadOnly.Until)
-	}
-	if m, _ := s.gw.Modes(""); !expired(m) {
+	if m, _ := s.gw.Modes(""); !readOnlyRanOut(m) {
 		t.Fatalf("the first read-only has run out: %+v", m.ReadOnly)
 	}
 	// Here the timer has seen it run out; the operator comes first.
 	if err := s.SetMode(ctx, "readonly", control.ModeRequest{On: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.setMode(ctx, "readonly", control.ModeRequest{Actor: "handoff (--for ran out)"}, expired); err != nil {
+	if err := s.setMode(ctx, "readonly", control.ModeRequest{Actor: "handoff (--for ran out)"}, readOnlyRanOut); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := s.gw.Modes(""); m.ReadOnly == nil {

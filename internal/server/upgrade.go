@@ -299,9 +299,15 @@ func alive(pid int) bool {
 // that started it (an upgrade), so that the operator's `handoff upgrade`
 // prints the reason; it does nothing for a serve not started that way.
 func TellFailed(err error) {
+	tellPredecessor("failed: " + strings.ReplaceAll(err.Error(), "\n", "; "))
+}
+
+// tellPredecessor writes line to the readiness pipe of the handoff process
+// that started this one, once; nothing without one.
+func tellPredecessor(line string) {
 	if fd := takeReadyFD(); fd > 0 {
 		f := os.NewFile(uintptr(fd), "ready")
-		io.WriteString(f, "failed: "+strings.ReplaceAll(err.Error(), "\n", "; ")+"\n")
+		io.WriteString(f, line+"\n")
 		f.Close()
 	}
 }
@@ -309,11 +315,7 @@ func TellFailed(err error) {
 // tellReady says this process serves: to the handoff process that started
 // it (its readiness pipe) and to systemd (sd_notify, with its new MAINPID).
 func tellReady() {
-	if fd := takeReadyFD(); fd > 0 {
-		f := os.NewFile(uintptr(fd), "ready")
-		io.WriteString(f, "ready\n")
-		f.Close()
-	}
+	tellPredecessor("ready")
 	sdNotify(fmt.Sprintf("MAINPID=%d\nREADY=1", os.Getpid()))
 }
 

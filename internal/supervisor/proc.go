@@ -24,6 +24,12 @@ type procStat struct {
 	Start uint64
 }
 
+// runs reports whether the process st describes is the one that started at
+// start and has not exited (a zombie has).
+func (st procStat) runs(start uint64) bool {
+	return st.Start == start && st.State != 'Z' && st.State != 'X'
+}
+
 func procPath(pid int, file string) string {
 	return "/proc/" + strconv.Itoa(pid) + "/" + file
 }
@@ -89,7 +95,7 @@ func (e *osEnv) alive(pid int, start uint64) bool {
 		return false
 	}
 	st, err := e.stat(pid)
-	return err == nil && st.Start == start && st.State != 'Z' && st.State != 'X'
+	return err == nil && st.runs(start)
 }
 
 // nodeProc is a process that carries HANDOFF_NODE=<our node>: an instance's
@@ -179,7 +185,7 @@ func ProcessRuns(pid int, start uint64) bool {
 		return false
 	}
 	st, err := readStat(pid)
-	return err == nil && st.Start == start && st.State != 'Z' && st.State != 'X'
+	return err == nil && st.runs(start)
 }
 
 // bootID is the machine's boot ID (random, new at every boot).

@@ -116,7 +116,7 @@ func (s *Supervisor) find(inst Instance, cands []nodeProc) (live *nodeProc, stra
 		// its process title (Puma, gunicorn with setproctitle, Perl's $0)
 		// writes over the memory /proc/PID/environ reads. (Since the same
 		// boot: after a reboot they may name somebody else's process.)
-		if st, err := s.env.stat(inst.PID); err == nil && st.Start == inst.StartTime && st.PGID == inst.PID && st.State != 'Z' && st.State != 'X' {
+		if st, err := s.env.stat(inst.PID); err == nil && st.runs(inst.StartTime) && st.PGID == inst.PID {
 			live = &nodeProc{PID: inst.PID, PGID: inst.PID, Start: st.Start, Instance: inst.ID, App: inst.App}
 		}
 	}
